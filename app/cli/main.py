@@ -1,0 +1,68 @@
+"""The `riskray` command line: a thin face over the packages. Heavy imports happen inside each command, so
+`riskray --help` stays instant and importing `app` never loads Ray or Spark."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from app.cli import stack_commands
+from app.config import Settings, SettingsError, get_settings
+
+cli = typer.Typer(
+    name="riskray",
+    help="Real-time card-fraud detection on Ray. Settings come from RISKRAY_* environment variables.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+cli.add_typer(stack_commands.stack, name="stack")
+db = typer.Typer(help="The feature-store database.", no_args_is_help=True)
+cli.add_typer(db, name="db")
+
+
+@db.command("migrate")
+def db_migrate() -> None:
+    """Apply the feature-store migrations (a no-op when already at the latest revision)."""
+    from app import migrate
+
+    settings = get_settings()
+    migrate.upgrade(settings)
+    typer.echo(f"schema at revision {migrate.current_revision(settings)}")
+
+
+@cli.command("config")
+def show_config() -> None:
+    """Print the effective settings and the environment variable that sets each (secrets masked)."""
+    settings = get_settings()
+    for name in Settings.model_fields:
+        typer.echo(f"RISKRAY_{name.upper():<28} {getattr(settings, name)}")
+
+
+def main() -> None:
+    """Entry point: user-fixable problems end as one line on stderr, never a traceback."""
+    from app.stack.errors import StackError
+
+    try:
+        cli()
+    except SettingsError as error:
+        typer.echo(f"riskray: {error}", err=True)
+        sys.exit(2)
+    except StackError as error:
+        typer.echo(f"riskray: {error}", err=True)
+        sys.exit(1)
+    except _connection_errors() as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        typer.echo(f"riskray: cannot reach a service: {first} (is the stack up? `riskray stack status`)", err=True)
+        sys.exit(1)
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    import psycopg2
+
+    return (psycopg2.OperationalError, ConnectionError)
+
+
+if __name__ == "__main__":
+    main()

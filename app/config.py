@@ -1,0 +1,148 @@
+"""The one settings object of riskray.
+
+Every host, port, path, topic and secret is a field here, read from environment variables prefixed
+``RISKRAY_`` (for example ``RISKRAY_POSTGRES_PORT=25432``) or from a ``.env`` file in the working directory.
+Defaults are loopback addresses on ports chosen not to clash with system services (PostgreSQL 5432,
+Kafka 9092, MLflow 5000) nor with Ray's default worker-port range (10002-19999).
+
+Read settings through :func:`get_settings` when a function runs, never at import time.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from urllib.parse import quote
+
+from pydantic import Field, SecretStr, ValidationError, computed_field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "RISKRAY_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", validate_default=True
+    )
+
+    # --- paths -------------------------------------------------------------------------------------------
+    state_dir: Path = Field(
+        default=PROJECT_ROOT / ".riskray",
+        description="Data directories, logs, jars, checkpoints; ignored by git.",
+    )
+    java_bin: str = Field(default="java", description="Java 17+ for Kafka and Spark.")
+    postgres_bin_dir: Path | None = Field(
+        default=None, description="PostgreSQL server binaries; found under /usr/lib/postgresql when unset."
+    )
+    postgres_os_user: str = Field(
+        default="postgres", description="OS user that runs the PostgreSQL server when riskray runs as root."
+    )
+
+    # --- PostgreSQL ----------------------------------------------------------------------------------------
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = Field(default=25432, ge=1, le=65535)
+    postgres_user: str = "riskray"
+    postgres_password: SecretStr = SecretStr("riskray")
+    postgres_db: str = "riskray"
+    postgres_pool_min: int = Field(default=1, ge=0)
+    postgres_pool_max: int = Field(default=20, ge=1)
+    postgres_connect_timeout_s: int = Field(default=5, ge=1)
+
+    # --- Kafka ---------------------------------------------------------------------------------------------
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = Field(default=29092, ge=1, le=65535)
+    kafka_controller_port: int = Field(default=29093, ge=1, le=65535)
+    kafka_topic: str = "transactions"
+    kafka_dlq_topic: str = "transactions.dlq"
+    kafka_partitions: int = Field(default=12, ge=1)
+    kafka_retention_days: int = Field(default=7, ge=1)
+    kafka_heap_mb: int = Field(default=512, ge=128)
+
+    # --- Ray -----------------------------------------------------------------------------------------------
+    ray_host: str = "127.0.0.1"
+    ray_gcs_port: int = Field(default=26379, ge=1, le=65535)
+    ray_dashboard_port: int = Field(default=8265, ge=1, le=65535)
+    ray_client_port: int = Field(default=26001, ge=1, le=65535)
+    ray_dashboard_agent_port: int = Field(default=26365, ge=1, le=65535)
+    ray_metrics_export_port: int = Field(default=26080, ge=1, le=65535)
+    ray_num_cpus: int | None = Field(default=None, ge=1, description="CPUs the head offers; all when unset.")
+    ray_object_store_mb: int = Field(default=2048, ge=128)
+    serve_port: int = Field(default=8000, ge=1, le=65535)
+
+    # --- MLflow --------------------------------------------------------------------------------------------
+    mlflow_host: str = "127.0.0.1"
+    mlflow_port: int = Field(default=25000, ge=1, le=65535)
+    mlflow_db: str = "mlflow"
+    registered_model_name: str = "riskray-fraud"
+
+    # --- Spark ---------------------------------------------------------------------------------------------
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "1g"
+
+    # --- derived -------------------------------------------------------------------------------------------
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.kafka_host}:{self.kafka_port}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ray_dashboard_url(self) -> str:
+        return f"http://{self.ray_host}:{self.ray_dashboard_port}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return f"http://{self.mlflow_host}:{self.mlflow_port}"
+
+    def postgres_dsn(self, database: str | None = None) -> str:
+        """libpq keyword DSN (psycopg2); the password never appears in logs because callers don't log it."""
+        return (
+            f"host={self.postgres_host} port={self.postgres_port} dbname={database or self.postgres_db} "
+            f"user={self.postgres_user} password={self.postgres_password.get_secret_value()} "
+            f"connect_timeout={self.postgres_connect_timeout_s}"
+        )
+
+    def postgres_url(self, database: str | None = None, driver: str = "postgresql+psycopg2") -> str:
+        """SQLAlchemy URL (Alembic, MLflow backend store)."""
+        password = quote(self.postgres_password.get_secret_value(), safe="")
+        return (
+            f"{driver}://{quote(self.postgres_user, safe='')}:{password}@{self.postgres_host}:"
+            f"{self.postgres_port}/{database or self.postgres_db}"
+        )
+
+    # --- state-folder layout -------------------------------------------------------------------------------
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def jars_dir(self) -> Path:
+        return self.state_dir / "jars"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.state_dir / "checkpoints"
+
+
+class SettingsError(ValueError):
+    """A setting from the environment is invalid; the message names the variable."""
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else "?"
+        value = item.get("input")
+        problems.append(f"{ENV_PREFIX}{field.upper()}={value!r}: {item['msg']}")
+    return "invalid setting " + "; ".join(problems)
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment. Raises SettingsError naming the bad variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SettingsError(describe_validation_error(error)) from None

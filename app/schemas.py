@@ -1,0 +1,90 @@
+"""Data contracts at riskray's boundaries.
+
+``Transaction`` is the Kafka message on the ``transactions`` topic (JSON, key = customer_id). It is defined
+here once; the Spark schema is derived from it (``streaming.spark_schema``), never written a second time.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
+
+
+class DeviceType(StrEnum):
+    POS = "pos"
+    WEB = "web"
+    MOBILE = "mobile"
+    ATM = "atm"
+
+
+PositiveId = Annotated[int, Field(gt=0, le=2**63 - 1)]
+
+
+class Transaction(BaseModel):
+    """One card transaction as it travels through Kafka."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    transaction_id: UUID
+    customer_id: PositiveId
+    merchant_id: PositiveId
+    amount: Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False)]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+    timestamp: Annotated[AwareDatetime, Field(description="Event time, ISO 8601 with an offset; stored as UTC")]
+    card_last_4: Annotated[str, Field(pattern=r"^[0-9]{4}$")]
+    is_fraud: Literal[0, 1] = Field(description="The label; never a serving input")
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 code")]
+    device_type: DeviceType
+
+    @field_validator("timestamp")
+    @classmethod
+    def _to_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+    @field_serializer("timestamp")
+    def _iso_utc(self, value: datetime) -> str:
+        return value.isoformat().replace("+00:00", "Z")
+
+    def kafka_key(self) -> bytes:
+        return str(self.customer_id).encode()
+
+    def kafka_value(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_kafka_value(cls, raw: bytes | str) -> Transaction:
+        """Parse one message; raises MessageError naming every field at fault."""
+        try:
+            return cls.model_validate_json(raw)
+        except ValidationError as error:
+            raise MessageError(describe_errors(error)) from None
+
+
+class MessageError(ValueError):
+    """A message that does not satisfy its contract. ``str()`` names each field at fault."""
+
+
+def describe_errors(error: ValidationError) -> str:
+    """One line: ``field: reason; field: reason``, the form that goes to the DLQ and to users."""
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "message"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def transaction_json_schema() -> str:
+    return json.dumps(Transaction.model_json_schema(), indent=2)

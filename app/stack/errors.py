@@ -1,0 +1,5 @@
+class StackError(RuntimeError):
+    """Something the operator can fix (missing Java, a port in use, a service that never became healthy).
+
+    The message is one sentence meant for a terminal, not a traceback.
+    """

@@ -1,0 +1,190 @@
+"""`riskray stack up|status|down`: start the local services in order with health waits, report, stop."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import psutil
+
+from app.config import Settings
+from app.stack import kafka, mlflow_server, postgres, ray_head, supervisor
+from app.stack.errors import StackError
+from app.stack.java import java_major_version
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    module: ModuleType  # prepare(settings), program(settings), check(settings), provision(settings)
+    ports: Callable[[Settings], list[int]]
+    start_timeout_s: float
+
+    def address(self, settings: Settings) -> str:
+        host = {
+            "postgres": settings.postgres_host, "kafka": settings.kafka_host,
+            "ray": settings.ray_host, "mlflow": settings.mlflow_host,
+        }[self.name]
+        return f"{host}:{self.ports(settings)[0]}"
+
+
+SERVICES: list[Service] = [
+    Service("postgres", postgres, lambda s: [s.postgres_port], 60),
+    Service("kafka", kafka, lambda s: [s.kafka_port, s.kafka_controller_port], 90),
+    Service("ray", ray_head, lambda s: [s.ray_dashboard_port, s.ray_gcs_port, s.ray_client_port], 120),
+    Service("mlflow", mlflow_server, lambda s: [s.mlflow_port], 120),
+]
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    address: str
+    state: str
+    healthy: bool
+    detail: str
+    log: Path
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _failure(service: Service, settings: Settings) -> str | None:
+    """None when healthy, else a short reason."""
+    try:
+        service.module.check(settings)
+    except Exception as error:  # noqa: BLE001 - any failure of a probe means unhealthy; the reason is reported
+        return f"{type(error).__name__}: {error}".splitlines()[0][:200]
+    return None
+
+
+def _wait_healthy(service: Service, settings: Settings) -> float:
+    started = time.monotonic()
+    deadline = started + service.start_timeout_s
+    log = supervisor.log_path(settings, service.name)
+    while True:
+        reason = _failure(service, settings)
+        if reason is None:
+            return time.monotonic() - started
+        state = supervisor.process_state(settings, service.name)
+        if state in {"FATAL", "EXITED", "BACKOFF", "STOPPED"}:
+            raise StackError(f"{service.name} exited while starting ({state}); see {log}")
+        if time.monotonic() > deadline:
+            raise StackError(f"{service.name} not healthy after {service.start_timeout_s:.0f} s ({reason}); see {log}")
+        time.sleep(0.5)
+
+
+def programs(settings: Settings) -> list[supervisor.Program]:
+    return [service.module.program(settings) for service in SERVICES]
+
+
+def up(settings: Settings, echo: Echo = print) -> None:
+    """Start every service in order, each after the previous one is healthy. Running it again is harmless."""
+    java_major_version(settings.java_bin)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    supervisor.ensure_running(settings, programs(settings))
+    for service in SERVICES:
+        state = supervisor.process_state(settings, service.name)
+        if state == "RUNNING" and _failure(service, settings) is None:
+            echo(f"{service.name:<9} already running  {service.address(settings)}")
+        else:
+            if state != "RUNNING":
+                for port in service.ports(settings):
+                    if _port_open("127.0.0.1", port):
+                        raise StackError(f"port {port} needed by {service.name} is already in use by another process")
+            service.module.prepare(settings)
+            echo(f"{service.name:<9} starting ...")
+            supervisor.start(settings, service.name)
+            took = _wait_healthy(service, settings)
+            echo(f"{service.name:<9} healthy after {took:.1f} s  {service.address(settings)}")
+        service.module.provision(settings)
+        if service is SERVICES[0]:
+            from app import migrate  # Alembic/SQLAlchemy only when the database is there to migrate
+
+            migrate.upgrade(settings)
+            echo(f"{'schema':<9} at revision {migrate.current_revision(settings)}")
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    running = supervisor.is_running(settings)
+    report = []
+    for service in SERVICES:
+        state = supervisor.process_state(settings, service.name) if running else "DOWN"
+        reason = _failure(service, settings) if state == "RUNNING" else "not running"
+        if reason is None:
+            reason = _extra_problems(service, settings)
+        report.append(
+            ServiceStatus(
+                name=service.name, address=service.address(settings), state=state, healthy=reason is None,
+                detail=reason or "ok", log=supervisor.log_path(settings, service.name),
+            )
+        )
+    return report
+
+
+def _extra_problems(service: Service, settings: Settings) -> str | None:
+    """What 'healthy' means beyond answering: the schema is migrated, the topics exist."""
+    try:
+        if service.name == "postgres":
+            from app import migrate
+
+            current, head = migrate.current_revision(settings), migrate.head_revision(settings)
+            return None if current == head else f"schema at {current}, expected {head}"
+        if service.name == "kafka":
+            missing = kafka.missing_topics(settings)
+            return f"missing topics: {', '.join(missing)}" if missing else None
+    except Exception as error:  # noqa: BLE001
+        return f"{type(error).__name__}: {error}".splitlines()[0][:200]
+    return None
+
+
+def down(settings: Settings, echo: Echo = print) -> None:
+    """Stop every service in reverse order, then supervisord; leave no process of ours behind."""
+    if supervisor.is_running(settings):
+        for service in reversed(SERVICES):
+            if supervisor.process_state(settings, service.name) in {"RUNNING", "STARTING"}:
+                echo(f"{service.name:<9} stopping ...")
+                supervisor.stop(settings, service.name)
+        supervisor.shutdown(settings)
+    leftovers = stray_processes(settings)
+    for proc in leftovers:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(leftovers, timeout=10)
+    echo("stack     down")
+
+
+def stray_processes(settings: Settings) -> list[psutil.Process]:
+    """Service processes that outlived their supervisor (a Ray worker whose raylet died first, say).
+
+    Matched by paths only our services put on their command lines, so a user's `tail -f` of a log survives.
+    """
+    markers = (
+        str(ray_head.temp_dir(settings)),
+        str(kafka.config_file(settings)),
+        str(postgres.data_dir(settings)),
+        str(mlflow_server.artifacts_dir(settings)),
+        str(supervisor.config_path(settings)),
+    )
+    me = psutil.Process().pid
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if proc.pid != me and any(marker in cmdline for marker in markers):
+            found.append(proc)
+    return found
+
+
+def listening_ports(settings: Settings) -> list[int]:
+    return [port for service in SERVICES for port in service.ports(settings) if _port_open("127.0.0.1", port)]

@@ -1,0 +1,139 @@
+"""The PostgreSQL server of the local stack: its own data directory, loopback only, two databases
+(the feature store and MLflow's backend store) owned by the riskray role."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+import psycopg2
+from psycopg2 import sql
+
+from app.config import Settings
+from app.stack.errors import StackError
+from app.stack.supervisor import Program, runtime_dir
+
+SUPERUSER = "postgres"
+
+
+def bin_dir(settings: Settings) -> Path:
+    if settings.postgres_bin_dir:
+        candidates = [settings.postgres_bin_dir]
+    else:
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True)
+        candidates = found
+    for candidate in candidates:
+        if (candidate / "postgres").exists() and (candidate / "initdb").exists():
+            return candidate
+    raise StackError(
+        "PostgreSQL server binaries not found (run `make bootstrap`, which installs them from Debian, "
+        "or set RISKRAY_POSTGRES_BIN_DIR)"
+    )
+
+
+def data_dir(settings: Settings) -> Path:
+    return settings.state_dir / "postgres" / "data"
+
+
+def socket_dir(settings: Settings) -> Path:
+    return runtime_dir(settings) / "postgres"
+
+
+def _os_user(settings: Settings) -> str | None:
+    """PostgreSQL refuses to run as root: as root, run it as the postgres OS user."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(settings.postgres_os_user)
+    except KeyError:
+        raise StackError(
+            f"running as root needs the OS user '{settings.postgres_os_user}' for PostgreSQL "
+            "(installed with the Debian postgresql package; or set RISKRAY_POSTGRES_OS_USER)"
+        ) from None
+    return settings.postgres_os_user
+
+
+def prepare(settings: Settings) -> None:
+    """initdb on first start; make the data and socket directories the server's own."""
+    data = data_dir(settings)
+    sockets = socket_dir(settings)
+    user = _os_user(settings)
+    for directory in (data, sockets):
+        directory.mkdir(parents=True, exist_ok=True)
+        if user:
+            shutil.chown(directory, user, user)
+    data.chmod(0o700)
+    if (data / "PG_VERSION").exists():
+        return
+    result = subprocess.run(
+        [
+            str(bin_dir(settings) / "initdb"),
+            "-D", str(data),
+            "-U", SUPERUSER,
+            "--auth-local=trust",  # superuser only through our own socket directory
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C",
+        ],
+        user=user,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise StackError(f"initdb failed: {result.stderr.strip().splitlines()[-1] if result.stderr else result.returncode}")
+
+
+def program(settings: Settings) -> Program:
+    return Program(
+        name="postgres",
+        command=[
+            str(bin_dir(settings) / "postgres"),
+            "-D", str(data_dir(settings)),
+            "-p", str(settings.postgres_port),
+            "-k", str(socket_dir(settings)),
+            "-c", f"listen_addresses={settings.postgres_host}",
+            "-c", "max_connections=200",
+            "-c", "shared_buffers=256MB",
+            "-c", "logging_collector=off",
+        ],
+        user=_os_user(settings),
+        stopsignal="INT",  # "fast" shutdown: roll back open transactions, exit cleanly
+    )
+
+
+def superuser_connection(settings: Settings, database: str = "postgres"):  # noqa: ANN201 - psycopg2 type
+    return psycopg2.connect(
+        host=str(socket_dir(settings)), port=settings.postgres_port, user=SUPERUSER, dbname=database,
+        connect_timeout=3,
+    )
+
+
+def check(settings: Settings) -> None:
+    conn = superuser_connection(settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+    finally:
+        conn.close()
+
+
+def provision(settings: Settings) -> None:
+    """Create (or update the password of) the riskray role and its databases. Idempotent."""
+    conn = superuser_connection(settings)
+    conn.autocommit = True
+    role = sql.Identifier(settings.postgres_user)
+    password = settings.postgres_password.get_secret_value()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (settings.postgres_user,))
+            verb = "ALTER" if cur.fetchone() else "CREATE"
+            cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(role), (password,))
+            for database in (settings.postgres_db, settings.mlflow_db):
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+                if not cur.fetchone():
+                    cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), role))
+    finally:
+        conn.close()

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Idempotent set-up of everything riskray needs on this machine; both README commands run it first.
+#   - checks Java 17+ (Kafka broker, Spark)
+#   - installs the PostgreSQL server from Debian when no server binaries are present
+#   - installs uv (pinned) and the locked Python dependencies into .venv (uv.lock)
+#   - fetches the Kafka broker jars and Spark's Kafka connector from Maven Central into the state folder
+# A second run with nothing to do finishes in seconds.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+STATE="${RISKRAY_STATE_DIR:-$ROOT/.riskray}"
+UV_VERSION="0.13.9"
+PYTHON="${RISKRAY_PYTHON:-python3.11}"
+export UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT="$ROOT/.venv"
+
+step() { printf '[bootstrap] %s\n' "$*"; }
+fail() { printf 'bootstrap: %s\n' "$*" >&2; exit 1; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+apt_install() {
+  step "installing $* from Debian"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null \
+    && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+    || fail "could not install $* (needs root or sudo and access to Debian's package mirror)"
+}
+
+mkdir -p "$STATE/jars" "$STATE/logs"
+
+# --- Java ----------------------------------------------------------------------------------------------------
+JAVA="${RISKRAY_JAVA_BIN:-java}"
+command -v "$JAVA" >/dev/null || fail "Java 17+ is required for Kafka and Spark but '$JAVA' was not found (apt-get install openjdk-17-jre-headless, or set RISKRAY_JAVA_BIN)"
+java_major=$("$JAVA" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)
+[ "${java_major:-0}" -ge 17 ] || fail "Java 17+ is required, but '$JAVA' is Java ${java_major:-unknown}"
+step "java $java_major ok"
+
+# --- PostgreSQL server -----------------------------------------------------------------------------------------
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && [ -z "${RISKRAY_POSTGRES_BIN_DIR:-}" ]; then
+  apt_install postgresql
+fi
+step "postgresql $(ls -d /usr/lib/postgresql/*/ 2>/dev/null | xargs -n1 basename | sort -n | tail -n1) ok"
+
+# --- Python ----------------------------------------------------------------------------------------------------
+command -v "$PYTHON" >/dev/null || fail "$PYTHON not found (riskray needs CPython 3.11; set RISKRAY_PYTHON)"
+UV="$STATE/tools/bin/uv"
+if ! [ -x "$UV" ] || [ "$("$UV" --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
+  step "installing uv $UV_VERSION"
+  "$PYTHON" -m venv "$STATE/tools"
+  "$STATE/tools/bin/pip" install -q "uv==$UV_VERSION"
+fi
+step "python dependencies (uv sync --frozen)"
+"$UV" sync --frozen --quiet --python "$PYTHON" --project "$ROOT"
+
+# --- JVM jars --------------------------------------------------------------------------------------------------
+POM="$ROOT/cluster/local/jars/pom.xml"
+pom_hash=$(sha256sum "$POM" | cut -c1-16)
+for profile in kafka-broker spark-kafka; do
+  dest="$STATE/jars/$profile"
+  if [ -f "$dest/.complete-$pom_hash" ]; then
+    step "jars $profile ok"
+    continue
+  fi
+  command -v mvn >/dev/null || apt_install maven
+  step "fetching jars $profile from Maven Central"
+  rm -rf "$dest"
+  mvn -B -f "$POM" -P "$profile" dependency:copy-dependencies -Driskray.jars.dir="$dest" \
+    >"$STATE/logs/maven-$profile.log" 2>&1 \
+    || fail "maven could not fetch the $profile jars; see $STATE/logs/maven-$profile.log"
+  touch "$dest/.complete-$pom_hash"
+done
+rm -rf "$ROOT/cluster/local/jars/target"
+step "done"
