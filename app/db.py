@@ -18,14 +18,14 @@ from psycopg2.pool import ThreadedConnectionPool
 
 from app.config import Settings, get_settings
 
-_pools: dict[tuple[int, str], ThreadedConnectionPool] = {}
+_pools: dict[tuple[int, str, int, int], ThreadedConnectionPool] = {}
 _lock = threading.Lock()
 
 
 def get_pool(settings: Settings | None = None) -> ThreadedConnectionPool:
     settings = settings or get_settings()
     dsn = settings.postgres_dsn()
-    key = (os.getpid(), dsn)
+    key = (os.getpid(), dsn, settings.postgres_pool_min, settings.postgres_pool_max)
     with _lock:
         pool = _pools.get(key)
         if pool is None or pool.closed:

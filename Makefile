@@ -1,0 +1,33 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both bootstrap first (idempotent).
+SHELL := /bin/bash
+VENV := .venv/bin
+RISKRAY := $(VENV)/riskray
+
+.PHONY: bootstrap demo test unit stack-up stack-status stack-down
+
+bootstrap:
+	@bash cluster/local/bootstrap.sh
+
+# The main job. Until the end-to-end loop lands, it brings the local stack up and shows its status.
+demo: bootstrap
+	$(RISKRAY) stack up
+	$(RISKRAY) stack status
+
+# Bootstrap, start the stack, run every test (unit and integration, against the real services), stop the stack.
+test: bootstrap
+	@$(RISKRAY) stack up; rc=$$?; \
+	if [ $$rc -eq 0 ]; then $(VENV)/pytest -ra; rc=$$?; fi; \
+	$(RISKRAY) stack down >/dev/null || rc=1; \
+	exit $$rc
+
+unit: bootstrap
+	$(VENV)/pytest -ra tests/unit
+
+stack-up: bootstrap
+	$(RISKRAY) stack up
+
+stack-status:
+	$(RISKRAY) stack status
+
+stack-down:
+	$(RISKRAY) stack down

@@ -1,0 +1,48 @@
+"""`riskray stack up|status|down` as an operator runs them. The teardown test stops the stack, so it runs last."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.config import Settings
+from app.stack import manager
+
+pytestmark = pytest.mark.integration
+RISKRAY = Path(sys.executable).parent / "riskray"
+
+
+def riskray(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(RISKRAY), *args], capture_output=True, text=True, timeout=600, env=os.environ.copy())
+
+
+def test_status_shows_every_service_healthy_after_up(stack: Settings) -> None:
+    result = riskray("stack", "status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("postgres", "kafka", "ray", "mlflow"):
+        assert name in result.stdout
+    assert result.stdout.count("healthy") == 4
+    assert str(stack.logs_dir) in result.stdout
+
+
+def test_up_again_is_harmless(stack: Settings) -> None:
+    result = riskray("stack", "up")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("already running") == 4
+    assert all(item.healthy for item in manager.status(stack))
+
+
+@pytest.mark.stack_teardown
+def test_down_leaves_no_listening_port_or_process_behind(stack: Settings) -> None:
+    result = riskray("stack", "down")
+    assert result.returncode == 0, result.stderr
+    assert manager.listening_ports(stack) == []
+    assert manager.stray_processes(stack) == []
+    from app.stack import supervisor
+
+    assert not supervisor.is_running(stack)
+    assert riskray("stack", "status").returncode == 1

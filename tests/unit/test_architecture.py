@@ -1,0 +1,26 @@
+"""The import rules of ARCHITECTURE section 2, and the promise that importing `app` stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from app.config import PROJECT_ROOT
+
+
+def test_import_contracts_hold() -> None:
+    lint = Path(sys.executable).parent / "lint-imports"
+    result = subprocess.run([str(lint)], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_the_cli_and_core_import_no_ray_spark_xgboost_or_mlflow() -> None:
+    probe = (
+        "import sys, app.cli.main, app.config, app.schemas, app.db; "
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'pyspark', 'xgboost', 'mlflow'}); "
+        "print(','.join(heavy))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""

@@ -1,0 +1,39 @@
+"""Rendering of the local stack's configuration (no process is started here)."""
+
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+
+from app.config import Settings
+from app.stack import kafka, manager, supervisor
+
+
+def test_supervisor_config_has_every_service_and_escapes_percent(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, postgres_password="50%off")
+    parser = configparser.RawConfigParser()
+    parser.read_string(supervisor.render_config(settings, manager.programs(settings)))
+    assert [s.removeprefix("program:") for s in parser.sections() if s.startswith("program:")] == [
+        "postgres", "kafka", "ray", "mlflow"]
+    assert "50%%25off" in parser["program:mlflow"]["environment"]
+    assert all(parser[f"program:{name}"]["autostart"] == "false" for name in ("postgres", "kafka"))
+    assert parser["program:postgres"]["stopsignal"] == "INT"
+
+
+def test_sockets_move_to_a_short_path_when_the_state_folder_is_deep(tmp_path: Path) -> None:
+    deep = tmp_path / ("x" * 80)
+    assert len(str(supervisor.socket_path(Settings(state_dir=deep)))) < 100
+    assert supervisor.runtime_dir(Settings(state_dir=Path("/w/.riskray"))) == Path("/w/.riskray/run")
+
+
+def test_kafka_broker_listens_on_loopback_only_and_never_auto_creates_topics(tmp_path: Path) -> None:
+    props = kafka.server_properties(Settings(state_dir=tmp_path))
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093"
+    assert props["auto.create.topics.enable"] == "false"
+
+
+def test_transactions_topic_has_twelve_partitions_and_seven_day_retention(tmp_path: Path) -> None:
+    transactions, dlq = kafka.topics(Settings(state_dir=tmp_path))
+    assert (transactions.name, transactions.num_partitions) == ("transactions", 12)
+    assert transactions.topic_configs["retention.ms"] == str(7 * 24 * 3600 * 1000)
+    assert dlq.name == "transactions.dlq"

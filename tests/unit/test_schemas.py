@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from app.schemas import DeviceType, MessageError, Transaction
+
+
+def make(**overrides: object) -> dict:
+    message = {
+        "transaction_id": str(uuid.uuid4()),
+        "customer_id": 17,
+        "merchant_id": 301,
+        "amount": 42.5,
+        "currency": "EUR",
+        "timestamp": "2026-11-29T08:15:00Z",
+        "card_last_4": "0042",
+        "is_fraud": 0,
+        "country": "DE",
+        "device_type": "pos",
+    }
+    message.update(overrides)
+    return message
+
+
+def test_message_round_trips_through_kafka_bytes() -> None:
+    original = Transaction.model_validate(make())
+    again = Transaction.from_kafka_value(original.kafka_value())
+    assert again == original
+    assert original.kafka_key() == b"17"
+    assert json.loads(original.kafka_value())["timestamp"] == "2026-11-29T08:15:00Z"
+
+
+def test_event_time_with_offset_is_normalised_to_utc() -> None:
+    txn = Transaction.model_validate(make(timestamp="2026-11-29T10:15:00+02:00"))
+    assert txn.timestamp == datetime(2026, 11, 29, 8, 15, tzinfo=UTC)
+    assert txn.timestamp.utcoffset() == timedelta(0)
+
+
+def test_naive_timestamp_is_rejected_because_event_time_must_be_unambiguous() -> None:
+    with pytest.raises(MessageError, match="timestamp"):
+        Transaction.from_kafka_value(json.dumps(make(timestamp="2026-11-29T08:15:00")))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("customer_id", 0),
+        ("merchant_id", -3),
+        ("amount", 0),
+        ("amount", "lots"),
+        ("currency", "euro"),
+        ("country", "Germany"),
+        ("card_last_4", "12a4"),
+        ("is_fraud", 2),
+        ("device_type", "toaster"),
+        ("transaction_id", "not-a-uuid"),
+    ],
+)
+def test_invalid_field_is_named_in_the_error(field: str, value: object) -> None:
+    with pytest.raises(MessageError) as caught:
+        Transaction.from_kafka_value(json.dumps(make(**{field: value})))
+    assert str(caught.value).startswith(f"{field}:")
+
+
+def test_missing_field_and_unknown_field_are_both_reported() -> None:
+    message = make(colour="red")
+    del message["amount"]
+    with pytest.raises(MessageError) as caught:
+        Transaction.from_kafka_value(json.dumps(message))
+    assert "amount: Field required" in str(caught.value)
+    assert "colour: Extra inputs are not permitted" in str(caught.value)
+
+
+def test_non_json_bytes_fail_validation_with_a_reason() -> None:
+    with pytest.raises(MessageError, match="Invalid JSON"):
+        Transaction.from_kafka_value(b"\x00\xffnot json")
+
+
+def test_device_types_are_the_documented_set() -> None:
+    assert {d.value for d in DeviceType} == {"pos", "web", "mobile", "atm"}
+
+
+def test_non_utc_offsets_compare_equal_after_normalisation() -> None:
+    a = Transaction.model_validate(make(timestamp=datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=5)))))
+    b = Transaction.model_validate(make(transaction_id=str(a.transaction_id), timestamp="2026-01-01T07:00:00Z"))
+    assert a == b
