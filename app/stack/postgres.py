@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import grp
+import hashlib
 import os
 import pwd
+import stat
 import shutil
 import subprocess
 from pathlib import Path
@@ -34,8 +37,47 @@ def bin_dir(settings: Settings) -> Path:
     )
 
 
+def home(settings: Settings) -> Path:
+    """``<state>/postgres``, unless the server's OS user cannot reach the state folder (a checkout inside a
+    private 0700 directory, say): then a folder of its own under /var/lib/riskray, named after the state folder,
+    with ``<state>/postgres`` a link to it."""
+    preferred = settings.state_dir / "postgres"
+    user = _os_user(settings)
+    if user is None or can_traverse(user, settings.state_dir):
+        return preferred
+    digest = hashlib.sha1(str(settings.state_dir).encode()).hexdigest()[:10]
+    return Path("/var/lib/riskray") / digest
+
+
 def data_dir(settings: Settings) -> Path:
-    return settings.state_dir / "postgres" / "data"
+    return home(settings) / "data"
+
+
+def socket_dir(settings: Settings) -> Path:
+    if home(settings) == settings.state_dir / "postgres":
+        return runtime_dir(settings) / "postgres"
+    return home(settings) / "run"
+
+
+def can_traverse(user: str, directory: Path) -> bool:
+    """Whether ``user`` may search every directory from / down to ``directory`` (the parts that exist)."""
+    entry = pwd.getpwnam(user)
+    if entry.pw_uid == 0:
+        return True
+    groups = {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    for part in [directory, *directory.parents]:
+        if not part.exists():
+            continue
+        info = part.stat()
+        if info.st_uid == entry.pw_uid:
+            bit = stat.S_IXUSR
+        elif info.st_gid in groups:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not info.st_mode & bit:
+            return False
+    return True
 
 
 def socket_dir(settings: Settings) -> Path:
@@ -61,10 +103,13 @@ def prepare(settings: Settings) -> None:
     data = data_dir(settings)
     sockets = socket_dir(settings)
     user = _os_user(settings)
-    for directory in (data, sockets):
+    for directory in (home(settings), data, sockets):
         directory.mkdir(parents=True, exist_ok=True)
         if user:
             shutil.chown(directory, user, user)
+    link = settings.state_dir / "postgres"
+    if home(settings) != link and not link.is_symlink():
+        link.symlink_to(home(settings))  # so the data is still found from the state folder
     data.chmod(0o700)
     if (data / "PG_VERSION").exists():
         return
