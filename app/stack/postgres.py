@@ -80,10 +80,6 @@ def can_traverse(user: str, directory: Path) -> bool:
     return True
 
 
-def socket_dir(settings: Settings) -> Path:
-    return runtime_dir(settings) / "postgres"
-
-
 def _os_user(settings: Settings) -> str | None:
     """PostgreSQL refuses to run as root: as root, run it as the postgres OS user."""
     if os.geteuid() != 0:
