@@ -19,8 +19,9 @@ from supervisor.xmlrpc import SupervisorTransport
 from app.config import PROJECT_ROOT, Settings
 from app.stack.errors import StackError
 
-# AF_UNIX paths are limited to 107 bytes; a deep checkout would overflow it for sockets under the state folder.
-_MAX_SOCKET_DIR = 60
+# AF_UNIX paths are limited to 107 bytes, and Ray nests its sockets ~75 bytes deep under its temp dir
+# (ray/session_<date>_<pid>/sockets/dash_MetricsHead), so the runtime dir itself must stay short.
+_MAX_SOCKET_DIR = 30
 
 
 @dataclass(frozen=True)

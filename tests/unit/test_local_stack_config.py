@@ -24,6 +24,8 @@ def test_sockets_move_to_a_short_path_when_the_state_folder_is_deep(tmp_path: Pa
     deep = tmp_path / ("x" * 80)
     assert len(str(supervisor.socket_path(Settings(state_dir=deep)))) < 100
     assert supervisor.runtime_dir(Settings(state_dir=Path("/w/.riskray"))) == Path("/w/.riskray/run")
+    ray_socket = supervisor.runtime_dir(Settings(state_dir=deep)) / "ray" / ("s" * 43) / "sockets" / "dash_MetricsHead"
+    assert len(str(ray_socket)) <= 107
 
 
 def test_kafka_broker_listens_on_loopback_only_and_never_auto_creates_topics(tmp_path: Path) -> None:
