@@ -41,8 +41,10 @@ def test_transactions_topic_has_twelve_partitions_and_seven_day_retention(tmp_pa
     assert dlq.name == "transactions.dlq"
 
 
-def test_server_user_cannot_reach_a_checkout_inside_a_private_directory(tmp_path: Path) -> None:
+def test_server_user_cannot_reach_a_checkout_inside_a_private_directory() -> None:
     import pwd
+    import shutil
+    import tempfile
 
     import pytest
 
@@ -52,14 +54,14 @@ def test_server_user_cannot_reach_a_checkout_inside_a_private_directory(tmp_path
         pwd.getpwnam("postgres")
     except KeyError:
         pytest.skip("no postgres OS user on this machine")
-    private = tmp_path / "private"
-    private.mkdir(mode=0o700)
-    opened = tmp_path / "opened"
-    opened.mkdir(mode=0o755)
-    tmp_path.chmod(0o755)
-    assert not can_traverse("postgres", private / "checkout" / ".riskray")
-    assert can_traverse("root", private / "checkout")
-    for parent in tmp_path.parents:
-        if not parent.stat().st_mode & 0o001:
-            pytest.skip(f"{parent} is private on this machine")
-    assert can_traverse("postgres", opened / "checkout")
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # /tmp itself is world-searchable; pytest's tmp_path is not
+    try:
+        base.chmod(0o755)
+        private, opened = base / "private", base / "opened"
+        private.mkdir(mode=0o700)
+        opened.mkdir(mode=0o755)
+        assert not can_traverse("postgres", private / "checkout" / ".riskray")
+        assert can_traverse("root", private / "checkout")
+        assert can_traverse("postgres", opened / "checkout")
+    finally:
+        shutil.rmtree(base)
