@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
 from pydantic import Field, SecretStr, ValidationError, computed_field
@@ -79,6 +80,18 @@ class Settings(BaseSettings):
     # --- Spark ---------------------------------------------------------------------------------------------
     spark_master: str = "local[2]"
     spark_driver_memory: str = "1g"
+    spark_shuffle_partitions: int = Field(
+        default=4, ge=1, description="State partitions; fixed once a checkpoint exists (Spark's rule)."
+    )
+    spark_state_store: Literal["hdfs", "rocksdb"] = "hdfs"
+    stream_output_mode: Literal["update", "append"] = Field(
+        default="update", description="update: fresh partial windows every trigger; append: closed windows only."
+    )
+    stream_trigger_seconds: float = Field(default=1.0, gt=0)
+    stream_watermark_seconds: int = Field(default=10, ge=0)
+    stream_window_seconds: int = Field(default=60, ge=1)
+    stream_max_offsets_per_trigger: int = Field(default=200_000, ge=1)
+    stream_query_prefix: str = Field(default="transactions", description="Names the queries and their checkpoints.")
 
     # --- derived -------------------------------------------------------------------------------------------
     @computed_field  # type: ignore[prop-decorator]

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from app.cli import stack_commands
+from app.cli import stack_commands, stream_commands
 from app.config import Settings, SettingsError, get_settings
 
 cli = typer.Typer(
@@ -18,6 +18,8 @@ cli = typer.Typer(
     add_completion=False,
 )
 cli.add_typer(stack_commands.stack, name="stack")
+cli.add_typer(stream_commands.stream, name="stream")
+cli.command("simulate")(stream_commands.simulate)
 db = typer.Typer(help="The feature-store database.", no_args_is_help=True)
 cli.add_typer(db, name="db")
 

@@ -84,7 +84,10 @@ def _wait_healthy(service: Service, settings: Settings) -> float:
 
 
 def programs(settings: Settings) -> list[supervisor.Program]:
-    return [service.module.program(settings) for service in SERVICES]
+    """Every supervised program: the services `up` starts, then the jobs started by their own commands."""
+    from app.stack import stream
+
+    return [service.module.program(settings) for service in SERVICES] + [stream.program(settings)]
 
 
 def up(settings: Settings, echo: Echo = print) -> None:
@@ -150,6 +153,11 @@ def _extra_problems(service: Service, settings: Settings) -> str | None:
 def down(settings: Settings, echo: Echo = print) -> None:
     """Stop every service in reverse order, then supervisord; leave no process of ours behind."""
     if supervisor.is_running(settings):
+        from app.stack import stream
+
+        if supervisor.process_state(settings, stream.NAME) in {"RUNNING", "STARTING"}:
+            echo(f"{stream.NAME:<9} stopping ...")
+            supervisor.stop(settings, stream.NAME)
         for service in reversed(SERVICES):
             if supervisor.process_state(settings, service.name) in {"RUNNING", "STARTING"}:
                 echo(f"{service.name:<9} stopping ...")

@@ -1,0 +1,130 @@
+"""`riskray simulate` and `riskray stream start|stop|status`."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.config import get_settings
+
+stream = typer.Typer(help="The Spark streaming job: Kafka transactions -> feature store.", no_args_is_help=True)
+
+
+class Mode(StrEnum):
+    live = "live"
+    backfill = "backfill"
+
+
+def simulate(
+    mode: Annotated[Mode, typer.Option(help="live: events/s for a duration; backfill: N days at full speed")] = Mode.live,
+    rate: Annotated[float, typer.Option(min=0.1, help="live: events per second")] = 1000.0,
+    duration: Annotated[float, typer.Option(min=0.1, help="live: seconds to run")] = 60.0,
+    days: Annotated[int, typer.Option(min=1, help="backfill: days of history ending now")] = 30,
+    seed: Annotated[int, typer.Option(help="same seed, same transactions")] = 42,
+    customers: Annotated[int, typer.Option(min=1)] = 5000,
+    merchants: Annotated[int, typer.Option(min=12)] = 1000,
+    out: Annotated[Path | None, typer.Option(help="write a .parquet or .csv file instead of producing to Kafka")] = None,
+    drift_at: Annotated[datetime | None, typer.Option(help="from this time (UTC) the fraud mix and amounts drift")] = None,
+    scenario: Annotated[list[str] | None, typer.Option(help="NAME=SHARE, e.g. card_testing=0.002; 0 switches off")] = None,
+) -> None:
+    """Generate realistic card transactions with fraud scenarios, to Kafka or to a file."""
+    from datetime import UTC
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from streaming.simulate import run_backfill, run_live
+    from streaming.simulator import SCENARIOS, DriftConfig, ScenarioShares, Simulator, SimulatorConfig
+    from streaming.sinks import FileSink, KafkaSink
+
+    shares = {}
+    for item in scenario or []:
+        name, _, value = item.partition("=")
+        if name not in SCENARIOS or not value:
+            raise typer.BadParameter(f"'{item}': expected NAME=SHARE with NAME one of {', '.join(SCENARIOS)}",
+                                     param_hint="--scenario")
+        try:
+            shares[name] = float(value)
+        except ValueError:
+            raise typer.BadParameter(f"'{item}': share must be a number", param_hint="--scenario") from None
+    if out is not None and out.suffix not in {".parquet", ".csv"}:
+        raise typer.BadParameter("must end in .parquet or .csv", param_hint="--out")
+    drift = DriftConfig(at=drift_at.replace(tzinfo=drift_at.tzinfo or UTC) if drift_at else None)
+    config = SimulatorConfig(seed=seed, customers=customers, merchants=merchants,
+                             shares=ScenarioShares(**shares), drift=drift)
+    simulator = Simulator(config)
+    sink = FileSink(out) if out else KafkaSink(get_settings())
+    target = str(out) if out else f"Kafka topic {get_settings().kafka_topic}"
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f}"),
+                  TimeRemainingColumn()) as progress:
+        if mode is Mode.backfill:
+            task = progress.add_task(f"backfill {days} days -> {target}", total=days)
+            stats = run_backfill(simulator, sink, days, progress=lambda n: progress.advance(task, n))
+        else:
+            task = progress.add_task(f"live {rate:.0f}/s -> {target}", total=duration)
+            stats = run_live(simulator, sink, rate, duration, progress=lambda n: progress.advance(task, n))
+    table = Table("events", "seconds", "events/s", "fraud share", *SCENARIOS)
+    table.add_row(str(stats.events), f"{stats.seconds:.1f}", f"{stats.rate:.0f}", f"{stats.fraud_share():.3%}",
+                  *(f"{stats.share(s):.3%}" for s in SCENARIOS))
+    Console().print(table)
+
+
+@stream.command("start")
+def start() -> None:
+    """Start the streaming job under the local stack's supervisor (the stack must be up)."""
+    from app.stack import stream as stream_program
+    from app.stack import supervisor
+    from app.stack.errors import StackError
+
+    settings = get_settings()
+    if not supervisor.is_running(settings) or supervisor.process_state(settings, "kafka") != "RUNNING":
+        raise StackError("the stack is not up; run `riskray stack up` first")
+    supervisor.start(settings, stream_program.NAME)
+    time.sleep(2)
+    state = supervisor.process_state(settings, stream_program.NAME)
+    if state != "RUNNING":
+        raise StackError(f"the streaming job is {state}; see {supervisor.log_path(settings, stream_program.NAME)}")
+    typer.echo(f"stream    running; log {supervisor.log_path(settings, stream_program.NAME)}")
+
+
+@stream.command("stop")
+def stop() -> None:
+    """Stop the streaming job at a batch boundary."""
+    from app.stack import stream as stream_program
+    from app.stack import supervisor
+
+    settings = get_settings()
+    if supervisor.is_running(settings):
+        supervisor.stop(settings, stream_program.NAME)
+    typer.echo("stream    stopped")
+
+
+@stream.command("status")
+def status() -> None:
+    """The job's state, last committed batch per query, totals (stored, duplicates, dead letters, late)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from app.stack import stream as stream_program
+    from app.stack import supervisor
+    from streaming.status import features_query_name, late_rows_dropped, query_status, raw_query_name
+
+    settings = get_settings()
+    state = supervisor.process_state(settings, stream_program.NAME)
+    console = Console(width=200)
+    console.print(f"stream job: {state}   log: {supervisor.log_path(settings, stream_program.NAME)}")
+    table = Table("query", "last batch", "committed at", "totals")
+    for name in (raw_query_name(settings), features_query_name(settings)):
+        item = query_status(settings, name)
+        totals = ", ".join(f"{k}={v}" for k, v in item.totals.items()) or "-"
+        table.add_row(name, str(item.last_batch), str(item.last_commit or "-"), totals)
+    console.print(table)
+    console.print(f"late rows dropped by the window aggregation: {late_rows_dropped(settings)}")
+    if state != "RUNNING":
+        raise typer.Exit(1)

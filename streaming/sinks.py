@@ -1,0 +1,86 @@
+"""Where simulated transactions go: the Kafka topic (key = customer_id) or a Parquet/CSV file with the same
+columns as the Kafka message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from confluent_kafka import Producer
+
+from app.config import Settings
+from streaming.simulator import MESSAGE_COLUMNS, message_values
+
+
+class Sink(Protocol):
+    def write(self, frame: pd.DataFrame) -> None: ...
+    def close(self) -> None: ...
+
+
+class KafkaSink:
+    """librdkafka producer; a full local queue is drained by polling rather than dropping messages."""
+
+    def __init__(self, settings: Settings, topic: str | None = None) -> None:
+        self.topic = topic or settings.kafka_topic
+        self.producer = Producer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "client.id": "riskray-simulator",
+                "acks": "1",
+                "linger.ms": 20,
+                "queue.buffering.max.messages": 1_000_000,
+                "partitioner": "murmur2_random",  # the Java client's partitioner: same key, same partition
+            }
+        )
+        self.failed = 0
+
+    def _on_delivery(self, error: object, _message: object) -> None:
+        if error is not None:
+            self.failed += 1
+
+    def write(self, frame: pd.DataFrame) -> None:
+        keys = [str(c).encode() for c in frame["customer_id"].to_numpy()]
+        for key, value in zip(keys, message_values(frame), strict=True):
+            while True:
+                try:
+                    self.producer.produce(self.topic, value=value, key=key, on_delivery=self._on_delivery)
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)
+        self.producer.poll(0)
+
+    def close(self) -> None:
+        remaining = self.producer.flush(60)
+        if remaining or self.failed:
+            raise RuntimeError(f"{remaining + self.failed} messages were not delivered to Kafka")
+
+
+class FileSink:
+    """Parquet or CSV by the file's suffix; rows are appended frame by frame."""
+
+    def __init__(self, path: Path) -> None:
+        if path.suffix not in {".parquet", ".csv"}:
+            raise ValueError(f"output file must end in .parquet or .csv, not '{path.suffix or path.name}'")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._parquet: pq.ParquetWriter | None = None
+        self._csv_header = True
+
+    def write(self, frame: pd.DataFrame) -> None:
+        frame = frame[MESSAGE_COLUMNS]
+        if self.path.suffix == ".csv":
+            out = frame.assign(timestamp=frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+            out.to_csv(self.path, mode="w" if self._csv_header else "a", header=self._csv_header, index=False)
+            self._csv_header = False
+            return
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self._parquet is None:
+            self._parquet = pq.ParquetWriter(self.path, table.schema)
+        self._parquet.write_table(table)
+
+    def close(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()

@@ -1,0 +1,311 @@
+"""The Spark Structured Streaming job: Kafka ``transactions`` -> PostgreSQL feature store.
+
+Two queries share one Spark application and one Kafka topic:
+
+- ``<prefix>-raw`` (stateless): validates every message against the message model; invalid ones go to the
+  dead-letter topic with the raw bytes and key, and headers naming the error and the source partition/offset;
+  valid ones are stored in ``transactions`` (late ones too, flagged ``is_late``).
+- ``<prefix>-features`` (stateful): 10-second watermark, duplicates dropped by transaction_id within the watermark,
+  1-minute tumbling windows per customer and per merchant, written as upserts to ``features`` and
+  ``merchant_features``. Rows behind the watermark are dropped by Spark and counted (numRowsDroppedByWatermark in
+  the progress log).
+
+Spark cannot emit a stateful aggregation's input rows from the same query, which is why raw rows and windows are
+two queries; each query's batch is one database transaction with its own commit row, so each is exactly-once.
+Run with ``python -m streaming.spark_job`` (``riskray stream start`` does it under supervisord).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import warnings
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
+
+from app import db
+from app.config import Settings, get_settings
+from app.features import TILES, TileAggregate
+from app.schemas import Transaction
+from streaming import store_writer
+from streaming.spark_schema import spark_schema
+from streaming.status import checkpoint_dir, features_query_name, progress_log, raw_query_name
+from streaming.validation import validation_udf
+
+log = logging.getLogger("riskray.stream")
+
+
+def build_session(settings: Settings) -> SparkSession:
+    jars = sorted((settings.jars_dir / "spark-kafka").glob("*.jar"))
+    if not jars:
+        raise RuntimeError(f"Spark's Kafka connector jars are missing in {settings.jars_dir / 'spark-kafka'}")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = (
+        SparkSession.builder.master(settings.spark_master)
+        .appName("riskray-stream")
+        .config("spark.jars", ",".join(str(j) for j in jars))
+        .config("spark.driver.memory", settings.spark_driver_memory)
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.streaming.metricsEnabled", "true")
+        .config("spark.local.dir", str(settings.state_dir / "spark-tmp"))
+    )
+    if settings.spark_state_store == "rocksdb":
+        builder = builder.config(
+            "spark.sql.streaming.stateStore.providerClass",
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+        )
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+        .option("subscribe", settings.kafka_topic)
+        .option("startingOffsets", "earliest")
+        .option("maxOffsetsPerTrigger", settings.stream_max_offsets_per_trigger)
+        .option("failOnDataLoss", "false")  # retention may delete offsets a long-stopped job had not read
+        .load()
+    )
+
+
+def checked(source: DataFrame) -> DataFrame:
+    """Kafka rows with the validation error (null when valid) and the parsed message fields."""
+    message_error = validation_udf()
+    parsed = F.from_json(F.col("value").cast("string"), spark_schema())
+    return source.select(
+        "key", "value", "topic", "partition", "offset", message_error(F.col("value")).alias("error"),
+        parsed.alias("m"),
+    )
+
+
+def valid_messages(rows: DataFrame) -> DataFrame:
+    return rows.where(F.col("error").isNull()).select("m.*", "partition", "offset")
+
+
+def dead_letters(rows: DataFrame) -> DataFrame:
+    """Dead-letter records: the original key and bytes untouched, the reason and source in headers."""
+    header = lambda name, value: F.struct(F.lit(name).alias("key"), value.cast("binary").alias("value"))  # noqa: E731
+    return rows.where(F.col("error").isNotNull()).select(
+        "key",
+        F.coalesce(F.col("value"), F.lit(b"").cast("binary")).alias("value"),
+        F.array(
+            header("riskray.error", F.col("error")),
+            header("riskray.source.topic", F.col("topic")),
+            header("riskray.source.partition", F.col("partition").cast("string")),
+            header("riskray.source.offset", F.col("offset").cast("string")),
+        ).alias("headers"),
+    )
+
+
+def as_utc(times: pd.Series) -> pd.Series:
+    """Spark hands timestamps to pandas naive in the session time zone (UTC); make them explicit."""
+    times = pd.to_datetime(times)
+    return times.dt.tz_localize("UTC") if times.dt.tz is None else times.dt.tz_convert("UTC")
+
+
+# --- raw query -----------------------------------------------------------------------------------------------
+class RawWriter:
+    """foreachBatch of the raw query. Keeps the raw path's own watermark (latest event time stored, minus the
+    delay) to flag late rows; it starts from the database, so it survives restarts."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.query = raw_query_name(settings)
+        self.delay = timedelta(seconds=settings.stream_watermark_seconds)
+        with db.connection(settings) as conn, conn.cursor() as cur:
+            self.latest = store_writer.latest_event_time(cur)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
+        batch = batch.persist()
+        try:
+            with db.connection(self.settings) as conn, conn.cursor() as cur:
+                if not store_writer.claim_batch(cur, self.query, batch_id):
+                    log.info("%s batch %d already committed; skipped", self.query, batch_id)
+                    return
+                letters = dead_letters(batch)
+                dlq = letters.count()
+                if dlq:
+                    (letters.write.format("kafka")
+                     .option("kafka.bootstrap.servers", self.settings.kafka_bootstrap)
+                     .option("topic", self.settings.kafka_dlq_topic).save())
+                rows = valid_messages(batch).toPandas()
+                rows = rows.rename(columns={"timestamp": "event_time", "partition": "kafka_partition",
+                                            "offset": "kafka_offset"})
+                watermark = self.latest - self.delay if self.latest is not None else None
+                rows["event_time"] = as_utc(rows["event_time"])
+                rows["is_late"] = (rows["event_time"] < watermark) if watermark is not None else False
+                inserted = store_writer.insert_transactions(cur, rows)
+                counts = {"valid": len(rows), "inserted": inserted, "duplicates": len(rows) - inserted,
+                          "dlq": dlq, "late": int(rows["is_late"].sum()) if len(rows) else 0}
+                store_writer.record_counts(cur, self.query, batch_id, counts)
+            if len(rows):
+                newest = rows["event_time"].max().to_pydatetime()
+                self.latest = newest if self.latest is None else max(self.latest, newest)
+            log.info("%s batch %d: %s in %.2f s", self.query, batch_id, counts, time.monotonic() - started)
+        finally:
+            batch.unpersist()
+
+
+# --- features query ------------------------------------------------------------------------------------------
+_SPARK_AGGREGATION = {
+    "count": lambda column: F.count(F.lit(1)),
+    "sum": lambda column: F.sum(column),
+    "mean": lambda column: F.avg(column),
+    "max": lambda column: F.max(column),
+    "std": lambda column: F.coalesce(F.stddev_samp(column), F.lit(0.0)),
+}
+
+
+def _aggregate(aggregate: TileAggregate) -> Column:
+    column = F.col(aggregate.column) if aggregate.column else None
+    return _SPARK_AGGREGATION[aggregate.aggregation](column).alias(aggregate.name)
+
+
+def tiles(valid: DataFrame, settings: Settings) -> DataFrame:
+    """One stateful aggregation over (entity kind, entity id, 1-minute window) for customers and merchants."""
+    window = f"{settings.stream_window_seconds} seconds"
+    deduplicated = (
+        valid.withWatermark("timestamp", f"{settings.stream_watermark_seconds} seconds")
+        .dropDuplicatesWithinWatermark(["transaction_id"])
+    )
+    exploded = deduplicated.select(
+        F.explode(
+            F.array(
+                F.struct(F.lit("customer").alias("kind"), F.col("customer_id").alias("entity_id")),
+                F.struct(F.lit("merchant").alias("kind"), F.col("merchant_id").alias("entity_id")),
+            )
+        ).alias("entity"),
+        "timestamp", "amount", "is_fraud",
+    )
+    return (
+        exploded.groupBy(F.col("entity.kind").alias("kind"), F.col("entity.entity_id").alias("entity_id"),
+                         F.window("timestamp", window))
+        .agg(*(_aggregate(a) for a in TILES["customer"]))
+        .select("kind", "entity_id", F.col("window.start").alias("window_start"),
+                F.col("window.end").alias("window_end"), *(a.name for a in TILES["customer"]))
+    )
+
+
+class FeatureWriter:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.query = features_query_name(settings)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
+        frame = batch.toPandas()
+        for column in ("window_start", "window_end"):
+            frame[column] = as_utc(frame[column])
+        with db.connection(self.settings) as conn, conn.cursor() as cur:
+            if not store_writer.claim_batch(cur, self.query, batch_id):
+                log.info("%s batch %d already committed; skipped", self.query, batch_id)
+                return
+            counts = {}
+            for entity in ("customer", "merchant"):
+                part = frame[frame["kind"] == entity].rename(columns={"entity_id": f"{entity}_id"})
+                counts[entity] = store_writer.upsert_tiles(cur, entity, part)
+            store_writer.record_counts(cur, self.query, batch_id, counts)
+        log.info("%s batch %d: %s in %.2f s", self.query, batch_id, counts, time.monotonic() - started)
+
+
+# --- progress ------------------------------------------------------------------------------------------------
+class ProgressLog(StreamingQueryListener):
+    """One JSON line per micro-batch: rows, durations, watermark, rows dropped as late."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def onQueryStarted(self, event) -> None:  # noqa: ANN001, N802 - Spark's listener API
+        log.info("query %s started", event.name)
+
+    def onQueryProgress(self, event) -> None:  # noqa: ANN001, N802
+        p = event.progress
+        dropped = sum(op.numRowsDroppedByWatermark for op in p.stateOperators)
+        record = {
+            "query": p.name, "batch_id": p.batchId, "timestamp": p.timestamp, "input_rows": p.numInputRows,
+            "input_rows_per_s": p.inputRowsPerSecond, "processed_rows_per_s": p.processedRowsPerSecond,
+            "batch_ms": p.batchDuration, "watermark": p.eventTime.get("watermark"),
+            "late_rows_dropped": dropped,
+            "state_rows": sum(op.numRowsTotal for op in p.stateOperators),
+        }
+        with self.path.open("a") as out:
+            out.write(json.dumps(record) + "\n")
+        if dropped:
+            log.warning("%s batch %d dropped %d late rows behind watermark %s", p.name, p.batchId, dropped,
+                        record["watermark"])
+
+    def onQueryIdle(self, event) -> None:  # noqa: ANN001, N802
+        pass
+
+    def onQueryTerminated(self, event) -> None:  # noqa: ANN001, N802
+        log.info("query %s terminated%s", event.id, f": {event.exception}" if event.exception else "")
+
+
+def start_queries(spark: SparkSession, settings: Settings) -> list[StreamingQuery]:
+    checkpoints = checkpoint_dir(settings)
+    trigger = {"processingTime": f"{settings.stream_trigger_seconds} seconds"}
+    rows = checked(kafka_source(spark, settings))
+    raw = (
+        rows.writeStream.queryName(raw_query_name(settings))
+        .foreachBatch(RawWriter(settings))
+        .option("checkpointLocation", str(checkpoints / "raw"))
+        .trigger(**trigger)
+        .start()
+    )
+    features = (
+        tiles(valid_messages(rows), settings).writeStream.queryName(features_query_name(settings))
+        .outputMode(settings.stream_output_mode)
+        .foreachBatch(FeatureWriter(settings))
+        .option("checkpointLocation", str(checkpoints / "features"))
+        .trigger(**trigger)
+        .start()
+    )
+    return [raw, features]
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+    settings = get_settings()
+    spark = build_session(settings)
+    spark.streams.addListener(ProgressLog(progress_log(settings)))
+    queries = start_queries(spark, settings)
+    log.info("streaming %s -> feature store (%s mode, message model %s)", settings.kafka_topic,
+             settings.stream_output_mode, Transaction.__name__)
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping queries", signum)
+        for query in queries:
+            query.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    spark.streams.awaitAnyTermination()
+    for query in queries:
+        if query.exception():
+            raise SystemExit(f"query {query.name} failed: {query.exception()}")
+
+
+if __name__ == "__main__":
+    main()

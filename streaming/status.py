@@ -1,0 +1,70 @@
+"""Where the streaming job stands: read from its commit rows in PostgreSQL and its progress log (no Spark)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from app import db
+from app.config import Settings
+
+
+def raw_query_name(settings: Settings) -> str:
+    return f"{settings.stream_query_prefix}-raw"
+
+
+def features_query_name(settings: Settings) -> str:
+    return f"{settings.stream_query_prefix}-features"
+
+
+def progress_log(settings: Settings) -> Path:
+    return settings.state_dir / "stream" / f"{settings.stream_query_prefix}-progress.jsonl"
+
+
+def checkpoint_dir(settings: Settings) -> Path:
+    """Per query prefix, so a second job (a test, a replay) never shares Spark state with the main one."""
+    return settings.checkpoints_dir / "stream" / settings.stream_query_prefix
+
+
+@dataclass(frozen=True)
+class QueryStatus:
+    name: str
+    last_batch: int | None
+    last_commit: datetime | None
+    totals: dict[str, int]
+
+
+def query_status(settings: Settings, name: str) -> QueryStatus:
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT max(batch_id), max(committed_at) FROM stream_batch_commits WHERE query_name = %s", (name,)
+        )
+        last_batch, last_commit = cur.fetchone()
+        cur.execute(
+            "SELECT key, sum(value::bigint) FROM stream_batch_commits, jsonb_each_text(row_counts) "
+            "WHERE query_name = %s GROUP BY key ORDER BY key",
+            (name,),
+        )
+        totals = {key: int(total) for key, total in cur.fetchall()}
+    return QueryStatus(name, last_batch, last_commit, totals)
+
+
+def late_rows_dropped(settings: Settings) -> int:
+    """Rows Spark's window aggregation dropped behind the watermark, summed over the progress log."""
+    path = progress_log(settings)
+    if not path.exists():
+        return 0
+    total = 0
+    with path.open() as lines:
+        for line in lines:
+            total += json.loads(line).get("late_rows_dropped", 0)
+    return total
+
+
+def recent_progress(settings: Settings, limit: int = 200) -> list[dict]:
+    path = progress_log(settings)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()[-limit:]]

@@ -1,0 +1,83 @@
+"""Idempotent writes of one streaming micro-batch into the feature store.
+
+Every batch is written in one database transaction that starts by claiming its (query, batch id) row in
+``stream_batch_commits``. A replayed batch (Spark re-runs the last batch after a crash) finds the row already
+there and changes nothing; raw rows are also keyed by transaction_id, so a duplicate message is stored once.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pandas as pd
+import psycopg2.extensions
+from psycopg2.extras import execute_values
+
+from app.features import TILE_TABLES, TILES, Entity
+
+TRANSACTION_COLUMNS = (
+    "transaction_id", "customer_id", "merchant_id", "amount", "currency", "event_time", "card_last_4",
+    "is_fraud", "country", "device_type", "kafka_partition", "kafka_offset", "is_late",
+)
+
+
+def _records(frame: pd.DataFrame, columns: list[str] | tuple[str, ...]) -> list[tuple]:
+    """Plain Python values (psycopg2 does not adapt numpy scalars); missing values become NULL."""
+    subset = frame[list(columns)].astype(object)
+    return [tuple(row) for row in subset.where(subset.notna(), None).to_numpy().tolist()]
+
+
+def claim_batch(cur: psycopg2.extensions.cursor, query: str, batch_id: int) -> bool:
+    """True when this batch was not committed before (and is now claimed inside the open transaction)."""
+    cur.execute(
+        "INSERT INTO stream_batch_commits (query_name, batch_id) VALUES (%s, %s) "
+        "ON CONFLICT DO NOTHING RETURNING batch_id",
+        (query, batch_id),
+    )
+    return cur.fetchone() is not None
+
+
+def record_counts(cur: psycopg2.extensions.cursor, query: str, batch_id: int, counts: dict[str, int]) -> None:
+    cur.execute(
+        "UPDATE stream_batch_commits SET row_counts = %s WHERE query_name = %s AND batch_id = %s",
+        (json.dumps(counts), query, batch_id),
+    )
+
+
+def latest_event_time(cur: psycopg2.extensions.cursor) -> datetime | None:
+    cur.execute("SELECT max(event_time) FROM transactions")
+    return cur.fetchone()[0]
+
+
+def insert_transactions(cur: psycopg2.extensions.cursor, rows: pd.DataFrame) -> int:
+    """Insert raw rows, skipping transaction ids already stored; returns how many were new."""
+    if rows.empty:
+        return 0
+    values = _records(rows, TRANSACTION_COLUMNS)
+    inserted = execute_values(
+        cur,
+        f"INSERT INTO transactions ({', '.join(TRANSACTION_COLUMNS)}) VALUES %s "
+        "ON CONFLICT (transaction_id) DO NOTHING RETURNING 1",
+        values,
+        page_size=5000,
+        fetch=True,
+    )
+    return len(inserted)
+
+
+def upsert_tiles(cur: psycopg2.extensions.cursor, entity: Entity, tiles: pd.DataFrame) -> int:
+    """Replace each (entity, window_start) tile with the batch's values: Spark emits whole-window aggregates."""
+    if tiles.empty:
+        return 0
+    table, key = TILE_TABLES[entity]
+    columns = [key, "window_start", "window_end", *(a.name for a in TILES[entity])]
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns[2:])
+    execute_values(
+        cur,
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES %s "
+        f"ON CONFLICT ({key}, window_start) DO UPDATE SET {updates}, updated_at = now()",
+        _records(tiles, columns),
+        page_size=5000,
+    )
+    return len(tiles)
