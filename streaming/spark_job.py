@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 from datetime import timedelta
@@ -131,7 +132,7 @@ class RawWriter:
         self.query = raw_query_name(settings)
         self.delay = timedelta(seconds=settings.stream_watermark_seconds)
         with db.connection(settings) as conn, conn.cursor() as cur:
-            self.latest = store_writer.latest_event_time(cur)
+            self.latest = store_writer.latest_event_time(cur, self.query)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
@@ -156,10 +157,13 @@ class RawWriter:
                 inserted = store_writer.insert_transactions(cur, rows)
                 counts = {"valid": len(rows), "inserted": inserted, "duplicates": len(rows) - inserted,
                           "dlq": dlq, "late": int(rows["is_late"].sum()) if len(rows) else 0}
-                store_writer.record_counts(cur, self.query, batch_id, counts)
-            if len(rows):
-                newest = rows["event_time"].max().to_pydatetime()
-                self.latest = newest if self.latest is None else max(self.latest, newest)
+                if len(rows):
+                    newest = rows["event_time"].max().to_pydatetime()
+                    latest = newest if self.latest is None else max(self.latest, newest)
+                else:
+                    latest = self.latest
+                store_writer.record_counts(cur, self.query, batch_id, counts, latest)
+            self.latest = latest
             log.info("%s batch %d: %s in %.2f s", self.query, batch_id, counts, time.monotonic() - started)
         finally:
             batch.unpersist()
@@ -294,17 +298,22 @@ def main() -> None:
     log.info("streaming %s -> feature store (%s mode, message model %s)", settings.kafka_topic,
              settings.stream_output_mode, Transaction.__name__)
 
-    def stop(signum: int, _frame: object) -> None:
-        log.info("signal %d: stopping queries", signum)
-        for query in queries:
-            query.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    spark.streams.awaitAnyTermination()
+    stopping = threading.Event()
+    # The handler only sets a flag: calling into py4j from a signal handler while the main thread is inside a
+    # py4j call corrupts the gateway connection.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.set())
+    signal.signal(signal.SIGINT, lambda signum, _frame: stopping.set())
+    while not stopping.is_set() and all(query.isActive for query in queries):
+        spark.streams.awaitAnyTermination(timeout=1)
+        spark.streams.resetTerminated()
+    if stopping.is_set():
+        log.info("stopping queries at a batch boundary")
+    for query in queries:
+        query.stop()
     for query in queries:
         if query.exception():
             raise SystemExit(f"query {query.name} failed: {query.exception()}")
+    spark.stop()
 
 
 if __name__ == "__main__":

@@ -38,15 +38,17 @@ def claim_batch(cur: psycopg2.extensions.cursor, query: str, batch_id: int) -> b
     return cur.fetchone() is not None
 
 
-def record_counts(cur: psycopg2.extensions.cursor, query: str, batch_id: int, counts: dict[str, int]) -> None:
+def record_counts(cur: psycopg2.extensions.cursor, query: str, batch_id: int, counts: dict[str, int],
+                  max_event_time: datetime | None = None) -> None:
     cur.execute(
-        "UPDATE stream_batch_commits SET row_counts = %s WHERE query_name = %s AND batch_id = %s",
-        (json.dumps(counts), query, batch_id),
+        "UPDATE stream_batch_commits SET row_counts = %s, max_event_time = %s WHERE query_name = %s AND batch_id = %s",
+        (json.dumps(counts), max_event_time, query, batch_id),
     )
 
 
-def latest_event_time(cur: psycopg2.extensions.cursor) -> datetime | None:
-    cur.execute("SELECT max(event_time) FROM transactions")
+def latest_event_time(cur: psycopg2.extensions.cursor, query: str) -> datetime | None:
+    """The latest event time this query has committed: the base of its watermark after a restart."""
+    cur.execute("SELECT max(max_event_time) FROM stream_batch_commits WHERE query_name = %s", (query,))
     return cur.fetchone()[0]
 
 

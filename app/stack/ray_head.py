@@ -6,14 +6,13 @@ Token authentication is off locally (RAY_AUTH_MODE=disabled): with it on, Ray 2.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import httpx
 
 from app.config import Settings
-from app.stack.supervisor import Program, runtime_dir
+from app.stack.supervisor import Program, program_path, runtime_dir
 
 MIB = 1024 * 1024
 
@@ -32,7 +31,7 @@ def environment(settings: Settings) -> dict[str, str]:
         "RAY_AUTH_MODE": "disabled",
         "RAY_USAGE_STATS_ENABLED": "0",
         # Jobs run `python ...`: it must be this virtualenv's interpreter.
-        "PATH": f"{venv_bin()}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "PATH": program_path(settings),
     }
 
 

@@ -3,12 +3,10 @@ not by `riskray stack up`)."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 from app.config import PROJECT_ROOT, Settings
-from app.stack.ray_head import venv_bin
-from app.stack.supervisor import Program
+from app.stack.supervisor import Program, program_path
 
 NAME = "stream"
 
@@ -21,7 +19,7 @@ def program(settings: Settings) -> Program:
             "PYSPARK_PYTHON": sys.executable,
             "SPARK_LOCAL_IP": "127.0.0.1",
             "PYTHONPATH": str(PROJECT_ROOT),
-            "PATH": f"{venv_bin()}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "PATH": program_path(settings),
         },
         stopwaitsecs=60,  # queries stop at a batch boundary on SIGTERM
     )

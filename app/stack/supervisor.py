@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -34,6 +35,18 @@ class Program:
     user: str | None = None
     stopsignal: str = "TERM"
     stopwaitsecs: int = 30
+
+
+def program_path(settings: Settings) -> str:
+    """PATH for supervised programs: this virtualenv first (Ray jobs run `python`), then Java, then the system.
+
+    Fixed rather than inherited, so `stack up` from any shell renders the same config."""
+    java = shutil.which(settings.java_bin)
+    parts = [str(Path(sys.executable).parent)]
+    if java:
+        parts.append(str(Path(java).resolve().parent))
+    parts += ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+    return os.pathsep.join(dict.fromkeys(parts))
 
 
 def runtime_dir(settings: Settings) -> Path:

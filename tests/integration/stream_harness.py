@@ -1,0 +1,135 @@
+"""Runs the real Spark streaming job against the real broker and database, on topics and query names of its
+own, so tests never disturb each other or the main job."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pandas as pd
+from confluent_kafka import Producer
+from kafka.admin import NewTopic
+
+from app import db
+from app.config import Settings
+from app.stack.kafka import admin
+from streaming.status import features_query_name, progress_log, raw_query_name
+
+
+class StreamHarness:
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.settings = settings.model_copy(update={
+            "kafka_topic": f"test-{tag}.transactions",
+            "kafka_dlq_topic": f"test-{tag}.transactions.dlq",
+            "stream_query_prefix": f"test-{tag}",
+        })
+        self.log_path = log_dir / f"stream-{tag}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        client = admin(settings)
+        try:
+            client.create_topics([NewTopic(self.settings.kafka_topic, 12, 1), NewTopic(self.settings.kafka_dlq_topic, 1, 1)])
+        finally:
+            client.close()
+        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "partitioner": "murmur2_random"})
+
+    # --- the job ------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "RISKRAY_KAFKA_TOPIC": self.settings.kafka_topic,
+            "RISKRAY_KAFKA_DLQ_TOPIC": self.settings.kafka_dlq_topic,
+            "RISKRAY_STREAM_QUERY_PREFIX": self.settings.stream_query_prefix,
+        }
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "streaming.spark_job"], env=env, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(self) -> None:
+        """SIGKILL the driver and everything it started (the JVM, Python workers): no chance to clean up."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=30)
+
+    def assert_alive(self) -> None:
+        assert self.process is not None and self.process.poll() is None, self.log_path.read_text()[-3000:]
+
+    # --- input --------------------------------------------------------------------------------------------
+    def send(self, messages: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+        for key, value in messages:
+            self.producer.produce(self.settings.kafka_topic, key=key, value=value)
+        assert self.producer.flush(30) == 0
+
+    # --- observation --------------------------------------------------------------------------------------
+    def committed_batches(self, raw: bool = True) -> int:
+        name = raw_query_name(self.settings) if raw else features_query_name(self.settings)
+        with db.connection(self.settings) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM stream_batch_commits WHERE query_name = %s", (name,))
+            return cur.fetchone()[0]
+
+    def features_watermark(self) -> pd.Timestamp | None:
+        path = progress_log(self.settings)
+        if not path.exists():
+            return None
+        marks = [json.loads(line)["watermark"] for line in path.read_text().splitlines()
+                 if json.loads(line)["query"] == features_query_name(self.settings)]
+        marks = [pd.Timestamp(m) for m in marks if m]
+        return max(marks) if marks else None
+
+    def wait_until(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            self.assert_alive()
+            assert time.monotonic() < deadline, f"timed out waiting for {what}; log: {self.log_path}"
+            time.sleep(0.5)
+
+
+def _query(settings: Settings, sql: str, params: tuple) -> pd.DataFrame:
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+
+
+def stored_transactions(settings: Settings, customer_ids: list[int]) -> pd.DataFrame:
+    return _query(settings, "SELECT transaction_id::text, customer_id, amount, event_time, is_fraud, is_late "
+                            "FROM transactions WHERE customer_id = ANY(%s)", (customer_ids,))
+
+
+def stored_features(settings: Settings, customer_ids: list[int]) -> pd.DataFrame:
+    return _query(settings, "SELECT customer_id, window_start, transaction_count, amount_sum, avg_amount, max_amount, "
+                            "amount_std, fraud_count FROM features WHERE customer_id = ANY(%s) "
+                            "ORDER BY customer_id, window_start", (customer_ids,))
+
+
+def expected_features(transactions: pd.DataFrame) -> pd.DataFrame:
+    """An independent pandas computation of 1-minute customer windows (sample std, 0 for one row)."""
+    frame = transactions.assign(window_start=pd.to_datetime(transactions["timestamp"], utc=True).dt.floor("60s"))
+    grouped = frame.groupby(["customer_id", "window_start"])
+    out = grouped.agg(
+        transaction_count=("amount", "size"), amount_sum=("amount", "sum"), avg_amount=("amount", "mean"),
+        max_amount=("amount", "max"), amount_std=("amount", lambda a: a.std(ddof=1) if len(a) > 1 else 0.0),
+        fraud_count=("is_fraud", "sum"),
+    ).reset_index()
+    return out.sort_values(["customer_id", "window_start"], ignore_index=True)
+
+
+def assert_same_features(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
+    actual = actual.assign(window_start=pd.to_datetime(actual["window_start"], utc=True))
+    actual = actual.sort_values(["customer_id", "window_start"], ignore_index=True)
+    pd.testing.assert_frame_equal(actual, expected, check_dtype=False, check_exact=False, rtol=1e-9, atol=1e-9)
