@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import warnings
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -122,25 +122,45 @@ def as_utc(times: pd.Series) -> pd.Series:
     return times.dt.tz_localize("UTC") if times.dt.tz is None else times.dt.tz_convert("UTC")
 
 
+class LedgerName:
+    """The name under which a query's batches are recorded: the query name plus its checkpoint's id.
+
+    Spark numbers batches from 0 again for a new checkpoint; keyed by name alone, a deleted checkpoint would make
+    the job skip every batch as "already committed". The id is in the checkpoint's metadata file, which Spark
+    writes when the query starts, before the first batch."""
+
+    def __init__(self, name: str, checkpoint: Path) -> None:
+        self.name, self.checkpoint, self._value = name, checkpoint, ""
+
+    def __str__(self) -> str:
+        if not self._value:
+            checkpoint_id = json.loads((self.checkpoint / "metadata").read_text())["id"]
+            self._value = f"{self.name}@{checkpoint_id}"
+        return self._value
+
+
 # --- raw query -----------------------------------------------------------------------------------------------
 class RawWriter:
-    """foreachBatch of the raw query. Keeps the raw path's own watermark (latest event time stored, minus the
-    delay) to flag late rows; it starts from the database, so it survives restarts."""
+    """foreachBatch of the raw query. Keeps the raw path's own watermark (latest event time committed, minus the
+    delay) to flag late rows; it is read back from the batch ledger, so it survives restarts."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, checkpoint: Path) -> None:
         self.settings = settings
-        self.query = raw_query_name(settings)
+        self.ledger = LedgerName(raw_query_name(settings), checkpoint)
         self.delay = timedelta(seconds=settings.stream_watermark_seconds)
-        with db.connection(settings) as conn, conn.cursor() as cur:
-            self.latest = store_writer.latest_event_time(cur, self.query)
+        self.latest: datetime | None = None
+        self._resumed = False
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
+        query = str(self.ledger)
         batch = batch.persist()
         try:
             with db.connection(self.settings) as conn, conn.cursor() as cur:
-                if not store_writer.claim_batch(cur, self.query, batch_id):
-                    log.info("%s batch %d already committed; skipped", self.query, batch_id)
+                if not self._resumed:
+                    self.latest, self._resumed = store_writer.latest_event_time(cur, query), True
+                if not store_writer.claim_batch(cur, query, batch_id):
+                    log.info("%s batch %d already committed; skipped", query, batch_id)
                     return
                 letters = dead_letters(batch)
                 dlq = letters.count()
@@ -157,14 +177,13 @@ class RawWriter:
                 inserted = store_writer.insert_transactions(cur, rows)
                 counts = {"valid": len(rows), "inserted": inserted, "duplicates": len(rows) - inserted,
                           "dlq": dlq, "late": int(rows["is_late"].sum()) if len(rows) else 0}
+                latest = self.latest
                 if len(rows):
                     newest = rows["event_time"].max().to_pydatetime()
-                    latest = newest if self.latest is None else max(self.latest, newest)
-                else:
-                    latest = self.latest
-                store_writer.record_counts(cur, self.query, batch_id, counts, latest)
+                    latest = newest if latest is None else max(latest, newest)
+                store_writer.record_counts(cur, query, batch_id, counts, latest)
             self.latest = latest
-            log.info("%s batch %d: %s in %.2f s", self.query, batch_id, counts, time.monotonic() - started)
+            log.info("%s batch %d: %s in %.2f s", query, batch_id, counts, time.monotonic() - started)
         finally:
             batch.unpersist()
 
@@ -210,25 +229,26 @@ def tiles(valid: DataFrame, settings: Settings) -> DataFrame:
 
 
 class FeatureWriter:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, checkpoint: Path) -> None:
         self.settings = settings
-        self.query = features_query_name(settings)
+        self.ledger = LedgerName(features_query_name(settings), checkpoint)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
+        query = str(self.ledger)
         frame = batch.toPandas()
         for column in ("window_start", "window_end"):
             frame[column] = as_utc(frame[column])
         with db.connection(self.settings) as conn, conn.cursor() as cur:
-            if not store_writer.claim_batch(cur, self.query, batch_id):
-                log.info("%s batch %d already committed; skipped", self.query, batch_id)
+            if not store_writer.claim_batch(cur, query, batch_id):
+                log.info("%s batch %d already committed; skipped", query, batch_id)
                 return
             counts = {}
             for entity in ("customer", "merchant"):
                 part = frame[frame["kind"] == entity].rename(columns={"entity_id": f"{entity}_id"})
                 counts[entity] = store_writer.upsert_tiles(cur, entity, part)
-            store_writer.record_counts(cur, self.query, batch_id, counts)
-        log.info("%s batch %d: %s in %.2f s", self.query, batch_id, counts, time.monotonic() - started)
+            store_writer.record_counts(cur, query, batch_id, counts)
+        log.info("%s batch %d: %s in %.2f s", query, batch_id, counts, time.monotonic() - started)
 
 
 # --- progress ------------------------------------------------------------------------------------------------
@@ -271,7 +291,7 @@ def start_queries(spark: SparkSession, settings: Settings) -> list[StreamingQuer
     rows = checked(kafka_source(spark, settings))
     raw = (
         rows.writeStream.queryName(raw_query_name(settings))
-        .foreachBatch(RawWriter(settings))
+        .foreachBatch(RawWriter(settings, checkpoints / "raw"))
         .option("checkpointLocation", str(checkpoints / "raw"))
         .trigger(**trigger)
         .start()
@@ -279,7 +299,7 @@ def start_queries(spark: SparkSession, settings: Settings) -> list[StreamingQuer
     features = (
         tiles(valid_messages(rows), settings).writeStream.queryName(features_query_name(settings))
         .outputMode(settings.stream_output_mode)
-        .foreachBatch(FeatureWriter(settings))
+        .foreachBatch(FeatureWriter(settings, checkpoints / "features"))
         .option("checkpointLocation", str(checkpoints / "features"))
         .trigger(**trigger)
         .start()

@@ -30,6 +30,8 @@ def checkpoint_dir(settings: Settings) -> Path:
 
 @dataclass(frozen=True)
 class QueryStatus:
+    """A query's ledger across all its checkpoints: the last batch of the newest, totals over all."""
+
     name: str
     last_batch: int | None
     last_commit: datetime | None
@@ -39,13 +41,15 @@ class QueryStatus:
 def query_status(settings: Settings, name: str) -> QueryStatus:
     with db.connection(settings) as conn, conn.cursor() as cur:
         cur.execute(
-            "SELECT max(batch_id), max(committed_at) FROM stream_batch_commits WHERE query_name = %s", (name,)
+            "SELECT max(batch_id), max(committed_at) FROM stream_batch_commits WHERE query_name LIKE %s "
+            "AND committed_at = (SELECT max(committed_at) FROM stream_batch_commits WHERE query_name LIKE %s)",
+            (f"{name}@%", f"{name}@%"),
         )
         last_batch, last_commit = cur.fetchone()
         cur.execute(
             "SELECT key, sum(value::bigint) FROM stream_batch_commits, jsonb_each_text(row_counts) "
-            "WHERE query_name = %s GROUP BY key ORDER BY key",
-            (name,),
+            "WHERE query_name LIKE %s GROUP BY key ORDER BY key",
+            (f"{name}@%",),
         )
         totals = {key: int(total) for key, total in cur.fetchall()}
     return QueryStatus(name, last_batch, last_commit, totals)

@@ -80,7 +80,7 @@ class StreamHarness:
     def committed_batches(self, raw: bool = True) -> int:
         name = raw_query_name(self.settings) if raw else features_query_name(self.settings)
         with db.connection(self.settings) as conn, conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM stream_batch_commits WHERE query_name = %s", (name,))
+            cur.execute("SELECT count(*) FROM stream_batch_commits WHERE query_name LIKE %s", (f"{name}@%",))
             return cur.fetchone()[0]
 
     def features_watermark(self) -> pd.Timestamp | None:

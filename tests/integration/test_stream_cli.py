@@ -1,0 +1,63 @@
+"""`riskray simulate` and `riskray stream start|status|stop` as an operator runs them, on the main topic."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from app.config import Settings
+from streaming.simulate import run_live
+from streaming.simulator import Simulator, SimulatorConfig
+from streaming.sinks import KafkaSink
+from streaming.status import query_status, raw_query_name
+
+from .stream_harness import StreamHarness
+
+pytestmark = pytest.mark.integration
+RISKRAY = Path(sys.executable).parent / "riskray"
+
+
+def riskray(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(RISKRAY), *args], capture_output=True, text=True, timeout=300, env=os.environ.copy())
+
+
+def _end_offsets(settings: Settings, topic: str) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+    total = sum(consumer.end_offsets(partitions).values())
+    consumer.close()
+    return total
+
+
+def test_simulator_keeps_its_rate_and_every_event_reaches_kafka(stack: Settings, tmp_path: Path) -> None:
+    topic = StreamHarness(stack, tmp_path).settings.kafka_topic  # a fresh 12-partition topic
+    stats = run_live(Simulator(SimulatorConfig(customers=2000, merchants=200)), KafkaSink(stack, topic),
+                     rate=3000, duration_s=8)
+    assert stats.rate == pytest.approx(3000, rel=0.05)
+    assert _end_offsets(stack, topic) == stats.events
+
+
+def test_stream_start_status_stop(stack: Settings) -> None:
+    before = query_status(stack, raw_query_name(stack)).totals.get("valid", 0)
+    started = riskray("stream", "start")
+    assert started.returncode == 0, started.stderr
+    try:
+        sent = riskray("simulate", "--rate", "200", "--duration", "3", "--seed", str(int(time.time())))
+        assert sent.returncode == 0, sent.stderr
+        deadline = time.monotonic() + 120
+        while query_status(stack, raw_query_name(stack)).totals.get("valid", 0) < before + 550:
+            assert time.monotonic() < deadline, riskray("stream", "status").stdout
+            time.sleep(1)
+        status = riskray("stream", "status")
+        assert status.returncode == 0
+        assert "RUNNING" in status.stdout and raw_query_name(stack) in status.stdout
+    finally:
+        stopped = riskray("stream", "stop")
+    assert stopped.returncode == 0
+    assert riskray("stream", "status").returncode == 1
