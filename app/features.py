@@ -30,10 +30,11 @@ CUSTOMER_TILE: tuple[TileAggregate, ...] = (
     TileAggregate("max_amount", "max", "amount", "largest amount in the window"),
     TileAggregate("amount_std", "std", "amount", "sample standard deviation of amounts (0 for one transaction)"),
     TileAggregate("fraud_count", "sum", "is_fraud", "labelled frauds; usable by models only after the label delay"),
+    TileAggregate("last_event_at", "max", "timestamp", "event time of the newest transaction (staleness, freshness)"),
 )
 
 MERCHANT_TILE: tuple[TileAggregate, ...] = tuple(
-    a for a in CUSTOMER_TILE if a.name in {"transaction_count", "fraud_count"}
+    a for a in CUSTOMER_TILE if a.name in {"transaction_count", "fraud_count", "last_event_at"}
 )
 
 TILES: dict[Entity, tuple[TileAggregate, ...]] = {"customer": CUSTOMER_TILE, "merchant": MERCHANT_TILE}

@@ -119,7 +119,6 @@ class Simulator:
         self.config = config or SimulatorConfig()
         self.world = World.build(self.config)
         self.rng = np.random.default_rng(self.config.seed + 1)
-        self._uuid_rng = np.random.default_rng(self.config.seed + 2)
         self._weights = self.world.customer_rate / self.world.customer_rate.sum()
 
     # --- compromise calendars: which merchants / cards are compromised on a day --------------------------------
@@ -266,7 +265,11 @@ class Simulator:
         w, n = self.world, len(frame)
         customers = frame["customer_index"].to_numpy()
         countries = frame["country"].to_numpy()
-        random_bytes = self._uuid_rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
+        # Ids follow from the seed and the frame's time span: rerunning the same seed over the same period gives
+        # the same ids (the store keeps them once), a live run or another period gets new ones.
+        span = frame["timestamp"].to_numpy(dtype="datetime64[us]").astype(np.int64)
+        uuid_rng = np.random.default_rng([self.config.seed, 2, int(span.min()) if n else 0, int(span.max()) if n else 0])
+        random_bytes = uuid_rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
         out = pd.DataFrame(
             {
                 "transaction_id": [str(uuid.UUID(bytes=b.tobytes(), version=4)) for b in random_bytes],

@@ -168,7 +168,9 @@ class RawWriter:
                     (letters.write.format("kafka")
                      .option("kafka.bootstrap.servers", self.settings.kafka_bootstrap)
                      .option("topic", self.settings.kafka_dlq_topic).save())
+                checked_at = time.monotonic()
                 rows = valid_messages(batch).toPandas()
+                collected_at = time.monotonic()
                 rows = rows.rename(columns={"timestamp": "event_time", "partition": "kafka_partition",
                                             "offset": "kafka_offset"})
                 watermark = self.latest - self.delay if self.latest is not None else None
@@ -177,13 +179,15 @@ class RawWriter:
                 inserted = store_writer.insert_transactions(cur, rows)
                 counts = {"valid": len(rows), "inserted": inserted, "duplicates": len(rows) - inserted,
                           "dlq": dlq, "late": int(rows["is_late"].sum()) if len(rows) else 0}
+                phases = {"validate_s": round(checked_at - started, 2), "collect_s": round(collected_at - checked_at, 2),
+                          "store_s": round(time.monotonic() - collected_at, 2)}
                 latest = self.latest
                 if len(rows):
                     newest = rows["event_time"].max().to_pydatetime()
                     latest = newest if latest is None else max(latest, newest)
                 store_writer.record_counts(cur, query, batch_id, counts, latest)
             self.latest = latest
-            log.info("%s batch %d: %s in %.2f s", query, batch_id, counts, time.monotonic() - started)
+            log.info("%s batch %d: %s %s in %.2f s", query, batch_id, counts, phases, time.monotonic() - started)
         finally:
             batch.unpersist()
 
@@ -237,7 +241,7 @@ class FeatureWriter:
         started = time.monotonic()
         query = str(self.ledger)
         frame = batch.toPandas()
-        for column in ("window_start", "window_end"):
+        for column in ("window_start", "window_end", "last_event_at"):
             frame[column] = as_utc(frame[column])
         with db.connection(self.settings) as conn, conn.cursor() as cur:
             if not store_writer.claim_batch(cur, query, batch_id):

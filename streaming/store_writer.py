@@ -7,12 +7,12 @@ there and changes nothing; raw rows are also keyed by transaction_id, so a dupli
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import datetime
 
 import pandas as pd
 import psycopg2.extensions
-from psycopg2.extras import execute_values
 
 from app.features import TILE_TABLES, TILES, Entity
 
@@ -20,12 +20,6 @@ TRANSACTION_COLUMNS = (
     "transaction_id", "customer_id", "merchant_id", "amount", "currency", "event_time", "card_last_4",
     "is_fraud", "country", "device_type", "kafka_partition", "kafka_offset", "is_late",
 )
-
-
-def _records(frame: pd.DataFrame, columns: list[str] | tuple[str, ...]) -> list[tuple]:
-    """Plain Python values (psycopg2 does not adapt numpy scalars); missing values become NULL."""
-    subset = frame[list(columns)].astype(object)
-    return [tuple(row) for row in subset.where(subset.notna(), None).to_numpy().tolist()]
 
 
 def claim_batch(cur: psycopg2.extensions.cursor, query: str, batch_id: int) -> bool:
@@ -52,20 +46,30 @@ def latest_event_time(cur: psycopg2.extensions.cursor, query: str) -> datetime |
     return cur.fetchone()[0]
 
 
+def _copy_into_temp(cur: psycopg2.extensions.cursor, table: str, frame: pd.DataFrame, columns: list[str]) -> str:
+    """COPY ``frame`` into a session-temporary twin of ``table`` (emptied at commit); returns its name.
+
+    COPY is several times faster than INSERT ... VALUES for the 10-20k rows of a busy batch."""
+    temp = f"incoming_{table}"
+    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+    buffer = io.StringIO()
+    frame[columns].to_csv(buffer, index=False, header=False, date_format="%Y-%m-%dT%H:%M:%S.%f%z")
+    buffer.seek(0)
+    cur.copy_expert(f"COPY {temp} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", buffer)
+    return temp
+
+
 def insert_transactions(cur: psycopg2.extensions.cursor, rows: pd.DataFrame) -> int:
     """Insert raw rows, skipping transaction ids already stored; returns how many were new."""
     if rows.empty:
         return 0
-    values = _records(rows, TRANSACTION_COLUMNS)
-    inserted = execute_values(
-        cur,
-        f"INSERT INTO transactions ({', '.join(TRANSACTION_COLUMNS)}) VALUES %s "
-        "ON CONFLICT (transaction_id) DO NOTHING RETURNING 1",
-        values,
-        page_size=5000,
-        fetch=True,
-    )
-    return len(inserted)
+    columns = list(TRANSACTION_COLUMNS)
+    # Within one batch the same id may arrive twice: keep the first, as the table would.
+    rows = rows.drop_duplicates("transaction_id")
+    temp = _copy_into_temp(cur, "transactions", rows, columns)
+    listed = ", ".join(columns)
+    cur.execute(f"INSERT INTO transactions ({listed}) SELECT {listed} FROM {temp} ON CONFLICT (transaction_id) DO NOTHING")
+    return cur.rowcount
 
 
 def upsert_tiles(cur: psycopg2.extensions.cursor, entity: Entity, tiles: pd.DataFrame) -> int:
@@ -74,12 +78,11 @@ def upsert_tiles(cur: psycopg2.extensions.cursor, entity: Entity, tiles: pd.Data
         return 0
     table, key = TILE_TABLES[entity]
     columns = [key, "window_start", "window_end", *(a.name for a in TILES[entity])]
+    temp = _copy_into_temp(cur, table, tiles, columns)
+    listed = ", ".join(columns)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns[2:])
-    execute_values(
-        cur,
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES %s "
-        f"ON CONFLICT ({key}, window_start) DO UPDATE SET {updates}, updated_at = now()",
-        _records(tiles, columns),
-        page_size=5000,
+    cur.execute(
+        f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {temp} "
+        f"ON CONFLICT ({key}, window_start) DO UPDATE SET {updates}, updated_at = clock_timestamp()"
     )
     return len(tiles)

@@ -115,3 +115,15 @@ def test_live_mode_never_emits_an_event_time_ahead_of_the_clock() -> None:
         assert frame["timestamp"].max() <= pd.Timestamp.now(tz=UTC)
     times = pd.concat(sink.frames)["timestamp"]
     assert np.all(np.diff(times.to_numpy()) >= np.timedelta64(-60, "s"))
+
+
+def test_ids_repeat_only_for_the_same_seed_and_period() -> None:
+    config = SimulatorConfig(seed=5, customers=100, merchants=20)
+    first = next(Simulator(config).backfill(START, 1))["transaction_id"]
+    again = next(Simulator(config).backfill(START, 1))["transaction_id"]
+    later = next(Simulator(config).backfill(START + timedelta(days=1), 1))["transaction_id"]
+    assert list(first) == list(again)
+    assert not set(first) & set(later)
+    live_a = Simulator(config).live_batch(50, START, START + timedelta(seconds=1))["transaction_id"]
+    live_b = Simulator(config).live_batch(50, START + timedelta(seconds=5), START + timedelta(seconds=6))["transaction_id"]
+    assert not set(live_a) & set(live_b)
