@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     spark_master: str = "local[2]"
     spark_driver_memory: str = "1g"
     spark_shuffle_partitions: int = Field(
-        default=4, ge=1, description="State partitions; fixed once a checkpoint exists (Spark's rule)."
+        default=2, ge=1, description="State partitions; fixed once a checkpoint exists (Spark's rule)."
     )
     spark_state_store: Literal["hdfs", "rocksdb"] = "hdfs"
     stream_output_mode: Literal["update", "append"] = Field(

@@ -16,6 +16,7 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
+    Strict,
     Field,
     ValidationError,
     field_serializer,
@@ -30,7 +31,9 @@ class DeviceType(StrEnum):
     ATM = "atm"
 
 
-PositiveId = Annotated[int, Field(gt=0, le=2**63 - 1)]
+# Numbers are Strict: "17" is not 17. Spark's schema-driven parse of the same message makes that distinction
+# too, and the stream must never call a message valid that Spark cannot read.
+PositiveId = Annotated[int, Strict(), Field(gt=0, le=2**63 - 1)]
 
 
 class Transaction(BaseModel):
@@ -41,7 +44,7 @@ class Transaction(BaseModel):
     transaction_id: UUID
     customer_id: PositiveId
     merchant_id: PositiveId
-    amount: Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False)]
+    amount: Annotated[float, Strict(), Field(gt=0, le=1_000_000, allow_inf_nan=False)]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
     timestamp: Annotated[AwareDatetime, Field(description="Event time, ISO 8601 with an offset; stored as UTC")]
     card_last_4: Annotated[str, Field(pattern=r"^[0-9]{4}$")]

@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import warnings
+from functools import reduce
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -32,6 +33,7 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
+from pyspark.sql.types import LongType
 
 from app import db
 from app.config import Settings, get_settings
@@ -40,7 +42,8 @@ from app.schemas import Transaction
 from streaming import store_writer
 from streaming.spark_schema import spark_schema
 from streaming.status import checkpoint_dir, features_query_name, progress_log, raw_query_name
-from streaming.validation import validation_udf
+from streaming.dead_letters import DeadLetterProducer
+from streaming.validation import validation_errors, validation_udf
 
 log = logging.getLogger("riskray.stream")
 
@@ -87,33 +90,21 @@ def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
     )
 
 
-def checked(source: DataFrame) -> DataFrame:
-    """Kafka rows with the validation error (null when valid) and the parsed message fields."""
+def parsed(source: DataFrame) -> DataFrame:
+    """Kafka rows with the message fields parsed in the JVM by the Spark schema derived from the model."""
+    return source.select("*", F.from_json(F.col("value").cast("string"), spark_schema()).alias("m"))
+
+
+def fully_parsed() -> Column:
+    """Guard for the rare value the model accepts but Spark's parser does not (a timestamp with 7 fractional
+    digits, say): such a row goes to the dead-letter topic instead of failing the batch on a NULL."""
+    return reduce(lambda a, b: a & b, [F.col(f"m.{name}").isNotNull() for name in Transaction.model_fields])
+
+
+def valid_messages(source: DataFrame) -> DataFrame:
+    """Rows that satisfy the message model (checked by the model itself, in a Python UDF), parsed."""
     message_error = validation_udf()
-    parsed = F.from_json(F.col("value").cast("string"), spark_schema())
-    return source.select(
-        "key", "value", "topic", "partition", "offset", message_error(F.col("value")).alias("error"),
-        parsed.alias("m"),
-    )
-
-
-def valid_messages(rows: DataFrame) -> DataFrame:
-    return rows.where(F.col("error").isNull()).select("m.*", "partition", "offset")
-
-
-def dead_letters(rows: DataFrame) -> DataFrame:
-    """Dead-letter records: the original key and bytes untouched, the reason and source in headers."""
-    header = lambda name, value: F.struct(F.lit(name).alias("key"), value.cast("binary").alias("value"))  # noqa: E731
-    return rows.where(F.col("error").isNotNull()).select(
-        "key",
-        F.coalesce(F.col("value"), F.lit(b"").cast("binary")).alias("value"),
-        F.array(
-            header("riskray.error", F.col("error")),
-            header("riskray.source.topic", F.col("topic")),
-            header("riskray.source.partition", F.col("partition").cast("string")),
-            header("riskray.source.offset", F.col("offset").cast("string")),
-        ).alias("headers"),
-    )
+    return parsed(source).where(message_error(F.col("value")).isNull() & fully_parsed()).select("m.*")
 
 
 def as_utc(times: pd.Series) -> pd.Series:
@@ -141,8 +132,10 @@ class LedgerName:
 
 # --- raw query -----------------------------------------------------------------------------------------------
 class RawWriter:
-    """foreachBatch of the raw query. Keeps the raw path's own watermark (latest event time committed, minus the
-    delay) to flag late rows; it is read back from the batch ledger, so it survives restarts."""
+    """foreachBatch of the raw query: one Spark job pulls the batch's Kafka rows to the driver (Arrow), where the
+    message model validates them (no Python UDF round trip). Invalid ones go to the dead-letter topic, valid
+    ones to ``transactions``. Keeps the raw path's own watermark (latest event time committed, minus the delay)
+    to flag late rows; it is read back from the batch ledger, so it survives restarts."""
 
     def __init__(self, settings: Settings, checkpoint: Path) -> None:
         self.settings = settings
@@ -150,46 +143,49 @@ class RawWriter:
         self.delay = timedelta(seconds=settings.stream_watermark_seconds)
         self.latest: datetime | None = None
         self._resumed = False
+        self.dead_letters = DeadLetterProducer(settings)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         query = str(self.ledger)
-        batch = batch.persist()
-        try:
-            with db.connection(self.settings) as conn, conn.cursor() as cur:
-                if not self._resumed:
-                    self.latest, self._resumed = store_writer.latest_event_time(cur, query), True
-                if not store_writer.claim_batch(cur, query, batch_id):
-                    log.info("%s batch %d already committed; skipped", query, batch_id)
-                    return
-                letters = dead_letters(batch)
-                dlq = letters.count()
-                if dlq:
-                    (letters.write.format("kafka")
-                     .option("kafka.bootstrap.servers", self.settings.kafka_bootstrap)
-                     .option("topic", self.settings.kafka_dlq_topic).save())
-                checked_at = time.monotonic()
-                rows = valid_messages(batch).toPandas()
-                collected_at = time.monotonic()
-                rows = rows.rename(columns={"timestamp": "event_time", "partition": "kafka_partition",
-                                            "offset": "kafka_offset"})
-                watermark = self.latest - self.delay if self.latest is not None else None
-                rows["event_time"] = as_utc(rows["event_time"])
-                rows["is_late"] = (rows["event_time"] < watermark) if watermark is not None else False
-                inserted = store_writer.insert_transactions(cur, rows)
-                counts = {"valid": len(rows), "inserted": inserted, "duplicates": len(rows) - inserted,
-                          "dlq": dlq, "late": int(rows["is_late"].sum()) if len(rows) else 0}
-                phases = {"validate_s": round(checked_at - started, 2), "collect_s": round(collected_at - checked_at, 2),
-                          "store_s": round(time.monotonic() - collected_at, 2)}
-                latest = self.latest
-                if len(rows):
-                    newest = rows["event_time"].max().to_pydatetime()
-                    latest = newest if latest is None else max(latest, newest)
-                store_writer.record_counts(cur, query, batch_id, counts, latest)
-            self.latest = latest
-            log.info("%s batch %d: %s %s in %.2f s", query, batch_id, counts, phases, time.monotonic() - started)
-        finally:
-            batch.unpersist()
+        with db.connection(self.settings) as conn, conn.cursor() as cur:
+            if not self._resumed:
+                self.latest, self._resumed = store_writer.latest_event_time(cur, query), True
+            if not store_writer.claim_batch(cur, query, batch_id):
+                log.info("%s batch %d already committed; skipped", query, batch_id)
+                return
+            source = parsed(batch).select("key", "value", "topic", "partition", "offset",
+                                          fully_parsed().alias("fully_parsed"), "m.*").toPandas()
+            collected_at = time.monotonic()
+            errors = pd.Series(validation_errors(source["value"]), index=source.index)
+            unparsed = errors.isna() & ~source["fully_parsed"].astype(bool)
+            errors[unparsed] = "message: valid for the model but not for the stream's Spark schema"
+            bad = source[errors.notna()]
+            for row, reason in zip(bad.itertuples(index=False), errors[errors.notna()], strict=True):
+                self.dead_letters.send(row.key, row.value, reason, row.topic, int(row.partition), int(row.offset))
+            self.dead_letters.flush()  # before the commit: a dead letter is sent at least once, never lost
+            # Valid rows keep the JVM's parse (same schema, derived from the model): no second parse in Python.
+            rows = source[errors.isna()].rename(columns={"timestamp": "event_time", "partition": "kafka_partition",
+                                                         "offset": "kafka_offset"})
+            rows["event_time"] = as_utc(rows["event_time"])
+            for field in spark_schema().fields:  # nulls of invalid rows made pandas widen integers to float
+                if isinstance(field.dataType, LongType):
+                    rows[field.name] = rows[field.name].astype("int64")
+            watermark = self.latest - self.delay if self.latest is not None else None
+            rows["is_late"] = (rows["event_time"] < watermark) if watermark is not None else False
+            validated_at = time.monotonic()
+            inserted = store_writer.insert_transactions(cur, rows)
+            counts = {"valid": len(rows), "inserted": inserted, "duplicates": len(rows) - inserted,
+                      "dlq": len(bad), "late": int(rows["is_late"].sum()) if len(rows) else 0}
+            latest = self.latest
+            if len(rows):
+                newest = rows["event_time"].max().to_pydatetime()
+                latest = newest if latest is None else max(latest, newest)
+            store_writer.record_counts(cur, query, batch_id, counts, latest)
+        self.latest = latest
+        phases = {"collect_s": round(collected_at - started, 2), "validate_s": round(validated_at - collected_at, 2),
+                  "store_s": round(time.monotonic() - validated_at, 2)}
+        log.info("%s batch %d: %s %s in %.2f s", query, batch_id, counts, phases, time.monotonic() - started)
 
 
 # --- features query ------------------------------------------------------------------------------------------
@@ -292,16 +288,19 @@ class ProgressLog(StreamingQueryListener):
 def start_queries(spark: SparkSession, settings: Settings) -> list[StreamingQuery]:
     checkpoints = checkpoint_dir(settings)
     trigger = {"processingTime": f"{settings.stream_trigger_seconds} seconds"}
-    rows = checked(kafka_source(spark, settings))
+    # Two tasks instead of one per Kafka partition: on local[2], twelve small tasks per batch (Python-UDF tasks
+    # above all) cost more in scheduling than in work.
+    parallelism = spark.sparkContext.defaultParallelism
     raw = (
-        rows.writeStream.queryName(raw_query_name(settings))
+        kafka_source(spark, settings).coalesce(parallelism).writeStream.queryName(raw_query_name(settings))
         .foreachBatch(RawWriter(settings, checkpoints / "raw"))
         .option("checkpointLocation", str(checkpoints / "raw"))
         .trigger(**trigger)
         .start()
     )
     features = (
-        tiles(valid_messages(rows), settings).writeStream.queryName(features_query_name(settings))
+        tiles(valid_messages(kafka_source(spark, settings).coalesce(parallelism)), settings)
+        .writeStream.queryName(features_query_name(settings))
         .outputMode(settings.stream_output_mode)
         .foreachBatch(FeatureWriter(settings, checkpoints / "features"))
         .option("checkpointLocation", str(checkpoints / "features"))

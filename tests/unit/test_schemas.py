@@ -58,6 +58,9 @@ def test_naive_timestamp_is_rejected_because_event_time_must_be_unambiguous() ->
         ("is_fraud", 2),
         ("device_type", "toaster"),
         ("transaction_id", "not-a-uuid"),
+        ("customer_id", "17"),
+        ("amount", "42.5"),
+        ("is_fraud", "1"),
     ],
 )
 def test_invalid_field_is_named_in_the_error(field: str, value: object) -> None:
