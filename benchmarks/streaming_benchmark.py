@@ -39,7 +39,7 @@ from app.stack.kafka import admin  # noqa: E402
 from streaming.status import features_query_name, progress_log, raw_query_name  # noqa: E402
 
 BENCH_DB = "riskray_bench"
-console = Console()
+console = Console(width=230)
 
 
 def bench_database(settings: Settings) -> Settings:
