@@ -24,8 +24,9 @@ from streaming.status import features_query_name, progress_log, raw_query_name
 
 
 class StreamHarness:
-    def __init__(self, settings: Settings, log_dir: Path) -> None:
+    def __init__(self, settings: Settings, log_dir: Path, **environment: str) -> None:
         tag = uuid.uuid4().hex[:8]
+        self.environment = environment
         self.settings = settings.model_copy(update={
             "kafka_topic": f"test-{tag}.transactions",
             "kafka_dlq_topic": f"test-{tag}.transactions.dlq",
@@ -47,6 +48,7 @@ class StreamHarness:
             "RISKRAY_KAFKA_TOPIC": self.settings.kafka_topic,
             "RISKRAY_KAFKA_DLQ_TOPIC": self.settings.kafka_dlq_topic,
             "RISKRAY_STREAM_QUERY_PREFIX": self.settings.stream_query_prefix,
+            **self.environment,
         }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen([sys.executable, "-m", "streaming.spark_job"], env=env, stdout=log,
@@ -117,6 +119,18 @@ def stored_features(settings: Settings, customer_ids: list[int]) -> pd.DataFrame
                             "ORDER BY customer_id, window_start", (customer_ids,))
 
 
+def stored_merchant_features(settings: Settings, merchant_ids: list[int]) -> pd.DataFrame:
+    return _query(settings, "SELECT merchant_id, window_start, transaction_count, fraud_count FROM merchant_features "
+                            "WHERE merchant_id = ANY(%s) ORDER BY merchant_id, window_start", (merchant_ids,))
+
+
+def expected_merchant_features(transactions: pd.DataFrame) -> pd.DataFrame:
+    frame = transactions.assign(window_start=pd.to_datetime(transactions["timestamp"], utc=True).dt.floor("60s"))
+    out = frame.groupby(["merchant_id", "window_start"]).agg(
+        transaction_count=("amount", "size"), fraud_count=("is_fraud", "sum")).reset_index()
+    return out.sort_values(["merchant_id", "window_start"], ignore_index=True)
+
+
 def expected_features(transactions: pd.DataFrame) -> pd.DataFrame:
     """An independent pandas computation of 1-minute customer windows (sample std, 0 for one row)."""
     frame = transactions.assign(window_start=pd.to_datetime(transactions["timestamp"], utc=True).dt.floor("60s"))
@@ -131,5 +145,5 @@ def expected_features(transactions: pd.DataFrame) -> pd.DataFrame:
 
 def assert_same_features(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
     actual = actual.assign(window_start=pd.to_datetime(actual["window_start"], utc=True))
-    actual = actual.sort_values(["customer_id", "window_start"], ignore_index=True)
+    actual = actual.sort_values([actual.columns[0], "window_start"], ignore_index=True)
     pd.testing.assert_frame_equal(actual, expected, check_dtype=False, check_exact=False, rtol=1e-9, atol=1e-9)

@@ -21,7 +21,9 @@ from .stream_harness import (
     StreamHarness,
     assert_same_features,
     expected_features,
+    expected_merchant_features,
     stored_features,
+    stored_merchant_features,
     stored_transactions,
 )
 
@@ -36,15 +38,17 @@ def harness(stack: Settings, tmp_path: Path) -> Iterator[StreamHarness]:
 
 
 def transactions(customers: list[int], start: datetime, minutes: int, per_minute: int, seed: int) -> pd.DataFrame:
-    """A known set: every customer has ``per_minute`` (+-2) transactions in each of ``minutes`` windows."""
+    """A known set: every customer has ``per_minute`` (+-2) transactions in each of ``minutes`` windows, at five
+    merchants whose ids, like the customers', no other run uses."""
     rng = random.Random(seed)
+    merchants = [customers[0] + 10**6 + i for i in range(5)]
     rows = []
     for customer in customers:
         for minute in range(minutes):
             for _ in range(max(1, per_minute + rng.randint(-2, 2))):
                 rows.append({
                     "transaction_id": str(uuid.uuid4()),  # unique across runs: the table outlives tests
-                    "customer_id": customer, "merchant_id": rng.randint(1, 50),
+                    "customer_id": customer, "merchant_id": rng.choice(merchants),
                     "amount": round(rng.uniform(1, 500), 2), "currency": "EUR",
                     "timestamp": pd.Timestamp(start + timedelta(minutes=minute, seconds=rng.uniform(0, 59.9))),
                     "card_last_4": "4242", "is_fraud": int(rng.random() < 0.1), "country": "DE",
@@ -105,6 +109,8 @@ def test_known_transactions_become_exact_windows_with_duplicates_late_events_and
     harness.wait_until(lambda: len(stored_features(settings, customers)) == len(expected), 60, "feature rows")
     time.sleep(3)  # a few more triggers: nothing may change any more
     assert_same_features(stored_features(settings, customers), expected)
+    merchants = sorted(valid["merchant_id"].unique().tolist())
+    assert_same_features(stored_merchant_features(settings, merchants), expected_merchant_features(valid))
 
     stored = stored_transactions(settings, customers)
     assert sorted(stored["transaction_id"]) == sorted(everything["transaction_id"]), "duplicates stored once"
@@ -125,7 +131,19 @@ def test_known_transactions_become_exact_windows_with_duplicates_late_events_and
     assert dict(by_key[b"4"].headers)["riskray.error"] == b"message: empty value"
 
 
-def test_sigkilled_driver_restarts_without_double_counting_or_losing_rows(harness: StreamHarness) -> None:
+@pytest.mark.parametrize(("output_mode", "state_store"), [("update", "hdfs"), ("append", "rocksdb")])
+def test_sigkilled_driver_restarts_without_double_counting_or_losing_rows(
+    stack: Settings, tmp_path: Path, output_mode: str, state_store: str
+) -> None:
+    harness = StreamHarness(stack, tmp_path, RISKRAY_STREAM_OUTPUT_MODE=output_mode,
+                            RISKRAY_SPARK_STATE_STORE=state_store)
+    try:
+        _kill_and_restart(harness, closing=output_mode == "append")
+    finally:
+        harness.stop()
+
+
+def _kill_and_restart(harness: StreamHarness, closing: bool) -> None:
     customers = fresh_customers(40)
     start = (datetime.now(UTC) - timedelta(minutes=20)).replace(second=0, microsecond=0)
     all_rows = transactions(customers, start, minutes=6, per_minute=4, seed=5)
@@ -146,12 +164,16 @@ def test_sigkilled_driver_restarts_without_double_counting_or_losing_rows(harnes
     for chunk in chunks[4:]:
         harness.send(as_messages(chunk))
         time.sleep(1)
+    if closing:  # append mode emits a window once the watermark passes its end: push it past the last one
+        closer = transactions(fresh_customers(1), start + timedelta(minutes=9), minutes=1, per_minute=3, seed=9)
+        harness.send(as_messages(closer))
 
     settings = harness.settings
     expected = expected_features(all_rows)
-    harness.wait_until(lambda: len(stored_transactions(settings, customers)) == len(all_rows), 180, "raw rows")
-    harness.wait_until(lambda: len(stored_features(settings, customers)) == len(expected), 60, "feature rows")
+    harness.wait_until(lambda: len(stored_transactions(settings, customers)) >= len(all_rows), 180, "raw rows")
+    harness.wait_until(lambda: len(stored_features(settings, customers)) == len(expected), 120, "feature rows")
     harness.wait_until(lambda: stored_features(settings, customers)["transaction_count"].sum() == len(all_rows),
                        60, "final window counts")
     time.sleep(3)
     assert_same_features(stored_features(settings, customers), expected)
+    assert len(stored_transactions(settings, customers)) == len(all_rows)
