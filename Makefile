@@ -8,9 +8,14 @@ RISKRAY := $(VENV)/riskray
 bootstrap:
 	@bash cluster/local/bootstrap.sh
 
-# The main job. Until the end-to-end loop lands, it brings the local stack up and shows its status.
+# The main job, as far as the loop is built: the stack, the streaming job, 30 s of live transactions, and what
+# the feature store made of them. The stack stays up to explore; `make stack-down` stops it.
 demo: bootstrap
 	$(RISKRAY) stack up
+	$(RISKRAY) stream start
+	$(RISKRAY) simulate --rate 500 --duration 30
+	@sleep 5
+	$(RISKRAY) stream status
 	$(RISKRAY) stack status
 
 # Bootstrap, start the stack, run every test (unit and integration, against the real services), stop the stack.

@@ -69,9 +69,13 @@ def simulate(
         else:
             task = progress.add_task(f"live {rate:.0f}/s -> {target}", total=duration)
             stats = run_live(simulator, sink, rate, duration, progress=lambda n: progress.advance(task, n))
-    table = Table("events", "seconds", "events/s", "fraud share", *SCENARIOS)
-    table.add_row(str(stats.events), f"{stats.seconds:.1f}", f"{stats.rate:.0f}", f"{stats.fraud_share():.3%}",
-                  *(f"{stats.share(s):.3%}" for s in SCENARIOS))
+    table = Table("", "value", title=f"simulated -> {target}")
+    table.add_row("events", f"{stats.events:,}")
+    table.add_row("seconds", f"{stats.seconds:.1f}")
+    table.add_row("events/s", f"{stats.rate:,.0f}")
+    table.add_row("fraud share", f"{stats.fraud_share():.3%}")
+    for name in SCENARIOS:
+        table.add_row(f"  {name}", f"{stats.share(name):.3%}")
     Console().print(table)
 
 

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from app.config import Settings
 from app.stack import manager
 
+from tests.helpers import riskray
+
 pytestmark = pytest.mark.integration
-RISKRAY = Path(sys.executable).parent / "riskray"
-
-
-def riskray(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(RISKRAY), *args], capture_output=True, text=True, timeout=600, env=os.environ.copy())
 
 
 def test_status_shows_every_service_healthy_after_up(stack: Settings) -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,15 +13,11 @@ from streaming.simulate import run_live
 from streaming.simulator import Simulator, SimulatorConfig
 from streaming.sinks import KafkaSink
 from streaming.status import query_status, raw_query_name
+from tests.helpers import riskray
 
 from .stream_harness import StreamHarness
 
 pytestmark = pytest.mark.integration
-RISKRAY = Path(sys.executable).parent / "riskray"
-
-
-def riskray(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(RISKRAY), *args], capture_output=True, text=True, timeout=300, env=os.environ.copy())
 
 
 def _end_offsets(settings: Settings, topic: str) -> int:

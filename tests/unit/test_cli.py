@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-RISKRAY = Path(sys.executable).parent / "riskray"
-
-
-def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(RISKRAY), *args], capture_output=True, text=True, timeout=120, env={**os.environ, **env}
-    )
+from tests.helpers import riskray as run
 
 
 def test_help_lists_every_command() -> None:
