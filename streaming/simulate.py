@@ -76,8 +76,8 @@ def run_live(simulator: Simulator, sink: Sink, rate: float, duration_s: float, t
                 sink.write(ready_rows)
                 stats.add(ready_rows)
         last_wall = now_wall
-        progress(time.monotonic() - began - elapsed)
         time.sleep(max(0.0, tick_s - (time.monotonic() - began - elapsed)))
+        progress(min(time.monotonic() - began, duration_s) - min(elapsed, duration_s))
     sink.close()
     stats.seconds = time.monotonic() - began
     return stats

@@ -72,3 +72,15 @@ def recent_progress(settings: Settings, limit: int = 200) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines()[-limit:]]
+
+
+def last_failure(log: Path) -> str | None:
+    """The last query failure the job logged (Spark's error class and first sentence), if any."""
+    if not log.exists():
+        return None
+    found = None
+    with log.open(errors="replace") as lines:
+        for line in lines:
+            if "terminated with exception:" in line:
+                found = line.split("terminated with exception:", 1)[1].strip()[:300]
+    return found

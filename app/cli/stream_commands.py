@@ -109,6 +109,27 @@ def stop() -> None:
     typer.echo("stream    stopped")
 
 
+@stream.command("reset")
+def reset() -> None:
+    """Forget the job's Spark state (checkpoints, progress log) so it re-reads the topic from the start.
+
+    Needed after a change to the feature definitions, which Spark refuses to restore into old state. Safe for
+    the store: batches are keyed by checkpoint id, raw rows by transaction id, tiles are replaced."""
+    import shutil
+
+    from app.stack import stream as stream_program
+    from app.stack import supervisor
+    from app.stack.errors import StackError
+    from streaming.status import checkpoint_dir, progress_log
+
+    settings = get_settings()
+    if supervisor.process_state(settings, stream_program.NAME) in {"RUNNING", "STARTING"}:
+        raise StackError("the streaming job is running; run `riskray stream stop` first")
+    shutil.rmtree(checkpoint_dir(settings), ignore_errors=True)
+    progress_log(settings).unlink(missing_ok=True)
+    typer.echo(f"stream    reset: {checkpoint_dir(settings)} removed; the next start re-reads {settings.kafka_topic}")
+
+
 @stream.command("status")
 def status() -> None:
     """The job's state, last committed batch per query, totals (stored, duplicates, dead letters, late)."""
@@ -117,7 +138,7 @@ def status() -> None:
 
     from app.stack import stream as stream_program
     from app.stack import supervisor
-    from streaming.status import features_query_name, late_rows_dropped, query_status, raw_query_name
+    from streaming.status import features_query_name, last_failure, late_rows_dropped, query_status, raw_query_name
 
     settings = get_settings()
     state = supervisor.process_state(settings, stream_program.NAME)
@@ -131,4 +152,9 @@ def status() -> None:
     console.print(table)
     console.print(f"late rows dropped by the window aggregation: {late_rows_dropped(settings)}")
     if state != "RUNNING":
+        failure = last_failure(supervisor.log_path(settings, stream_program.NAME))
+        if failure:
+            console.print(f"[red]last failure:[/red] {failure}")
+            if "STATE_STORE" in failure:
+                console.print("the feature definitions changed since the checkpoint: `riskray stream reset`")
         raise typer.Exit(1)
