@@ -130,7 +130,8 @@ class Simulator:
         return np.unique(np.concatenate(chosen))
 
     def compromised_merchants(self, day: int) -> np.ndarray:
-        return self._compromised(day, np.arange(len(self.world.merchant_ids)), self.config.compromised_merchants_per_day, 1)
+        merchants = np.arange(len(self.world.merchant_ids))
+        return self._compromised(day, merchants, self.config.compromised_merchants_per_day, 1)
 
     def compromised_cards(self, day: int) -> np.ndarray:
         return self._compromised(day, np.arange(len(self.world.customer_ids)), self.config.compromised_cards_per_day, 2)
@@ -219,7 +220,7 @@ class Simulator:
                 for i, row in enumerate(rows):
                     devices[row] = rng.choice(np.setdiff1d(DEVICES, usual[i]))
                     home = w.customer_country[customers[row]]
-                    countries[row] = rng.choice(COUNTRIES[COUNTRIES != home])
+                    countries[row] = rng.choice(COUNTRIES[home != COUNTRIES])
                 amounts[rows] *= rng.uniform(1, 4, size=rows.size)
 
         frame = pd.DataFrame(
@@ -268,7 +269,8 @@ class Simulator:
         # Ids follow from the seed and the frame's time span: rerunning the same seed over the same period gives
         # the same ids (the store keeps them once), a live run or another period gets new ones.
         span = frame["timestamp"].to_numpy(dtype="datetime64[us]").astype(np.int64)
-        uuid_rng = np.random.default_rng([self.config.seed, 2, int(span.min()) if n else 0, int(span.max()) if n else 0])
+        bounds = [int(span.min()), int(span.max())] if n else [0, 0]
+        uuid_rng = np.random.default_rng([self.config.seed, 2, *bounds])
         random_bytes = uuid_rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
         out = pd.DataFrame(
             {

@@ -25,8 +25,8 @@ import sys
 import threading
 import time
 import warnings
-from functools import reduce
 from datetime import datetime, timedelta
+from functools import reduce
 from pathlib import Path
 
 import pandas as pd
@@ -40,9 +40,9 @@ from app.config import Settings, get_settings
 from app.features import TILES, TileAggregate
 from app.schemas import Transaction
 from streaming import store_writer
+from streaming.dead_letters import DeadLetterProducer
 from streaming.spark_schema import spark_schema
 from streaming.status import checkpoint_dir, features_query_name, progress_log, raw_query_name
-from streaming.dead_letters import DeadLetterProducer
 from streaming.validation import validation_errors, validation_udf
 
 log = logging.getLogger("riskray.stream")
@@ -259,10 +259,10 @@ class ProgressLog(StreamingQueryListener):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
 
-    def onQueryStarted(self, event) -> None:  # noqa: ANN001, N802 - Spark's listener API
+    def onQueryStarted(self, event) -> None:  # noqa: N802 - Spark's listener API
         log.info("query %s started", event.name)
 
-    def onQueryProgress(self, event) -> None:  # noqa: ANN001, N802
+    def onQueryProgress(self, event) -> None:  # noqa: N802
         p = event.progress
         dropped = sum(op.numRowsDroppedByWatermark for op in p.stateOperators)
         record = {
@@ -278,10 +278,10 @@ class ProgressLog(StreamingQueryListener):
             log.warning("%s batch %d dropped %d late rows behind watermark %s", p.name, p.batchId, dropped,
                         record["watermark"])
 
-    def onQueryIdle(self, event) -> None:  # noqa: ANN001, N802
+    def onQueryIdle(self, event) -> None:  # noqa: N802
         pass
 
-    def onQueryTerminated(self, event) -> None:  # noqa: ANN001, N802
+    def onQueryTerminated(self, event) -> None:  # noqa: N802
         log.info("query %s terminated%s", event.id, f": {event.exception}" if event.exception else "")
 
 

@@ -12,9 +12,9 @@ import json
 from datetime import datetime
 
 import pandas as pd
+import psycopg2.extensions
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-import psycopg2.extensions
 
 from app.features import TILE_TABLES, TILES, Entity
 
@@ -71,7 +71,9 @@ def insert_transactions(cur: psycopg2.extensions.cursor, rows: pd.DataFrame) -> 
     rows = rows.drop_duplicates("transaction_id")
     temp = _copy_into_temp(cur, "transactions", rows, columns)
     listed = ", ".join(columns)
-    cur.execute(f"INSERT INTO transactions ({listed}) SELECT {listed} FROM {temp} ON CONFLICT (transaction_id) DO NOTHING")
+    cur.execute(
+        f"INSERT INTO transactions ({listed}) SELECT {listed} FROM {temp} ON CONFLICT (transaction_id) DO NOTHING"
+    )
     return cur.rowcount
 
 

@@ -29,7 +29,7 @@ def validation_errors(values: Iterable[bytes | bytearray | None]) -> list[str | 
     return errors
 
 
-def validation_udf():  # noqa: ANN201 - a pyspark UserDefinedFunction
+def validation_udf():
     from pyspark.sql.functions import pandas_udf
 
     @pandas_udf("string")  # type: ignore[call-overload]

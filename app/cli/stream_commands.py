@@ -21,16 +21,18 @@ class Mode(StrEnum):
 
 
 def simulate(
-    mode: Annotated[Mode, typer.Option(help="live: events/s for a duration; backfill: N days at full speed")] = Mode.live,
+    mode: Annotated[Mode, typer.Option(help="live: events/s for a duration; backfill: N days at full speed")] = (
+        Mode.live
+    ),
     rate: Annotated[float, typer.Option(min=0.1, help="live: events per second")] = 1000.0,
     duration: Annotated[float, typer.Option(min=0.1, help="live: seconds to run")] = 60.0,
     days: Annotated[int, typer.Option(min=1, help="backfill: days of history ending now")] = 30,
     seed: Annotated[int, typer.Option(help="same seed, same transactions")] = 42,
     customers: Annotated[int, typer.Option(min=1)] = 5000,
     merchants: Annotated[int, typer.Option(min=12)] = 1000,
-    out: Annotated[Path | None, typer.Option(help="write a .parquet or .csv file instead of producing to Kafka")] = None,
-    drift_at: Annotated[datetime | None, typer.Option(help="from this time (UTC) the fraud mix and amounts drift")] = None,
-    scenario: Annotated[list[str] | None, typer.Option(help="NAME=SHARE, e.g. card_testing=0.002; 0 switches off")] = None,
+    out: Annotated[Path | None, typer.Option(help="write a .parquet or .csv file, not to Kafka")] = None,
+    drift_at: Annotated[datetime | None, typer.Option(help="from this time (UTC) fraud mix and amounts drift")] = None,
+    scenario: Annotated[list[str] | None, typer.Option(help="NAME=SHARE, e.g. card_testing=0.002; 0 = off")] = None,
 ) -> None:
     """Generate realistic card transactions with fraud scenarios, to Kafka or to a file."""
     from datetime import UTC

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import subprocess
 import uuid
 from pathlib import Path
@@ -119,10 +120,8 @@ def provision(settings: Settings) -> None:
         for topic in topics(settings):
             if topic.name in existing:
                 continue
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile by someone else
                 client.create_topics([topic])
-            except TopicAlreadyExistsError:
-                pass
     finally:
         client.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Callable
@@ -62,7 +63,7 @@ def _failure(service: Service, settings: Settings) -> str | None:
     """None when healthy, else a short reason."""
     try:
         service.module.check(settings)
-    except Exception as error:  # noqa: BLE001 - any failure of a probe means unhealthy; the reason is reported
+    except Exception as error:
         return f"{type(error).__name__}: {error}".splitlines()[0][:200]
     return None
 
@@ -145,7 +146,7 @@ def _extra_problems(service: Service, settings: Settings) -> str | None:
         if service.name == "kafka":
             missing = kafka.missing_topics(settings)
             return f"missing topics: {', '.join(missing)}" if missing else None
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         return f"{type(error).__name__}: {error}".splitlines()[0][:200]
     return None
 
@@ -165,10 +166,8 @@ def down(settings: Settings, echo: Echo = print) -> None:
         supervisor.shutdown(settings)
     leftovers = stray_processes(settings)
     for proc in leftovers:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(leftovers, timeout=10)
     echo("stack     down")
 

@@ -7,8 +7,8 @@ import grp
 import hashlib
 import os
 import pwd
-import stat
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -124,7 +124,8 @@ def prepare(settings: Settings) -> None:
         text=True,
     )
     if result.returncode != 0:
-        raise StackError(f"initdb failed: {result.stderr.strip().splitlines()[-1] if result.stderr else result.returncode}")
+        reason = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}"
+        raise StackError(f"initdb failed: {reason}")
 
 
 def program(settings: Settings) -> Program:
@@ -145,7 +146,7 @@ def program(settings: Settings) -> Program:
     )
 
 
-def superuser_connection(settings: Settings, database: str = "postgres"):  # noqa: ANN201 - psycopg2 type
+def superuser_connection(settings: Settings, database: str = "postgres"):
     return psycopg2.connect(
         host=str(socket_dir(settings)), port=settings.postgres_port, user=SUPERUSER, dbname=database,
         connect_timeout=3,

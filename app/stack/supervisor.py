@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import contextlib
 import hashlib
 import io
 import os
@@ -193,10 +194,8 @@ def shutdown(settings: Settings) -> None:
     """Stop supervisord itself and wait until its process is gone."""
     pidfile = settings.state_dir / "supervisor" / "supervisord.pid"
     pid = int(pidfile.read_text()) if pidfile.exists() else None
-    try:
+    with contextlib.suppress(OSError, xmlrpc.client.Fault, xmlrpc.client.ProtocolError):  # already gone
         rpc(settings).supervisor.shutdown()
-    except (OSError, xmlrpc.client.Fault, xmlrpc.client.ProtocolError):
-        pass
     deadline = time.monotonic() + 30
     while pid and _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)

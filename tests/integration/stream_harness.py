@@ -36,7 +36,8 @@ class StreamHarness:
         self.process: subprocess.Popen[bytes] | None = None
         client = admin(settings)
         try:
-            client.create_topics([NewTopic(self.settings.kafka_topic, 12, 1), NewTopic(self.settings.kafka_dlq_topic, 1, 1)])
+            client.create_topics([NewTopic(self.settings.kafka_topic, 12, 1),
+                                  NewTopic(self.settings.kafka_dlq_topic, 1, 1)])
         finally:
             client.close()
         self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "partitioner": "murmur2_random"})

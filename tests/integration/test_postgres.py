@@ -24,7 +24,8 @@ def scratch_db(stack: Settings) -> Iterator[Settings]:
     admin = postgres.superuser_connection(stack)
     admin.autocommit = True
     with admin.cursor() as cur:
-        cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(stack.postgres_user)))
+        owner = sql.Identifier(stack.postgres_user)
+        cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), owner))
     try:
         yield stack.model_copy(update={"postgres_db": name})
     finally:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -27,7 +28,7 @@ def test_job_submitted_through_the_job_api_succeeds(stack: Settings) -> None:
     assert "answer 42" in logs
 
 
-def test_mlflow_server_logs_and_reads_back_a_run(stack: Settings, tmp_path) -> None:  # noqa: ANN001
+def test_mlflow_server_logs_and_reads_back_a_run(stack: Settings, tmp_path) -> None:
     mlflow.set_tracking_uri(stack.mlflow_tracking_uri)
     experiment = mlflow.set_experiment(f"riskray-test-{uuid.uuid4().hex[:8]}")
     note = tmp_path / "note.txt"
@@ -44,4 +45,4 @@ def test_mlflow_server_logs_and_reads_back_a_run(stack: Settings, tmp_path) -> N
     assert fetched.data.metrics == {"auc": 0.93}
     downloaded = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="note.txt",
                                                      dst_path=str(tmp_path / "dl"))
-    assert open(downloaded).read() == "hello from riskray"
+    assert Path(downloaded).read_text() == "hello from riskray"

@@ -6,7 +6,6 @@ import pytest
 
 from app.config import Settings
 from app.stack import manager
-
 from tests.helpers import riskray
 
 pytestmark = pytest.mark.integration

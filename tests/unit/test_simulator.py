@@ -125,5 +125,6 @@ def test_ids_repeat_only_for_the_same_seed_and_period() -> None:
     assert list(first) == list(again)
     assert not set(first) & set(later)
     live_a = Simulator(config).live_batch(50, START, START + timedelta(seconds=1))["transaction_id"]
-    live_b = Simulator(config).live_batch(50, START + timedelta(seconds=5), START + timedelta(seconds=6))["transaction_id"]
+    later_start = START + timedelta(seconds=5)
+    live_b = Simulator(config).live_batch(50, later_start, later_start + timedelta(seconds=1))["transaction_id"]
     assert not set(live_a) & set(live_b)
