@@ -6,8 +6,10 @@ For each rate: a fresh topic, a fresh benchmark database (riskray_bench), the re
 --output-mode append), and the simulator in its own process producing for --duration seconds. Prints per rate:
 produced and processed events/s, catch-up time after the producer stops, batch duration p50/p95 per query,
 feature freshness p50/p95 (newest event in a tile -> tile visible in PostgreSQL), raw-row freshness, and the
-JVM's peak RSS; then the ratio to the targets (20k events/s, freshness p95 <= 5 s). A rate is sustainable when
-the job processes >= 97 % of it and catches up within 10 s. Not a test: the machine is shared and noisy.
+JVM's peak RSS; then the ratio to the targets (20k events/s, freshness p95 <= 5 s). With --baseline, each rate
+also runs on benchmarks/baseline_consumer.py (one Python process with a plain Kafka consumer, in-memory tiles, the
+same store writer) and the Spark/baseline ratio is printed. A rate is sustainable when the job processes >= 97 %
+of it and catches up within 10 s. Not a test: the machine is shared and noisy.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def jvm_rss_mb(process: psutil.Process) -> float:
         return 0.0
 
 
-def run_rate(base: Settings, rate: int, duration: float, output_mode: str) -> dict:
+def run_rate(base: Settings, rate: int, duration: float, output_mode: str, engine: str = "spark") -> dict:
     settings = bench_database(base)
     tag = uuid.uuid4().hex[:6]
     topic, prefix = f"bench-{tag}", f"bench-{tag}"
@@ -88,15 +90,18 @@ def run_rate(base: Settings, rate: int, duration: float, output_mode: str) -> di
     env = {**os.environ, "RISKRAY_POSTGRES_DB": BENCH_DB, "RISKRAY_KAFKA_TOPIC": topic,
            "RISKRAY_KAFKA_DLQ_TOPIC": f"{topic}.dlq", "RISKRAY_STREAM_QUERY_PREFIX": prefix,
            "RISKRAY_STREAM_OUTPUT_MODE": output_mode}
-    log_path = settings.logs_dir / f"bench-stream-{tag}.log"
-    job = subprocess.Popen([sys.executable, "-m", "streaming.spark_job"], env=env, cwd=ROOT,
+    log_path = settings.logs_dir / f"bench-{engine}-{tag}.log"
+    baseline = [sys.executable, str(ROOT / "benchmarks" / "baseline_consumer.py"), topic, f"baseline-{tag}",
+                str(duration + 150)]
+    command = [sys.executable, "-m", "streaming.spark_job"] if engine == "spark" else baseline
+    job = subprocess.Popen(command, env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
                            stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     bench_settings = settings.model_copy(update={"stream_query_prefix": prefix})
     try:
-        while "-> feature store" not in log_path.read_text():
+        while engine == "spark" and "-> feature store" not in log_path.read_text():
             assert job.poll() is None, log_path.read_text()[-2000:]
             time.sleep(0.5)
-        console.print(f"[bold]{rate:,} events/s[/bold]: job up, producing for {duration:.0f} s ...")
+        console.print(f"[bold]{rate:,} events/s, {engine}[/bold]: job up, producing for {duration:.0f} s ...")
         started = time.time()
         producer = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "produce_load.py"), topic, str(rate),
                                      str(duration), str(rate)], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -122,7 +127,8 @@ def run_rate(base: Settings, rate: int, duration: float, output_mode: str) -> di
         except subprocess.TimeoutExpired:
             os.killpg(job.pid, signal.SIGKILL)
 
-    records = [json.loads(line) for line in progress_log(bench_settings).read_text().splitlines()]
+    log = progress_log(bench_settings)
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     steady = [r for r in records if r["input_rows"] > 0 and r["timestamp"] >= time.strftime(
         "%Y-%m-%dT%H:%M:%S", time.gmtime(started + 0.25 * duration))]
 
@@ -141,7 +147,7 @@ def run_rate(base: Settings, rate: int, duration: float, output_mode: str) -> di
     client.close()
     processed_seconds = caught_up - started
     return {
-        "rate": rate, "produced": produced["rate"], "stored": stored,
+        "engine": engine, "rate": rate, "produced": produced["rate"], "stored": stored,
         "processed": stored / processed_seconds, "catch_up_s": caught_up - produced_at,
         "raw_batch_ms": batch_ms(raw_query_name(bench_settings)),
         "features_batch_ms": batch_ms(features_query_name(bench_settings)),
@@ -156,24 +162,38 @@ def main() -> None:
     parser.add_argument("--rates", type=int, nargs="+", default=[10_000, 20_000])
     parser.add_argument("--duration", type=float, default=120)
     parser.add_argument("--output-mode", choices=["update", "append"], default="update")
+    parser.add_argument("--baseline", action="store_true",
+                        help="after each Spark run, the same load on a hand-rolled Python Kafka consumer")
     args = parser.parse_args()
     base = get_settings()
-    results = [run_rate(base, rate, args.duration, args.output_mode) for rate in args.rates]
+    results = []
+    for rate in args.rates:
+        results.append(run_rate(base, rate, args.duration, args.output_mode))
+        if args.baseline:
+            results.append(run_rate(base, rate, args.duration, args.output_mode, engine="baseline"))
 
     table = Table(title=f"simulator -> Kafka -> Spark local[2] ({args.output_mode} mode) -> PostgreSQL, "
                         f"{args.duration:.0f} s per rate")
-    for column in ("target ev/s", "produced ev/s", "processed ev/s", "catch-up s", "raw batch p50/p95 ms",
+    for column in ("engine", "target ev/s", "produced ev/s", "processed ev/s", "catch-up s", "raw batch p50/p95 ms",
                    "features batch p50/p95 ms", "feature freshness p50/p95 s", "raw freshness p50/p95 s",
                    "JVM peak RSS MB", "sustainable"):
         table.add_column(column, justify="right")
     for r in results:
-        table.add_row(f"{r['rate']:,}", f"{r['produced']:,.0f}", f"{r['processed']:,.0f}", f"{r['catch_up_s']:.1f}",
+        table.add_row(r["engine"], f"{r['rate']:,}", f"{r['produced']:,.0f}", f"{r['processed']:,.0f}",
+                      f"{r['catch_up_s']:.1f}",
                       "{:.0f} / {:.0f}".format(*r["raw_batch_ms"]), "{:.0f} / {:.0f}".format(*r["features_batch_ms"]),
                       "{:.2f} / {:.2f}".format(*r["freshness_s"]), "{:.2f} / {:.2f}".format(*r["raw_freshness_s"]),
                       f"{r['jvm_rss_mb']:.0f}", "yes" if r["sustainable"] else "no")
     console.print(table)
-    best = max((r["rate"] for r in results if r["sustainable"]), default=0)
-    at_target = next((r for r in results if r["rate"] == 20_000), None)
+    spark = [r for r in results if r["engine"] == "spark"]
+    for r in spark:
+        twin = next((b for b in results if b["engine"] == "baseline" and b["rate"] == r["rate"]), None)
+        if twin:
+            ratio = r["processed"] / twin["processed"]
+            console.print(f"{r['rate']:,}/s: Spark processed {ratio:.2f}x the baseline's events/s; feature "
+                          f"freshness p95 {r['freshness_s'][1]:.1f} s vs {twin['freshness_s'][1]:.1f} s")
+    best = max((r["rate"] for r in spark if r["sustainable"]), default=0)
+    at_target = next((r for r in spark if r["rate"] == 20_000), None)
     console.print(f"highest sustainable rate measured: {best:,} events/s = {best / 20_000:.2f}x the 20k target, "
                   f"{best / 10_000:.2f}x the original design's 10k TPS")
     if at_target:
