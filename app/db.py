@@ -50,13 +50,6 @@ def connection(settings: Settings | None = None) -> Iterator[psycopg2.extensions
         pool.putconn(conn, close=broken or conn.closed != 0)
 
 
-def close_pools() -> None:
-    with _lock:
-        for pool in _pools.values():
-            pool.closeall()
-        _pools.clear()
-
-
 def ping(settings: Settings | None = None) -> None:
     """Raise unless the feature store answers a trivial query."""
     with connection(settings) as conn, conn.cursor() as cur:

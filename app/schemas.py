@@ -6,7 +6,6 @@ here once; the Spark schema is derived from it (``streaming.spark_schema``), nev
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -87,7 +86,3 @@ def describe_errors(error: ValidationError) -> str:
         where = ".".join(str(p) for p in item["loc"]) or "message"
         parts.append(f"{where}: {item['msg']}")
     return "; ".join(parts)
-
-
-def transaction_json_schema() -> str:
-    return json.dumps(Transaction.model_json_schema(), indent=2)

@@ -67,13 +67,6 @@ def late_rows_dropped(settings: Settings) -> int:
     return total
 
 
-def recent_progress(settings: Settings, limit: int = 200) -> list[dict]:
-    path = progress_log(settings)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines()[-limit:]]
-
-
 def last_failure(log: Path) -> str | None:
     """The last query failure the job logged (Spark's error class and first sentence), if any."""
     if not log.exists():
