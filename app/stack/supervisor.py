@@ -36,6 +36,7 @@ class Program:
     user: str | None = None
     stopsignal: str = "TERM"
     stopwaitsecs: int = 30
+    signal_group: bool = True  # send stopsignal to the whole process group; SIGKILL on timeout always does
 
 
 def program_path(settings: Settings) -> str:
@@ -99,7 +100,7 @@ def render_config(settings: Settings, programs: list[Program]) -> str:
             "startretries": "0",
             "stopsignal": program.stopsignal,
             "stopwaitsecs": str(program.stopwaitsecs),
-            "stopasgroup": "true",
+            "stopasgroup": "true" if program.signal_group else "false",
             "killasgroup": "true",
             "redirect_stderr": "true",
             "stdout_logfile": str(log_path(settings, program.name)),
