@@ -144,6 +144,8 @@ class RawWriter:
         self.latest: datetime | None = None
         self._resumed = False
         self.dead_letters = DeadLetterProducer(settings)
+        # Derived once, not per batch: pandas widens integer columns to float when invalid rows hold nulls.
+        self.integer_columns = [f.name for f in spark_schema().fields if isinstance(f.dataType, LongType)]
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
@@ -168,9 +170,7 @@ class RawWriter:
             rows = source[errors.isna()].rename(columns={"timestamp": "event_time", "partition": "kafka_partition",
                                                          "offset": "kafka_offset"})
             rows["event_time"] = as_utc(rows["event_time"])
-            for field in spark_schema().fields:  # nulls of invalid rows made pandas widen integers to float
-                if isinstance(field.dataType, LongType):
-                    rows[field.name] = rows[field.name].astype("int64")
+            rows[self.integer_columns] = rows[self.integer_columns].astype("int64")
             watermark = self.latest - self.delay if self.latest is not None else None
             rows["is_late"] = (rows["event_time"] < watermark) if watermark is not None else False
             validated_at = time.monotonic()

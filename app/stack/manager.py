@@ -13,7 +13,7 @@ from types import ModuleType
 import psutil
 
 from app.config import Settings
-from app.stack import kafka, mlflow_server, postgres, ray_head, supervisor
+from app.stack import kafka, mlflow_server, postgres, ray_head, stream, supervisor
 from app.stack.errors import StackError
 from app.stack.java import java_major_version
 
@@ -86,8 +86,6 @@ def _wait_healthy(service: Service, settings: Settings) -> float:
 
 def programs(settings: Settings) -> list[supervisor.Program]:
     """Every supervised program: the services `up` starts, then the jobs started by their own commands."""
-    from app.stack import stream
-
     return [service.module.program(settings) for service in SERVICES] + [stream.program(settings)]
 
 
@@ -154,8 +152,6 @@ def _extra_problems(service: Service, settings: Settings) -> str | None:
 def down(settings: Settings, echo: Echo = print) -> None:
     """Stop every service in reverse order, then supervisord; leave no process of ours behind."""
     if supervisor.is_running(settings):
-        from app.stack import stream
-
         if supervisor.process_state(settings, stream.NAME) in {"RUNNING", "STARTING"}:
             echo(f"{stream.NAME:<9} stopping ...")
             supervisor.stop(settings, stream.NAME)
