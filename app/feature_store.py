@@ -1,55 +1,85 @@
-"""Online reads of the feature store: longer windows as sums over the stream's 1-minute tiles.
+"""Online reads of the feature store: each transaction's history (``app.model_inputs.HISTORY_COLUMNS``) as of
+its event time, from the stream's 1-minute tiles and the customer country counts.
 
-A 1, 7 or 30-day window of a customer or merchant is the sum of its tiles that started inside the window, read
-with one index range scan on (entity id, window_start) — never a scan of raw transactions. Tiles are written by
-the streaming job (streaming.store_writer); their columns are declared in app.features.
+One query answers a whole batch of transactions: per transaction one index range scan on (customer_id,
+window_start) over ``features``, one on (merchant_id, window_start) over ``merchant_features`` and one
+primary-key read of ``customer_countries`` — never a scan of raw transactions. The window semantics are those
+of ``app.model_inputs`` (``app.point_in_time`` rebuilds the same values from raw transactions for training).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 
+import numpy as np
 import psycopg2.extensions
 
-from app.features import TILE_TABLES, Entity
-
-LONG_WINDOWS_DAYS = (1, 7, 30)
+from app.model_inputs import HISTORY_COLUMNS, LONG_WINDOWS_DAYS
 
 
-@dataclass(frozen=True)
-class WindowTotals:
-    days: int
-    transaction_count: int
-    fraud_count: int
-    amount_sum: float | None  # customers only: merchant tiles keep no amounts
-
-    @property
-    def mean_amount(self) -> float | None:
-        if self.amount_sum is None or self.transaction_count == 0:
-            return None
-        return self.amount_sum / self.transaction_count
-
-
-def window_totals(cur: psycopg2.extensions.cursor, entity: Entity, entity_id: int, as_of: datetime,
-                  days: tuple[int, ...] = LONG_WINDOWS_DAYS) -> list[WindowTotals]:
-    """Totals over the tiles that started in [as_of - d days, as_of) for each d, in one query."""
-    table, key = TILE_TABLES[entity]
-    has_amount = entity == "customer"
-    parts = []
-    for d in days:
-        since = f"window_start >= %(as_of)s - interval '{int(d)} days'"
-        parts.append(f"coalesce(sum(transaction_count) FILTER (WHERE {since}), 0)")
-        parts.append(f"coalesce(sum(fraud_count) FILTER (WHERE {since}), 0)")
-        parts.append(f"sum(amount_sum) FILTER (WHERE {since})" if has_amount else "NULL")
-    cur.execute(
-        f"SELECT {', '.join(parts)} FROM {table} WHERE {key} = %(id)s "
-        f"AND window_start >= %(as_of)s - interval '{int(max(days))} days' AND window_start < %(as_of)s",
-        {"id": entity_id, "as_of": as_of},
-    )
-    row = cur.fetchone()
-    return [
-        WindowTotals(d, int(row[3 * i]), int(row[3 * i + 1]),
-                     (float(row[3 * i + 2]) if row[3 * i + 2] is not None else (0.0 if has_amount else None)))
-        for i, d in enumerate(days)
+def _history_sql() -> str:
+    floor = "date_trunc('minute', r.t)"
+    longest = max(LONG_WINDOWS_DAYS)
+    customer = [
+        f"coalesce(sum(transaction_count) FILTER (WHERE window_start = {floor}), 0)",
+        f"coalesce(sum(amount_sum) FILTER (WHERE window_start = {floor}), 0)",
+        f"max(max_amount) FILTER (WHERE window_start = {floor})",
+        f"max(amount_std) FILTER (WHERE window_start = {floor})",
+        *(f"coalesce(sum(transaction_count) FILTER (WHERE window_start >= {floor} - interval '{d} days'), 0)"
+          for d in LONG_WINDOWS_DAYS),
+        *(f"coalesce(sum(amount_sum) FILTER (WHERE window_start >= {floor} - interval '{d} days'), 0)"
+          for d in LONG_WINDOWS_DAYS),
     ]
+    delayed_end = f"{floor} - make_interval(days => %(delay)s)"
+    merchant = [
+        *(f"coalesce(sum(transaction_count) FILTER (WHERE window_start >= {floor} - interval '{d} days' "
+          f"AND window_start <= {floor}), 0)" for d in LONG_WINDOWS_DAYS),
+        *(f"coalesce(sum(transaction_count) FILTER (WHERE window_start >= {delayed_end} - interval '{d} days' "
+          f"AND window_start < {delayed_end}), 0)" for d in LONG_WINDOWS_DAYS),
+        *(f"coalesce(sum(fraud_count) FILTER (WHERE window_start >= {delayed_end} - interval '{d} days' "
+          f"AND window_start < {delayed_end}), 0)" for d in LONG_WINDOWS_DAYS),
+    ]
+    countries = [
+        "coalesce(sum(transaction_count) FILTER (WHERE cc.country = r.country), 0)",
+        "coalesce(max(transaction_count), 0)",
+        "coalesce(sum(transaction_count), 0)",
+    ]
+    return f"""
+        WITH r AS (
+            SELECT * FROM unnest(%(customer)s::bigint[], %(merchant)s::bigint[], %(country)s::text[],
+                                 %(t)s::timestamptz[]) WITH ORDINALITY AS r(customer_id, merchant_id, country, t, i)
+        )
+        SELECT c.*, m.*, k.* FROM r
+        CROSS JOIN LATERAL (
+            SELECT {', '.join(customer)} FROM features f
+            WHERE f.customer_id = r.customer_id AND f.window_start >= {floor} - interval '{longest} days'
+              AND f.window_start <= {floor}
+        ) c
+        CROSS JOIN LATERAL (
+            SELECT {', '.join(merchant)} FROM merchant_features mf
+            WHERE mf.merchant_id = r.merchant_id
+              AND mf.window_start >= {floor} - make_interval(days => %(delay)s) - interval '{longest} days'
+              AND mf.window_start <= {floor}
+        ) m
+        CROSS JOIN LATERAL (
+            SELECT {', '.join(countries)} FROM customer_countries cc WHERE cc.customer_id = r.customer_id
+        ) k
+        ORDER BY r.i
+    """
+
+
+_HISTORY_SQL = _history_sql()
+
+
+def history_for(cur: psycopg2.extensions.cursor, customer_ids: Sequence[int], merchant_ids: Sequence[int],
+                countries: Sequence[str], event_times: Sequence[datetime], label_delay_days: int
+                ) -> dict[str, np.ndarray]:
+    """HISTORY_COLUMNS for a batch of transactions, as the store knows them now (float arrays, one per column)."""
+    cur.execute(_HISTORY_SQL, {
+        "customer": list(customer_ids), "merchant": list(merchant_ids), "country": list(countries),
+        "t": list(event_times), "delay": label_delay_days,
+    })
+    rows = cur.fetchall()
+    values = np.array(rows, dtype=np.float64).reshape(len(rows), len(HISTORY_COLUMNS))
+    return {name: values[:, i] for i, name in enumerate(HISTORY_COLUMNS)}

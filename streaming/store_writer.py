@@ -71,10 +71,18 @@ def insert_transactions(cur: psycopg2.extensions.cursor, rows: pd.DataFrame) -> 
     rows = rows.drop_duplicates("transaction_id")
     temp = _copy_into_temp(cur, "transactions", rows, columns)
     listed = ", ".join(columns)
+    # Country counts move with the rows actually inserted (not duplicates), in the same statement and database
+    # transaction, so a replayed batch counts nothing twice. Late rows are kept out, as the tiles keep them out.
     cur.execute(
-        f"INSERT INTO transactions ({listed}) SELECT {listed} FROM {temp} ON CONFLICT (transaction_id) DO NOTHING"
+        f"WITH inserted AS (INSERT INTO transactions ({listed}) SELECT {listed} FROM {temp} "
+        f"ON CONFLICT (transaction_id) DO NOTHING RETURNING customer_id, country, is_late), "
+        f"counted AS (INSERT INTO customer_countries (customer_id, country, transaction_count) "
+        f"SELECT customer_id, country, count(*) FROM inserted WHERE NOT is_late GROUP BY 1, 2 "
+        f"ON CONFLICT (customer_id, country) DO UPDATE "
+        f"SET transaction_count = customer_countries.transaction_count + EXCLUDED.transaction_count) "
+        f"SELECT count(*) FROM inserted"
     )
-    return cur.rowcount
+    return int(cur.fetchone()[0])
 
 
 def upsert_tiles(cur: psycopg2.extensions.cursor, entity: Entity, tiles: pd.DataFrame) -> int:

@@ -7,29 +7,42 @@ import pytest
 
 from app import db
 from app.config import Settings
-from app.feature_store import window_totals
+from app.feature_store import history_for
 
 pytestmark = pytest.mark.integration
 
 
-def test_long_windows_are_sums_over_the_tiles_inside_them(stack: Settings) -> None:
-    customer = 10**13 + random.randrange(10**9)
-    as_of = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-    tiles = [  # (age, count, amount_sum, frauds)
-        (timedelta(minutes=5), 2, 30.0, 0), (timedelta(hours=20), 1, 10.0, 1), (timedelta(days=3), 4, 100.0, 0),
-        (timedelta(days=20), 3, 60.0, 1), (timedelta(days=45), 9, 900.0, 2), (timedelta(minutes=-3), 5, 5.0, 0),
+def test_history_sums_the_tiles_inside_each_window_and_delays_merchant_labels(stack: Settings) -> None:
+    customer, merchant = 10**13 + random.randrange(10**9), 10**13 + random.randrange(10**9)
+    t = datetime(2026, 11, 29, 12, 0, 30, tzinfo=UTC)
+    floor = t.replace(second=0)
+    tiles = [  # (tile start relative to t's minute, count, amount_sum, frauds)
+        (timedelta(0), 2, 30.0, 0), (timedelta(hours=-20), 1, 10.0, 1), (timedelta(days=-3), 4, 100.0, 0),
+        (timedelta(days=-8), 3, 60.0, 1), (timedelta(days=-20), 3, 60.0, 1), (timedelta(days=-45), 9, 900.0, 2),
+        (timedelta(minutes=3), 5, 5.0, 0),
     ]
     with db.connection(stack) as conn, conn.cursor() as cur:
-        for age, count, total, frauds in tiles:
-            start = as_of - age
+        for offset, count, total, frauds in tiles:
+            start = floor + offset
             cur.execute(
                 "INSERT INTO features (customer_id, window_start, window_end, transaction_count, amount_sum, "
                 "avg_amount, max_amount, amount_std, fraud_count) VALUES (%s, %s, %s, %s, %s, %s, %s, 0, %s)",
                 (customer, start, start + timedelta(minutes=1), count, total, total / count, total, frauds),
             )
-        one, seven, thirty = window_totals(cur, "customer", customer, as_of)
-        cur.execute("DELETE FROM features WHERE customer_id = %s", (customer,))
-    assert (one.transaction_count, one.amount_sum, one.fraud_count) == (3, 40.0, 1)
-    assert (seven.transaction_count, seven.amount_sum) == (7, 140.0)
-    assert (thirty.transaction_count, thirty.fraud_count) == (10, 2)
-    assert thirty.mean_amount == pytest.approx(200.0 / 10)
+            cur.execute(
+                "INSERT INTO merchant_features (merchant_id, window_start, window_end, transaction_count, "
+                "fraud_count) VALUES (%s, %s, %s, %s, %s)",
+                (merchant, start, start + timedelta(minutes=1), count, frauds),
+            )
+        cur.execute("INSERT INTO customer_countries VALUES (%s, 'DE', 7), (%s, 'FR', 2)", (customer, customer))
+        h = history_for(cur, [customer, customer], [merchant, merchant], ["FR", "US"], [t, t], label_delay_days=7)
+        conn.rollback()
+    assert (h["minute_count"][0], h["minute_sum"][0], h["minute_max"][0]) == (2, 30.0, 30.0)
+    assert (h["cust_count_1d"][0], h["cust_amount_sum_1d"][0]) == (3, 40.0)  # current tile + 20 h ago
+    assert (h["cust_count_7d"][0], h["cust_count_30d"][0]) == (7, 13)  # never the tile 3 minutes later
+    assert h["merchant_count_30d"][0] == 13
+    # labels from [t - 7 d - d, t - 7 d): the 8-day-old tile for d = 1 and 7, plus the 20-day-old one for 30
+    assert (h["merchant_labelled_count_1d"][0], h["merchant_labelled_fraud_1d"][0]) == (3, 1)
+    assert (h["merchant_labelled_count_30d"][0], h["merchant_labelled_fraud_30d"][0]) == (6, 2)
+    assert list(h["cust_country_count"]) == [2, 0]
+    assert (h["cust_top_country_count"][0], h["cust_total_count"][0]) == (7, 9)

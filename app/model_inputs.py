@@ -1,0 +1,137 @@
+"""The model's inputs, defined once for training, batch scoring and serving.
+
+A prediction for a transaction at event time ``t`` sees two things:
+
+* the transaction's own fields (amount, time, device, country, currency), and
+* its **history**: aggregates of *earlier* transactions, in the tile semantics of the streaming job's
+  1-minute tiles (``app.features``). ``floor(t)`` is the start of ``t``'s minute:
+
+  - ``minute_*``: the customer's transactions earlier in the same clock minute (the current, partial tile);
+  - ``cust_*_{d}d`` / ``merchant_txn_count_{d}d``: tiles starting in ``[floor(t) - d days, floor(t)]``, the
+    current partial tile included;
+  - ``merchant_labelled_*_{d}d``: tiles starting in ``[floor(t) - delay - d days, floor(t) - delay)`` —
+    fraud labels are only usable once they are older than the label delay;
+  - ``cust_country_*``: counts of the customer's earlier transactions per country.
+
+Serving reads the history from the store (``app.feature_store.history_for``), training rebuilds it from raw
+transactions (``app.point_in_time.history_frame``); both hand it to :func:`model_inputs`, the one function
+that turns history into the model's columns. A parity test proves the two histories equal.
+
+Everything works on column arrays (numpy), so one request is a batch of one and no DataFrame is built
+per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+LONG_WINDOWS_DAYS: tuple[int, ...] = (1, 7, 30)
+FEATURE_SET = "v1"  # bump when a definition below changes: training_features rows name the set they used
+
+# --- history: what the store (or the point-in-time rebuild) supplies for each transaction -----------------
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "minute_count", "minute_sum", "minute_max", "minute_std",
+    *(f"cust_count_{d}d" for d in LONG_WINDOWS_DAYS),
+    *(f"cust_amount_sum_{d}d" for d in LONG_WINDOWS_DAYS),
+    *(f"merchant_count_{d}d" for d in LONG_WINDOWS_DAYS),
+    *(f"merchant_labelled_count_{d}d" for d in LONG_WINDOWS_DAYS),
+    *(f"merchant_labelled_fraud_{d}d" for d in LONG_WINDOWS_DAYS),
+    "cust_country_count", "cust_top_country_count", "cust_total_count",
+)
+
+# --- the transaction's own fields the model uses ---------------------------------------------------------
+RAW_COLUMNS: tuple[str, ...] = ("amount", "timestamp", "country", "device_type", "currency")
+
+# --- model inputs -----------------------------------------------------------------------------------------
+NUMERIC_FEATURES: tuple[str, ...] = (
+    "amount", "hour", "is_night", "is_weekend",
+    # the original design's 1-minute window features (request fields transaction_count / avg_amount)
+    "transaction_count", "avg_amount", "max_amount", "amount_std",
+    *(f"cust_txn_count_{d}d" for d in LONG_WINDOWS_DAYS),
+    *(f"cust_mean_amount_{d}d" for d in LONG_WINDOWS_DAYS),
+    *(f"amount_to_mean_{d}d" for d in LONG_WINDOWS_DAYS),
+    *(f"merchant_txn_count_{d}d" for d in LONG_WINDOWS_DAYS),
+    *(f"merchant_fraud_rate_{d}d" for d in LONG_WINDOWS_DAYS),
+    "country_is_home", "country_share",
+)
+CATEGORICAL_FEATURES: tuple[str, ...] = ("country", "device_type", "currency")
+FEATURES: tuple[str, ...] = NUMERIC_FEATURES + CATEGORICAL_FEATURES
+
+NIGHT_HOURS = (22, 6)  # [22:00, 06:00) UTC counts as night
+
+
+def event_time_us(timestamps: np.ndarray) -> np.ndarray:
+    """Event times as int64 microseconds since the epoch (UTC), from datetime64 of any unit."""
+    return np.asarray(timestamps).astype("datetime64[us]").astype(np.int64)
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, NaN where there is no history (XGBoost's 'missing')."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1.0), np.nan)
+
+
+def model_inputs(raw: Mapping[str, np.ndarray], history: Mapping[str, np.ndarray],
+                 overrides: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The model's input columns from a transaction's fields and its history (all arrays of one length).
+
+    ``overrides`` holds client-supplied values of the original request schema (``transaction_count``,
+    ``avg_amount``), NaN where a client left one out; a supplied value wins over the store's.
+    """
+    amount = np.asarray(raw["amount"], dtype=np.float64)
+    t_us = event_time_us(raw["timestamp"])
+    hour = (t_us // 3_600_000_000) % 24
+    weekday = (t_us // 86_400_000_000 + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    h = {name: np.asarray(history[name], dtype=np.float64) for name in HISTORY_COLUMNS}
+
+    count = h["minute_count"]
+    avg = _ratio(h["minute_sum"], count)
+    if overrides:
+        for name, column in (("transaction_count", "count"), ("avg_amount", "avg")):
+            supplied = overrides.get(name)
+            if supplied is not None:
+                supplied = np.asarray(supplied, dtype=np.float64)
+                if column == "count":
+                    count = np.where(np.isnan(supplied), count, supplied)
+                else:
+                    avg = np.where(np.isnan(supplied), avg, supplied)
+    has_minute = count > 0
+    out: dict[str, np.ndarray] = {
+        "amount": amount,
+        "hour": hour.astype(np.float64),
+        "is_night": ((hour >= NIGHT_HOURS[0]) | (hour < NIGHT_HOURS[1])).astype(np.float64),
+        "is_weekend": (weekday >= 5).astype(np.float64),
+        "transaction_count": count,
+        "avg_amount": np.where(has_minute, np.nan_to_num(avg), 0.0),
+        "max_amount": np.where(h["minute_count"] > 0, h["minute_max"], 0.0),
+        "amount_std": np.where(h["minute_count"] > 1, h["minute_std"], 0.0),
+    }
+    for d in LONG_WINDOWS_DAYS:
+        mean = _ratio(h[f"cust_amount_sum_{d}d"], h[f"cust_count_{d}d"])
+        out[f"cust_txn_count_{d}d"] = h[f"cust_count_{d}d"]
+        out[f"cust_mean_amount_{d}d"] = mean
+        out[f"amount_to_mean_{d}d"] = _ratio(amount, mean)
+    for d in LONG_WINDOWS_DAYS:
+        out[f"merchant_txn_count_{d}d"] = h[f"merchant_count_{d}d"]
+    for d in LONG_WINDOWS_DAYS:
+        out[f"merchant_fraud_rate_{d}d"] = _ratio(h[f"merchant_labelled_fraud_{d}d"],
+                                                  h[f"merchant_labelled_count_{d}d"])
+    has_history = h["cust_total_count"] > 0
+    out["country_is_home"] = np.where(
+        has_history, (h["cust_country_count"] >= h["cust_top_country_count"]).astype(np.float64), np.nan
+    )
+    out["country_share"] = _ratio(h["cust_country_count"], h["cust_total_count"])
+    for name in CATEGORICAL_FEATURES:
+        out[name] = np.asarray(raw[name], dtype=object)
+    return out
+
+
+def minute_std(count: np.ndarray, total: np.ndarray, sum_squares: np.ndarray) -> np.ndarray:
+    """Sample standard deviation from count, sum and sum of squares (0 below two values), as Spark's
+    ``stddev_samp`` in the tiles."""
+    n = np.asarray(count, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        variance = (sum_squares - total * total / np.where(n > 0, n, 1.0)) / np.where(n > 1, n - 1, 1.0)
+    return np.where(n > 1, np.sqrt(np.clip(variance, 0.0, None)), 0.0)
