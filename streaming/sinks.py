@@ -76,6 +76,8 @@ class FileSink:
             out.to_csv(self.path, mode="w" if self._csv_header else "a", header=self._csv_header, index=False)
             self._csv_header = False
             return
+        # one timestamp unit for every frame: pandas infers ns or us per frame, Parquet wants one file schema
+        frame = frame.assign(timestamp=frame["timestamp"].astype("datetime64[us, UTC]"))
         table = pa.Table.from_pandas(frame, preserve_index=False)
         if self._parquet is None:
             self._parquet = pq.ParquetWriter(self.path, table.schema)
