@@ -76,6 +76,18 @@ class Settings(BaseSettings):
     mlflow_port: int = Field(default=25000, ge=1, le=65535)
     mlflow_db: str = "mlflow"
     registered_model_name: str = "riskray-fraud"
+    mlflow_experiment: str = "riskray-fraud"
+
+    # --- features and training -----------------------------------------------------------------------------
+    label_delay_days: int = Field(
+        default=7, ge=0, description="How old a fraud label must be before features may use it (chargeback delay)."
+    )
+    train_days: int = Field(default=30, ge=1, description="Labelled transactions of the last N days train a model.")
+    train_workers: int = Field(default=2, ge=1, description="Ray Train workers of the final, distributed fit.")
+    train_cpus_per_worker: float = Field(default=1.0, gt=0)
+    tune_trials: int = Field(default=8, ge=1)
+    tune_max_concurrent: int = Field(default=2, ge=1, description="Tune trials at once; each runs a 5-fold CV.")
+    cv_folds: int = Field(default=5, ge=2)
 
     # --- Spark ---------------------------------------------------------------------------------------------
     spark_master: str = "local[2]"
@@ -137,6 +149,11 @@ class Settings(BaseSettings):
     @property
     def checkpoints_dir(self) -> Path:
         return self.state_dir / "checkpoints"
+
+    @property
+    def training_dir(self) -> Path:
+        """Training snapshot, model and reports (DVC outputs; dvc.yaml names the same default paths)."""
+        return self.state_dir / "training"
 
 
 class SettingsError(ValueError):

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from app.cli import stack_commands, stream_commands
+from app.cli import model_commands, stack_commands, stream_commands
 from app.config import Settings, SettingsError, get_settings
 
 cli = typer.Typer(
@@ -20,6 +20,10 @@ cli = typer.Typer(
 cli.add_typer(stack_commands.stack, name="stack")
 cli.add_typer(stream_commands.stream, name="stream")
 cli.command("simulate")(stream_commands.simulate)
+cli.command("train")(model_commands.train)
+cli.command("promote")(model_commands.promote)
+cli.command("rollback")(model_commands.rollback)
+cli.command("score")(model_commands.score)
 db = typer.Typer(help="The feature-store database.", no_args_is_help=True)
 cli.add_typer(db, name="db")
 
@@ -44,14 +48,14 @@ def show_config() -> None:
 
 def main() -> None:
     """Entry point: user-fixable problems end as one line on stderr, never a traceback."""
-    from app.stack.errors import StackError
+    from app.errors import UserError
 
     try:
         cli()
     except SettingsError as error:
         typer.echo(f"riskray: {error}", err=True)
         sys.exit(2)
-    except StackError as error:
+    except UserError as error:
         typer.echo(f"riskray: {error}", err=True)
         sys.exit(1)
     except _connection_errors() as error:

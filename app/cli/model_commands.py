@@ -1,0 +1,93 @@
+"""`riskray train | promote | rollback | score`: the model lifecycle."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.config import get_settings
+
+
+class Split(StrEnum):
+    time = "time"
+    stratified = "stratified"
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=value.tzinfo or UTC) if value else None
+
+
+_STARTED = time.monotonic()
+
+
+def _say(message: str) -> None:
+    typer.echo(f"[{time.monotonic() - _STARTED:6.1f} s] {message}")
+
+
+def train(
+    from_file: Annotated[Path | None, typer.Option(help="train from a .parquet/.csv of Kafka-message columns")] = None,
+    since: Annotated[datetime | None, typer.Option(help="first event time (UTC) of the training period")] = None,
+    until: Annotated[datetime | None, typer.Option(help="end of the training period (UTC); default now")] = None,
+    trials: Annotated[int | None, typer.Option(min=0, help="Tune trials (0 = defaults, no search)")] = None,
+    folds: Annotated[int | None, typer.Option(min=2, help="CV folds per trial")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Ray Train workers for the final fit")] = None,
+    split: Annotated[Split, typer.Option(help="time: test on the latest 20 %; stratified: random")] = Split.time,
+    register: Annotated[bool, typer.Option(help="log to MLflow and register as 'challenger'")] = True,
+) -> None:
+    """Train a fraud model: snapshot -> point-in-time features -> Tune k-fold CV -> Ray Train -> evaluate ->
+    MLflow (new version, alias 'challenger'). The history before --since still feeds the features."""
+    from training.pipeline import TrainOptions, run
+
+    settings = get_settings()
+    options = TrainOptions(
+        source_file=from_file, since=_utc(since), until=_utc(until),
+        trials=settings.tune_trials if trials is None else trials, folds=folds or settings.cv_folds,
+        workers=workers or settings.train_workers, split=split.value, register_model=register,
+    )
+    _say(f"training {'from ' + str(from_file) if from_file else 'from the feature store'}")
+    report = run(settings, options, _say)
+    if report.version:
+        typer.echo(f"model {settings.registered_model_name} version {report.version} is the challenger; "
+                   f"`riskray promote {report.version}` makes it the champion")
+
+
+def promote(version: Annotated[str | None, typer.Argument(help="version to serve; default: the challenger")] = None
+            ) -> None:
+    """Move the 'champion' alias (what Serve answers with) to VERSION."""
+    from app.registry import Registry
+
+    with Registry(get_settings()) as registry:
+        previous, new = registry.promote(version)
+    typer.echo(f"champion: {previous or 'none'} -> {new}" if previous != new else f"champion is already {new}")
+
+
+def rollback() -> None:
+    """Move the 'champion' alias back to the version it replaced."""
+    from app.registry import Registry
+
+    with Registry(get_settings()) as registry:
+        current, previous = registry.rollback()
+    typer.echo(f"champion: {current} -> {previous}")
+
+
+def score(
+    from_file: Annotated[Path, typer.Option(help="transactions (.parquet/.csv); earlier rows are history")],
+    out: Annotated[Path, typer.Option(help="scores file (.parquet or .csv)")],
+    since: Annotated[datetime | None, typer.Option(help="score transactions from this time (UTC)")] = None,
+    until: Annotated[datetime | None, typer.Option(help="... up to this time (UTC)")] = None,
+    model: Annotated[str, typer.Option(help="'champion', 'challenger' or a version number")] = "champion",
+) -> None:
+    """Score a period's transactions with a registered model, features built from the file's earlier rows."""
+    if out.suffix not in {".parquet", ".csv"}:
+        raise typer.BadParameter("must end in .parquet or .csv", param_hint="--out")
+    from training.scoring import score_file
+
+    settings = get_settings()
+    result = score_file(settings, from_file, out, _utc(since), _utc(until), model, _say)
+    typer.echo(f"{result.rows:,} transactions scored with version {result.version}: {result.flagged:,} flagged "
+               f"-> {out}")

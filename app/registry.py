@@ -1,0 +1,177 @@
+"""Model-registry helpers: which version an alias points at, and moving ``champion`` forward and back.
+
+MLflow's REST API over httpx rather than the MLflow client: the CLI, the Serve replicas (which poll the alias)
+and the Airflow DAG stay light. Aliases, not the deprecated stages: ``challenger`` = just trained,
+``champion`` = serving. Every promotion appends the replaced champion to the registered model's
+``champion_history`` tag, so ``rollback`` can move the alias back, repeatedly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from app.config import Settings
+from app.errors import UserError
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+HISTORY_TAG = "champion_history"
+THRESHOLD_TAG = "threshold"
+MODEL_FILE = "model.ubj"  # the XGBoost flavour's file when logged with model_format="ubj"
+PREPROCESSOR_ARTIFACT = "preprocessor/preprocessor.json"  # run artifact logged beside the model
+
+
+class RegistryError(UserError, RuntimeError):
+    """The registry cannot do what was asked; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: str
+    run_id: str
+    source: str
+    aliases: tuple[str, ...]
+    threshold: float  # the decision threshold chosen at training (tag 'threshold'), 0.5 if unset
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    version: str
+    booster: bytes
+    preprocessor: str
+
+
+class Registry:
+    def __init__(self, settings: Settings, timeout_s: float = 10.0) -> None:
+        self.name = settings.registered_model_name
+        self._root = settings.mlflow_tracking_uri
+        self._http = httpx.Client(base_url=f"{self._root}/api/2.0/mlflow", timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: object) -> dict:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise RegistryError(f"MLflow at {self._http.base_url} is unreachable: {error}") from None
+        if response.status_code in (400, 404):
+            try:
+                error = response.json()
+            except ValueError:
+                error = {}
+            message = str(error.get("message", response.text))
+            # a missing model, version or alias: MLflow says 404, RESOURCE_DOES_NOT_EXIST or "... not found"
+            if (response.status_code == 404 or error.get("error_code") == "RESOURCE_DOES_NOT_EXIST"
+                    or "not found" in message):
+                raise LookupError(message)
+        if response.status_code >= 400:
+            raise RegistryError(f"MLflow answered {response.status_code}: {response.text[:300]}")
+        return response.json()
+
+    @staticmethod
+    def _version(payload: dict) -> ModelVersion:
+        tags = {t["key"]: t["value"] for t in payload.get("tags", [])}
+        return ModelVersion(payload["name"], str(payload["version"]), payload.get("run_id", ""),
+                            payload.get("source", ""), tuple(payload.get("aliases", ())),
+                            float(tags.get(THRESHOLD_TAG, 0.5)))
+
+    def by_alias(self, alias: str) -> ModelVersion | None:
+        try:
+            payload = self._call("GET", "/registered-models/alias", params={"name": self.name, "alias": alias})
+        except LookupError:
+            return None
+        return self._version(payload["model_version"])
+
+    def version(self, version: str) -> ModelVersion:
+        try:
+            payload = self._call("GET", "/model-versions/get", params={"name": self.name, "version": version})
+        except LookupError:
+            raise RegistryError(f"model {self.name} has no version {version}") from None
+        return self._version(payload["model_version"])
+
+    def _artifact(self, uri: str, path: str) -> bytes:
+        """One file of an artifact location, through the MLflow server's artifact proxy."""
+        prefix = "mlflow-artifacts:"
+        if not uri.startswith(prefix):
+            raise RegistryError(f"artifact location {uri} is not served by the MLflow server")
+        location = uri[len(prefix):].lstrip("/")
+        try:
+            response = self._http.get(f"{self._root}/api/2.0/mlflow-artifacts/artifacts/{location}/{path}")
+        except httpx.HTTPError as error:
+            raise RegistryError(f"MLflow artifact {path} unreachable: {error}") from None
+        if response.status_code != 200:
+            raise RegistryError(f"MLflow has no artifact {location}/{path} ({response.status_code})")
+        return response.content
+
+    def download(self, version: ModelVersion) -> ModelFiles:
+        """The booster (XGBoost UBJSON bytes) and preprocessor (JSON) of a model version."""
+        model_uri = self._call("GET", "/model-versions/get-download-uri",
+                               params={"name": self.name, "version": version.version})["artifact_uri"]
+        run = self._call("GET", "/runs/get", params={"run_id": version.run_id})["run"]
+        return ModelFiles(
+            version=version.version,
+            booster=self._artifact(model_uri, MODEL_FILE),
+            preprocessor=self._artifact(run["info"]["artifact_uri"], PREPROCESSOR_ARTIFACT).decode(),
+        )
+
+    def resolve(self, ref: str) -> ModelVersion:
+        """An alias ('champion', 'challenger') or a version number."""
+        if ref.isdigit():
+            return self.version(ref)
+        found = self.by_alias(ref)
+        if found is None:
+            raise RegistryError(f"model {self.name} has no alias '{ref}'")
+        return found
+
+    def set_alias(self, alias: str, version: str) -> None:
+        self._call("POST", "/registered-models/alias", json={"name": self.name, "alias": alias, "version": version})
+
+    def _history(self) -> list[str]:
+        try:
+            model = self._call("GET", "/registered-models/get", params={"name": self.name})["registered_model"]
+        except LookupError:
+            raise RegistryError(f"no registered model {self.name}: train one first (riskray train)") from None
+        tags = {t["key"]: t["value"] for t in model.get("tags", [])}
+        return [v for v in tags.get(HISTORY_TAG, "").split(",") if v]
+
+    def _set_history(self, versions: list[str]) -> None:
+        self._call("POST", "/registered-models/set-tag",
+                   json={"name": self.name, "key": HISTORY_TAG, "value": ",".join(versions[-50:])})
+
+    def promote(self, version: str | None = None) -> tuple[str | None, str]:
+        """Move ``champion`` to ``version`` (default: the challenger). Returns (previous, new) versions."""
+        history = self._history()
+        if version is None:
+            challenger = self.by_alias(CHALLENGER)
+            if challenger is None:
+                raise RegistryError(f"model {self.name} has no '{CHALLENGER}' alias: name a version to promote")
+            version = challenger.version
+        target = self.version(version)
+        current = self.by_alias(CHAMPION)
+        if current is not None and current.version == target.version:
+            return current.version, target.version
+        self.set_alias(CHAMPION, target.version)
+        if current is not None:
+            self._set_history([*history, current.version])
+        return (current.version if current else None), target.version
+
+    def rollback(self) -> tuple[str, str]:
+        """Move ``champion`` back to the version it replaced last. Returns (from, to)."""
+        history = self._history()
+        current = self.by_alias(CHAMPION)
+        if current is None or not history:
+            raise RegistryError(f"model {self.name} has no earlier champion to roll back to")
+        previous = history.pop()
+        self.set_alias(CHAMPION, previous)
+        self._set_history(history)
+        return current.version, previous

@@ -1,0 +1,172 @@
+"""Training for real: transactions in PostgreSQL -> Ray Data -> point-in-time features -> Ray Tune 5-fold CV ->
+Ray Train on 2 workers -> evaluation -> MLflow run and registry alias; the same run as a Ray job; promote and
+rollback; batch scoring with the registered model."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from app import db
+from app.config import Settings
+from app.registry import CHALLENGER, CHAMPION, Registry
+from streaming.simulator import Simulator, SimulatorConfig
+from streaming.store_writer import insert_transactions
+from tests.helpers import riskray
+
+pytestmark = pytest.mark.integration
+
+DAYS = 3
+
+
+@pytest.fixture(scope="module")
+def period(stack: Settings) -> tuple[datetime, datetime]:
+    """~50k simulated transactions in a period of the past no other test or run uses, written to the store."""
+    start = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(days=random.randrange(1500))
+    frames = list(Simulator(SimulatorConfig(seed=random.randrange(10**6))).backfill(start, DAYS))
+    frame = pd.concat(frames, ignore_index=True).drop(columns="scenario")
+    frame["transaction_id"] = [str(uuid.uuid4()) for _ in range(len(frame))]
+    rows = frame.rename(columns={"timestamp": "event_time"}).assign(kafka_partition=None, kafka_offset=None,
+                                                                    is_late=False)
+    with db.connection(stack) as conn, conn.cursor() as cur:
+        assert insert_transactions(cur, rows) == len(frame)
+    return start, start + timedelta(days=DAYS)
+
+
+def _cli(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S")  # UTC, as the CLI reads it
+
+
+def _mlflow(settings: Settings, endpoint: str, **params: str) -> dict:
+    response = httpx.get(f"{settings.mlflow_tracking_uri}/api/2.0/mlflow/{endpoint}", params=params, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def _artifacts(settings: Settings, run_id: str, path: str = "") -> set[str]:
+    files = _mlflow(settings, "artifacts/list", run_id=run_id, path=path).get("files", [])
+    return {f["path"] for f in files}
+
+
+def test_training_from_the_store_registers_a_challenger_with_every_artifact(
+    stack: Settings, period: tuple[datetime, datetime]
+) -> None:
+    since, until = period
+    result = riskray("train", "--since", _cli(since), "--until", _cli(until), "--trials", "2",
+                     "--folds", "5", "--workers", "2", timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for phase in ("snapshot:", "features:", "tune: 2 trials x 5-fold CV", "train: 2 Ray Train workers",
+                  "evaluate: test AUC", "register: MLflow run"):
+        assert phase in result.stdout, phase
+
+    with Registry(stack) as registry:
+        challenger = registry.by_alias(CHALLENGER)
+    assert challenger is not None
+    run = _mlflow(stack, "runs/get", run_id=challenger.run_id)["run"]
+    metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+    tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+    params = {p["key"]: p["value"] for p in run["data"]["params"]}
+    assert metrics["test_roc_auc"] > 0.8  # chance is 0.5
+    for name in ("cv_aucpr_mean", "cv_aucpr_std", "cv_auc_mean", "cv_auc_std", "test_average_precision",
+                 "test_precision", "test_recall", "test_f1", "test_card_precision_at_100"):
+        assert name in metrics, name
+    assert params["cv_folds"] == "5" and params["train_workers"] == "2" and "scale_pos_weight" in params
+    snapshot = stack.training_dir / "snapshot.parquet"
+    assert tags["data_md5"] == hashlib.md5(snapshot.read_bytes()).hexdigest()  # what DVC records for it
+    assert tags["feature_set"] and "merchant_fraud_rate_30d" in tags["features"] and tags["git_commit"]
+
+    assert _artifacts(stack, challenger.run_id, "preprocessor") >= {"preprocessor/preprocessor.json"}
+    assert _artifacts(stack, challenger.run_id, "report") >= {
+        f"report/{name}" for name in ("roc_curve.png", "pr_curve.png", "confusion_matrix.png",
+                                      "feature_importance.png", "feature_importance.csv", "metrics.json")}
+    with Registry(stack) as registry:
+        files = registry.download(challenger)
+    assert files.booster[:1] == b"{" and '"numeric"' in files.preprocessor  # UBJSON object, fitted state
+    model_dir = httpx.get(f"{stack.mlflow_tracking_uri}/api/2.0/mlflow/model-versions/get-download-uri",
+                          params={"name": stack.registered_model_name, "version": challenger.version}).json()
+    assert model_dir["artifact_uri"]
+
+    with db.connection(stack) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*), count(*) FILTER (WHERE features ? 'amount_to_mean_7d') FROM training_features "
+                    "WHERE event_time >= %s AND event_time < %s", (since, until))
+        stored, with_features = cur.fetchone()
+    assert stored > 40_000 and stored == with_features
+
+
+def test_the_same_training_runs_as_a_ray_job(stack: Settings, period: tuple[datetime, datetime]) -> None:
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    since, until = period
+    client = JobSubmissionClient(stack.ray_dashboard_url)
+    job_id = client.submit_job(entrypoint=(
+        f"python -m training --since {_cli(since)} --until {_cli(until)} --trials 2 --folds 5 "
+        "--workers 2"
+    ))
+    deadline = time.monotonic() + 900
+    while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        assert time.monotonic() < deadline, "training job did not finish"
+        time.sleep(2)
+    logs = client.get_job_logs(job_id)
+    assert status == JobStatus.SUCCEEDED, logs[-4000:]
+    assert "register: MLflow run" in logs
+
+
+def test_promote_and_rollback_move_the_champion_alias(stack: Settings) -> None:
+    with Registry(stack) as registry:
+        challenger = registry.by_alias(CHALLENGER)
+        assert challenger is not None
+        earlier = str(int(challenger.version) - 1)
+    assert riskray("promote", earlier).returncode == 0
+    result = riskray("promote")
+    assert result.returncode == 0 and result.stdout.strip().endswith(f"-> {challenger.version}")
+    with Registry(stack) as registry:
+        assert registry.by_alias(CHAMPION).version == challenger.version
+    result = riskray("rollback")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"champion: {challenger.version} -> {earlier}"
+    with Registry(stack) as registry:
+        assert registry.by_alias(CHAMPION).version == earlier
+    missing = riskray("promote", "999999")
+    assert missing.returncode == 1 and missing.stderr.strip() == (
+        f"riskray: model {stack.registered_model_name} has no version 999999")
+
+
+def test_scoring_a_file_uses_only_earlier_rows_and_the_registered_model(
+    stack: Settings, period: tuple[datetime, datetime], tmp_path: Path
+) -> None:
+    since, until = period
+    with db.connection(stack) as conn, conn.cursor() as cur:
+        cur.execute("SELECT transaction_id::text, customer_id, merchant_id, amount, currency, event_time AS timestamp, "
+                    "card_last_4, is_fraud::int, country, device_type FROM transactions "
+                    "WHERE event_time >= %s AND event_time < %s", (since, until))
+        snapshot = pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+    snapshot["timestamp"] = pd.to_datetime(snapshot["timestamp"], utc=True)
+    source = tmp_path / "transactions.parquet"
+    snapshot.to_parquet(source)
+    out = tmp_path / "scores.parquet"
+    last_day = until - timedelta(days=1)
+    result = riskray("score", "--from-file", str(source), "--since", _cli(last_day), "--until",
+                     _cli(until), "--model", CHALLENGER, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    scores = pd.read_parquet(out)
+    assert list(scores.columns) == ["transaction_id", "customer_id", "timestamp", "fraud_probability",
+                                    "is_fraud_pred", "model_version"]
+    assert len(scores) == int((snapshot["timestamp"] >= pd.Timestamp(last_day)).sum())
+    assert scores["fraud_probability"].between(0, 1).all()
+    # a transaction's score does not depend on anything after it: scoring a file cut at the period end
+    # gives the same probabilities for the rows both contain
+    cut = tmp_path / "cut.parquet"
+    snapshot[snapshot["timestamp"] < pd.Timestamp(last_day + timedelta(hours=12))].to_parquet(cut)
+    riskray("score", "--from-file", str(cut), "--since", _cli(last_day), "--model", CHALLENGER, "--out",
+            str(tmp_path / "cut_scores.parquet"))
+    both = scores.merge(pd.read_parquet(tmp_path / "cut_scores.parquet"), on="transaction_id")
+    assert len(both) > 1000
+    pd.testing.assert_series_equal(both["fraud_probability_x"], both["fraud_probability_y"], check_names=False)

@@ -1,0 +1,204 @@
+"""Training data: transactions from the feature store (through Ray Data) or from a Parquet/CSV file, checked
+before any Ray work starts, then turned into point-in-time model inputs with the features of ``app``.
+
+Whatever the source, the result is a *snapshot*: the raw Kafka-message columns of every transaction the run
+needs (the labelled period plus the history its features look back on). Features are code, not data, so the
+snapshot alone reproduces a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from app.config import Settings
+from app.errors import UserError
+from app.model_inputs import FEATURES, LONG_WINDOWS_DAYS, RAW_COLUMNS, model_inputs
+from app.point_in_time import history_frame
+from app.schemas import Transaction
+
+SNAPSHOT_COLUMNS = list(Transaction.model_fields)
+INTEGER_COLUMNS = ("customer_id", "merchant_id", "is_fraud")
+TEXT_COLUMNS = ("transaction_id", "currency", "card_last_4", "country", "device_type")
+
+
+class TrainingDataError(UserError, ValueError):
+    """The data cannot train or score a model; the message names what is wrong, in one line."""
+
+
+def history_days(settings: Settings) -> int:
+    """How far before a labelled transaction its features look back."""
+    return max(LONG_WINDOWS_DAYS) + settings.label_delay_days + 1
+
+
+def read_file(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise TrainingDataError(f"{path}: no such file")
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    elif path.suffix == ".csv":
+        frame = pd.read_csv(path, dtype={"card_last_4": str})
+    else:
+        raise TrainingDataError(f"{path}: expected a .parquet or .csv file of transactions")
+    return check_transactions(frame, str(path))
+
+
+def _shown(value: object) -> str:
+    """A cell as a user would write it: 2, 'abc' (not np.int64(2))."""
+    return repr(value.item() if hasattr(value, "item") else value)
+
+
+def check_transactions(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The Kafka-message columns with proper dtypes, or TrainingDataError naming the first problem found."""
+    missing = [c for c in SNAPSHOT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise TrainingDataError(
+            f"{source}: missing column(s) {', '.join(missing)}; expected {', '.join(SNAPSHOT_COLUMNS)}")
+    frame = frame[SNAPSHOT_COLUMNS].copy()
+    if frame.empty:
+        raise TrainingDataError(f"{source}: no transactions")
+    for name in (*INTEGER_COLUMNS, "amount"):
+        values = pd.to_numeric(frame[name], errors="coerce")
+        bad = values.isna() | ~np.isfinite(values)
+        if name in INTEGER_COLUMNS:
+            bad |= values != np.round(values)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            kind = "an integer" if name in INTEGER_COLUMNS else "a number"
+            raise TrainingDataError(
+                f"{source}: column '{name}' must be {kind}; row {row} has {_shown(frame[name].iloc[row])}")
+        frame[name] = values.astype(np.int64 if name in INTEGER_COLUMNS else np.float64)
+    for name, rule in (("customer_id", frame["customer_id"] > 0), ("merchant_id", frame["merchant_id"] > 0),
+                       ("amount", frame["amount"] > 0), ("is_fraud", frame["is_fraud"].isin([0, 1]))):
+        if not rule.all():
+            row = int(np.flatnonzero(~rule.to_numpy())[0])
+            expected = "0 or 1" if name == "is_fraud" else "> 0"
+            raise TrainingDataError(
+                f"{source}: column '{name}' must be {expected}; row {row} has {_shown(frame[name].iloc[row])}")
+    stamps = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601", errors="coerce")
+    if stamps.isna().any():
+        row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
+        raise TrainingDataError(
+            f"{source}: column 'timestamp' must be ISO 8601 times; row {row} has {frame['timestamp'].iloc[row]!r}")
+    frame["timestamp"] = stamps.astype("datetime64[us, UTC]")
+    for name in TEXT_COLUMNS:
+        if frame[name].isna().any():
+            row = int(np.flatnonzero(frame[name].isna().to_numpy())[0])
+            raise TrainingDataError(f"{source}: column '{name}' is empty in row {row}")
+        frame[name] = frame[name].astype(str)
+    return frame.reset_index(drop=True)
+
+
+def require_both_classes(labels: pd.Series, source: str) -> None:
+    positives = int(labels.sum())
+    if positives == 0:
+        raise TrainingDataError(f"{source}: no positive labels (is_fraud = 1) in the training period: nothing to learn")
+    if positives == len(labels):
+        raise TrainingDataError(f"{source}: every transaction in the training period is labelled fraud")
+
+
+def load_from_store(settings: Settings, since: datetime, until: datetime) -> pd.DataFrame:
+    """Transactions in [since - history, until) from PostgreSQL, read in parallel blocks by Ray Data."""
+    import psycopg2
+    import ray.data
+
+    first = since - timedelta(days=history_days(settings))
+    dsn = settings.postgres_dsn()
+    # Late rows never reached the stream's tiles, so they stay out of the history as they stay out of serving.
+    sql = (
+        "SELECT transaction_id::text AS transaction_id, customer_id, merchant_id, amount, currency, "
+        "event_time AS timestamp, card_last_4, is_fraud::bigint AS is_fraud, country, device_type "
+        f"FROM transactions WHERE NOT is_late AND event_time >= '{first.isoformat()}' "
+        f"AND event_time < '{until.isoformat()}'"
+    )
+    dataset = ray.data.read_sql(sql, lambda: psycopg2.connect(dsn))
+    frame = dataset.to_pandas()
+    if frame.empty:
+        raise TrainingDataError(
+            f"feature store: no transactions between {first:%Y-%m-%d %H:%M} and {until:%Y-%m-%d %H:%M}")
+    return check_transactions(frame, "feature store")
+
+
+@dataclass
+class Examples:
+    """Labelled rows of the training period: ids, time, label and the model-input columns."""
+
+    frame: pd.DataFrame  # transaction_id, customer_id, merchant_id, card_last_4, timestamp, is_fraud + FEATURES
+
+    def inputs(self, rows: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray]:
+        part = self.frame.iloc[rows]
+        return {name: part[name].to_numpy() for name in FEATURES}
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.frame["is_fraud"].to_numpy(dtype=np.int64)
+
+
+def build_examples(snapshot: pd.DataFrame, settings: Settings, since: datetime | None,
+                   until: datetime | None) -> Examples:
+    """Point-in-time model inputs for the transactions in [since, until); all of ``snapshot`` is history."""
+    history = history_frame(snapshot, settings.label_delay_days)
+    stamps = snapshot["timestamp"]
+    keep = np.ones(len(snapshot), dtype=bool)
+    if since is not None:
+        keep &= (stamps >= pd.Timestamp(since)).to_numpy()
+    if until is not None:
+        keep &= (stamps < pd.Timestamp(until)).to_numpy()
+    if not keep.any():
+        raise TrainingDataError("no labelled transactions in the training period")
+    part, part_history = snapshot[keep], history[keep]
+    raw = {name: part[name].to_numpy() for name in RAW_COLUMNS if name != "timestamp"}
+    raw["timestamp"] = part["timestamp"].to_numpy(dtype="datetime64[us]")
+    inputs = model_inputs(raw, {name: part_history[name].to_numpy() for name in part_history.columns})
+    frame = pd.DataFrame({
+        "transaction_id": part["transaction_id"].to_numpy(),
+        "customer_id": part["customer_id"].to_numpy(),
+        "merchant_id": part["merchant_id"].to_numpy(),
+        "card_last_4": part["card_last_4"].to_numpy(),
+        "timestamp": part["timestamp"].to_numpy(dtype="datetime64[us]"),
+        "is_fraud": part["is_fraud"].to_numpy(),
+        **inputs,
+    })
+    return Examples(frame.sort_values("timestamp", kind="stable").reset_index(drop=True))
+
+
+def default_period(settings: Settings, until: datetime | None) -> tuple[datetime, datetime]:
+    end = until or datetime.now(UTC)
+    return end - timedelta(days=settings.train_days), end
+
+
+def store_training_features(settings: Settings, examples: Examples) -> int:
+    """Upsert the examples' point-in-time inputs into ``training_features`` (one JSON object per row)."""
+    import io
+
+    import orjson
+
+    from app import db
+    from app.model_inputs import FEATURE_SET
+
+    frame = examples.frame
+    rows = pd.DataFrame({
+        "transaction_id": frame["transaction_id"], "customer_id": frame["customer_id"],
+        "merchant_id": frame["merchant_id"],
+        "event_time": pd.to_datetime(frame["timestamp"]).dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "is_fraud": frame["is_fraud"], "feature_set": FEATURE_SET,
+        # orjson writes NaN (no history) as JSON null
+        "features": [orjson.dumps(r).decode() for r in frame[list(FEATURES)].to_dict("records")],
+    })
+    buffer = io.StringIO()
+    rows.to_csv(buffer, header=False, index=False)
+    buffer.seek(0)
+    listed = ", ".join(rows.columns)
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE incoming_training_features (LIKE training_features INCLUDING DEFAULTS) "
+                    "ON COMMIT DROP")
+        cur.copy_expert(f"COPY incoming_training_features ({listed}) FROM STDIN WITH (FORMAT csv)", buffer)
+        cur.execute(
+            f"INSERT INTO training_features ({listed}) SELECT {listed} FROM incoming_training_features "
+            "ON CONFLICT (transaction_id) DO UPDATE SET features = EXCLUDED.features, "
+            "feature_set = EXCLUDED.feature_set, created_at = now()")
+        return cur.rowcount

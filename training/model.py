@@ -1,0 +1,216 @@
+"""XGBoost on Ray: hyperparameter search by 5-fold stratified CV under Ray Tune, then the final fit under
+Ray Train V2 (``XGBoostTrainer`` with ``train_loop_per_worker``) over N workers.
+
+Two choices come from measurements on a 2-core machine (see ../shared/FACTS.md and the training benchmark):
+
+* Tune trials run ``xgb.cv`` themselves with one CPU each rather than launching a Train job per trial: a trial
+  that holds a CPU while its trainer's workers wait for CPUs deadlocks on 2 cores, and a Train job per fold
+  adds seconds of actor start-up per fold.
+* The final fit reports to Ray Train **once**, at the end, with the model as checkpoint. Ray's
+  ``RayTrainReportCallback`` reports every boosting round even with checkpointing off, and each report costs
+  the Train V2 controller a poll (~2 s on this machine): 100 rounds took 223 s instead of 29 s.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xgboost as xgb
+
+MODEL_FILE = "model.ubj"
+
+# The original design's model: n_estimators 100, max_depth 6, learning_rate 0.1, subsample 0.8,
+# colsample_bytree 0.8, min_child_weight 1, reg_lambda 1.0, reg_alpha 0.
+DEFAULT_PARAMS: dict[str, Any] = {
+    "max_depth": 6, "eta": 0.1, "subsample": 0.8, "colsample_bytree": 0.8, "min_child_weight": 1,
+    "lambda": 1.0, "alpha": 0.0,
+}
+DEFAULT_ROUNDS = 100
+MAX_ROUNDS = 300
+EARLY_STOPPING_ROUNDS = 20
+REPORT_EVERY = 10  # rounds between Tune reports: enough for the scheduler, cheap for the trial
+
+
+def base_params(scale_pos_weight: float, threads: int = 1) -> dict[str, Any]:
+    return {"objective": "binary:logistic", "eval_metric": ["auc", "aucpr"], "tree_method": "hist",
+            "scale_pos_weight": scale_pos_weight, "nthread": threads, "verbosity": 0}
+
+
+def imbalance_weight(labels: np.ndarray) -> float:
+    """negatives / positives: XGBoost's scale_pos_weight, so each class weighs the same in the loss."""
+    positives = max(int(labels.sum()), 1)
+    return float((len(labels) - positives) / positives)
+
+
+def search_space() -> dict[str, Any]:
+    from ray import tune
+
+    return {
+        "max_depth": tune.randint(3, 10),
+        "eta": tune.loguniform(0.02, 0.3),
+        "subsample": tune.uniform(0.6, 1.0),
+        "colsample_bytree": tune.uniform(0.5, 1.0),
+        "min_child_weight": tune.loguniform(0.5, 20.0),
+        "lambda": 1.0,
+        "alpha": 0.0,
+    }
+
+
+@dataclass
+class CvResult:
+    params: dict[str, Any]
+    rounds: int  # best number of boosting rounds (early stopping on the CV mean)
+    aucpr_mean: float
+    aucpr_std: float
+    auc_mean: float
+    auc_std: float
+    trials: int
+    seconds: float
+
+
+def _cv_trial(config: dict[str, Any], matrix: np.ndarray, labels: np.ndarray, feature_names: list[str],
+              folds: int, scale_pos_weight: float, seed: int) -> None:
+    """One Tune trial: stratified k-fold CV of one configuration, reporting the CV means as it boosts."""
+    from ray import tune
+
+    class Report(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
+            if (epoch + 1) % REPORT_EVERY == 0:
+                test = evals_log["test"]
+                tune.report({"cv_aucpr": _last(test["aucpr"]), "cv_auc": _last(test["auc"]), "rounds": epoch + 1})
+            return False
+
+    dtrain = xgb.DMatrix(matrix, label=labels, feature_names=feature_names)
+    history = xgb.cv(
+        {**base_params(scale_pos_weight), **config}, dtrain, num_boost_round=MAX_ROUNDS, nfold=folds,
+        stratified=True, seed=seed, early_stopping_rounds=EARLY_STOPPING_ROUNDS, callbacks=[Report()],
+    )
+    best = history.iloc[-1]  # xgb.cv trims the history to the best round when it stops early
+    tune.report({
+        "cv_aucpr": float(best["test-aucpr-mean"]), "cv_aucpr_std": float(best["test-aucpr-std"]),
+        "cv_auc": float(best["test-auc-mean"]), "cv_auc_std": float(best["test-auc-std"]),
+        "best_rounds": len(history), "done": True,
+    })
+
+
+def _last(entry: Any) -> float:
+    value = entry[-1]
+    return float(value[0] if isinstance(value, tuple) else value)
+
+
+def tune_with_cv(matrix: np.ndarray, labels: np.ndarray, feature_names: list[str], *, trials: int,
+                 folds: int, max_concurrent: int, storage: Path, seed: int = 7) -> CvResult:
+    """Search ``trials`` configurations (the original design's defaults first) by k-fold CV mean average
+    precision; ASHA stops trials that fall behind at the same round count."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import BasicVariantGenerator
+
+    started = time.monotonic()
+    trainable = tune.with_resources(
+        tune.with_parameters(_cv_trial, matrix=matrix, labels=labels, feature_names=feature_names, folds=folds,
+                             scale_pos_weight=imbalance_weight(labels), seed=seed),
+        {"cpu": 1},
+    )
+    tuner = tune.Tuner(
+        trainable,
+        param_space=search_space(),
+        tune_config=tune.TuneConfig(
+            metric="cv_aucpr", mode="max", num_samples=trials,
+            # one training_iteration = one report = REPORT_EVERY boosting rounds
+            scheduler=ASHAScheduler(time_attr="training_iteration", max_t=MAX_ROUNDS // REPORT_EVERY + 1,
+                                    grace_period=3, reduction_factor=2),
+            search_alg=BasicVariantGenerator(points_to_evaluate=[DEFAULT_PARAMS], random_state=seed,
+                                             max_concurrent=max_concurrent),
+        ),
+        run_config=tune.RunConfig(name=f"cv-{int(time.time())}", storage_path=str(storage), verbose=0),
+    )
+    grid = tuner.fit()
+    finished = [r for r in grid if r.error is None and r.metrics and r.metrics.get("done")]
+    if not finished:
+        errors = [str(r.error).splitlines()[0] for r in grid if r.error is not None]
+        raise RuntimeError("no tuning trial finished" + (f": {errors[0]}" if errors else ""))
+    best = max(finished, key=lambda r: r.metrics["cv_aucpr"])
+    m = best.metrics
+    return CvResult(params=dict(best.config), rounds=int(m["best_rounds"]), aucpr_mean=m["cv_aucpr"],
+                    aucpr_std=m["cv_aucpr_std"], auc_mean=m["cv_auc"], auc_std=m["cv_auc_std"],
+                    trials=len(grid), seconds=time.monotonic() - started)
+
+
+def _train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Runs on every Ray Train worker: its shard as a DMatrix, XGBoost's collective trains one model."""
+    import ray
+    import ray.train
+
+    context = ray.train.get_context()
+    names = config["feature_names"]
+    matrix, labels = ray.get(config["shards"][context.get_world_rank()])
+    valid_matrix, valid_labels = ray.get(config["valid"])
+    dtrain = xgb.DMatrix(matrix, label=labels, feature_names=names)
+    # each worker evaluates the whole validation set; metrics are identical on every rank
+    dvalid = xgb.DMatrix(valid_matrix, label=valid_labels, feature_names=names)
+    evals_result: dict = {}
+    booster = xgb.train(config["params"], dtrain, num_boost_round=config["rounds"],
+                        evals=[(dvalid, "valid")], evals_result=evals_result, verbose_eval=False)
+    metrics = {f"valid_{k}": float(v[-1]) for k, v in evals_result["valid"].items()}
+    # One report at the end; only rank 0 attaches the model (every rank holds the same booster).
+    with tempfile.TemporaryDirectory() as directory:
+        checkpoint = None
+        if context.get_world_rank() == 0:
+            booster.save_model(str(Path(directory) / MODEL_FILE))
+            checkpoint = ray.train.Checkpoint.from_directory(directory)
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+@dataclass
+class FitResult:
+    booster: xgb.Booster
+    seconds: float
+    metrics: dict[str, float]
+
+
+def fit_distributed(train: tuple[np.ndarray, np.ndarray], valid: tuple[np.ndarray, np.ndarray],
+                    feature_names: list[str], params: dict[str, Any], rounds: int, *, workers: int,
+                    cpus_per_worker: float, storage: Path) -> FitResult:
+    """The final model under Ray Train V2 on ``workers`` workers.
+
+    Each worker's shard travels through the object store (``ray.put`` here, ``ray.get`` on the worker): the
+    training matrix is already in memory, and Ray Data's streaming split of the same rows cost ~11 s per fit
+    on this machine (20k rows) against ~0.05 s this way."""
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.xgboost import XGBoostTrainer
+
+    started = time.monotonic()
+    bounds = np.linspace(0, len(train[1]), workers + 1).astype(int)
+    shards = [ray.put((train[0][a:b], train[1][a:b])) for a, b in itertools.pairwise(bounds)]
+    threads = max(int(cpus_per_worker), 1)
+    trainer = XGBoostTrainer(
+        _train_loop_per_worker,
+        train_loop_config={"params": {**base_params(imbalance_weight(train[1]), threads), **params},
+                           "rounds": rounds, "feature_names": feature_names,
+                           "shards": shards, "valid": ray.put(valid)},
+        scaling_config=ScalingConfig(num_workers=workers, resources_per_worker={"CPU": cpus_per_worker}),
+        run_config=RunConfig(name=f"fit-{int(time.time())}", storage_path=str(storage)),
+    )
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as directory:
+        booster = xgb.Booster(model_file=str(Path(directory) / MODEL_FILE))
+    return FitResult(booster, time.monotonic() - started, dict(result.metrics or {}))
+
+
+def predict(booster: xgb.Booster, matrix: np.ndarray) -> np.ndarray:
+    return booster.inplace_predict(matrix, validate_features=False)
+
+
+def fit_plain(train: tuple[np.ndarray, np.ndarray], feature_names: list[str], params: dict[str, Any],
+              rounds: int, threads: int) -> xgb.Booster:
+    """Plain single-process ``xgb.train``: the benchmark's baseline."""
+    dtrain = xgb.DMatrix(train[0], label=train[1], feature_names=feature_names)
+    return xgb.train({**base_params(imbalance_weight(train[1]), threads), **params}, dtrain, num_boost_round=rounds)

@@ -1,0 +1,58 @@
+"""MLflow: one run per training, the model registered as a new version of ``riskray-fraud`` with alias
+``challenger`` (aliases, not the deprecated stages)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from app.config import PROJECT_ROOT, Settings
+from app.registry import CHALLENGER, THRESHOLD_TAG
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                             timeout=10, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def connect(settings: Settings) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_experiment(settings.mlflow_experiment)
+
+
+def log_model(booster: Any, input_example: pd.DataFrame, registered_name: str, threshold: float) -> str:
+    """Log the booster with signature and input example and register it; returns the new version."""
+    import mlflow
+    import mlflow.xgboost
+    from mlflow.models import infer_signature
+
+    example = input_example.head(5)
+    signature = infer_signature(example, booster.inplace_predict(example.to_numpy(dtype=np.float32)))
+    info = mlflow.xgboost.log_model(
+        booster, name="model", signature=signature, input_example=example, model_format="ubj",
+        registered_model_name=registered_name,
+    )
+    version = str(info.registered_model_version)
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag(registered_name, version, THRESHOLD_TAG, f"{threshold:.6f}")
+    client.set_registered_model_alias(registered_name, CHALLENGER, version)
+    return version
+
+
+def log_artifacts(paths: list[Path], artifact_path: str | None = None) -> None:
+    import mlflow
+
+    for path in paths:
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
