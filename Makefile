@@ -2,20 +2,29 @@
 SHELL := /bin/bash
 VENV := .venv/bin
 RISKRAY := $(VENV)/riskray
+SERVE_PORT ?= $${RISKRAY_SERVE_PORT:-8000}
 
 .PHONY: bootstrap demo test unit stack-up stack-status stack-down
 
 bootstrap:
 	@bash cluster/local/bootstrap.sh
 
-# The main job, as far as the loop is built: the stack, the streaming job, 30 s of live transactions, and what
-# the feature store made of them. The stack stays up to explore; `make stack-down` stops it.
+# The main job: the stack, the streaming job, three days of history through Kafka into the feature store, a model
+# trained on it (Tune CV + Ray Train, registered in MLflow) and promoted, the prediction API on Ray Serve, and a
+# prediction. The stack stays up to explore; `make stack-down` stops it.
 demo: bootstrap
 	$(RISKRAY) stack up
 	$(RISKRAY) stream start
-	$(RISKRAY) simulate --rate 500 --duration 30
-	@sleep 5
+	$(RISKRAY) simulate --mode backfill --days 3
+	$(RISKRAY) simulate --rate 500 --duration 20
+	@sleep 10
 	$(RISKRAY) stream status
+	$(RISKRAY) train --since "$$(date -u -d '3 days ago' +%Y-%m-%dT00:00:00)" --trials 2
+	$(RISKRAY) promote
+	$(RISKRAY) serve deploy
+	@echo '$$ curl -s -X POST localhost:$(SERVE_PORT)/predict -d {"amount": 870.0, "merchant_id": 17, "customer_id": 42}'
+	@curl -s -X POST http://127.0.0.1:$(SERVE_PORT)/predict -H 'content-type: application/json' \
+		-d '{"amount": 870.0, "merchant_id": 17, "customer_id": 42, "country": "US", "device_type": "web"}'; echo
 	$(RISKRAY) stack status
 
 # Bootstrap, start the stack, run every test (unit and integration, against the real services), stop the stack.

@@ -70,6 +70,20 @@ class Settings(BaseSettings):
     ray_num_cpus: int | None = Field(default=None, ge=1, description="CPUs the head offers; all when unset.")
     ray_object_store_mb: int = Field(default=2048, ge=128)
     serve_port: int = Field(default=8000, ge=1, le=65535)
+    serve_high_throughput: bool = Field(
+        default=True, description="Ray Serve's HAProxy ingress + throughput-optimized mode (set on the Ray head)."
+    )
+    serve_haproxy_stats_port: int = Field(default=28404, ge=1, le=65535)
+    serve_haproxy_metrics_port: int = Field(default=29101, ge=1, le=65535)
+    serve_max_batch: int = Field(default=1000, ge=1, description="Largest /predict/batch; more answers 413.")
+    serve_store_timeout_ms: int = Field(default=50, ge=1, description="Feature-store read budget per request.")
+    serve_feature_cache_ttl_s: float = Field(default=1.0, ge=0, description="Online history cache; 0 = off.")
+    serve_store_retry_s: float = Field(
+        default=5.0, gt=0, description="After a store failure, answer degraded for this long before trying again."
+    )
+    serve_log_buffer: int = Field(default=20_000, ge=1, description="Predictions waiting to be written; more drop.")
+    serve_log_flush_rows: int = Field(default=1_000, ge=1)
+    serve_log_flush_s: float = Field(default=1.0, gt=0)
 
     # --- MLflow --------------------------------------------------------------------------------------------
     mlflow_host: str = "127.0.0.1"
@@ -84,7 +98,9 @@ class Settings(BaseSettings):
     )
     train_days: int = Field(default=30, ge=1, description="Labelled transactions of the last N days train a model.")
     train_workers: int = Field(default=2, ge=1, description="Ray Train workers of the final, distributed fit.")
-    train_cpus_per_worker: float = Field(default=1.0, gt=0)
+    train_cpus_per_worker: float = Field(
+        default=0.9, gt=0, description="Ray CPUs per training worker and Tune trial; 0.9 leaves the Serve replicas "
+                                       "(0.1 each) room on a 2-CPU head. XGBoost threads = max(1, int(this)).")
     tune_trials: int = Field(default=8, ge=1)
     tune_max_concurrent: int = Field(default=2, ge=1, description="Tune trials at once; each runs a 5-fold CV.")
     cv_folds: int = Field(default=5, ge=2)

@@ -86,3 +86,61 @@ def describe_errors(error: ValidationError) -> str:
         where = ".".join(str(p) for p in item["loc"]) or "message"
         parts.append(f"{where}: {item['msg']}")
     return "; ".join(parts)
+
+
+# --- the prediction API ---------------------------------------------------------------------------------
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class PredictionRequest(BaseModel):
+    """POST /predict: the original request (amount, merchant_id, customer_id, optional 1-minute window
+    features) plus optional raw transaction fields. Missing window features come from the feature store."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    amount: Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False)]
+    merchant_id: PositiveId
+    customer_id: PositiveId
+    transaction_count: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="Customer's transactions earlier in this minute; from the store when omitted")
+    avg_amount: NonNegative | None = Field(
+        default=None, description="Their mean amount; from the store when omitted")
+    transaction_id: UUID | None = None
+    timestamp: AwareDatetime | None = Field(default=None, description="Event time; now when omitted")
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = None
+    device_type: DeviceType | None = None
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
+
+
+class Contribution(BaseModel):
+    feature: str
+    contribution: float
+
+
+class PredictionResponse(BaseModel):
+    is_fraud: Literal[0, 1]
+    fraud_probability: float = Field(ge=0, le=1)
+    latency_ms: float
+    model_version: str
+    features_degraded: bool = Field(
+        default=False, description="The feature store did not answer in time: stored features were defaulted")
+    explanation: list[Contribution] | None = Field(
+        default=None, description="explain=true: the 3 largest feature contributions (log-odds)")
+
+
+class BatchPredictionResponse(BaseModel):
+    predictions: list[PredictionResponse]
+
+
+class ServeModelConfig(BaseModel):
+    """The Serve deployment's ``user_config``: which models answer. Changing it reconfigures replicas in place
+    (no restart); ``riskray serve deploy|reload`` writes it with the champion alias resolved to a version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    champion: str = Field(default="champion", description="version number, or an alias resolved at load")
+    challenger: str | None = Field(default=None, description="version or alias served beside the champion")
+    ab_mode: Literal["off", "canary", "shadow"] = Field(
+        default="off", description="canary: canary_share of requests answered by the challenger; shadow: the "
+                                   "challenger scores every request, logged but never returned")
+    canary_share: float = Field(default=0.1, ge=0, le=1)

@@ -23,7 +23,13 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
+from app.errors import UserError
+
 MODEL_FILE = "model.ubj"
+
+
+class ResourcesError(UserError, RuntimeError):
+    """The cluster lacks the CPUs a fit needs."""
 
 # The original design's model: n_estimators 100, max_depth 6, learning_rate 0.1, subsample 0.8,
 # colsample_bytree 0.8, min_child_weight 1, reg_lambda 1.0, reg_alpha 0.
@@ -105,7 +111,8 @@ def _last(entry: Any) -> float:
 
 
 def tune_with_cv(matrix: np.ndarray, labels: np.ndarray, feature_names: list[str], *, trials: int,
-                 folds: int, max_concurrent: int, storage: Path, seed: int = 7) -> CvResult:
+                 folds: int, max_concurrent: int, storage: Path, seed: int = 7, cpus_per_trial: float = 0.9
+                 ) -> CvResult:
     """Search ``trials`` configurations (the original design's defaults first) by k-fold CV mean average
     precision; ASHA stops trials that fall behind at the same round count."""
     from ray import tune
@@ -116,7 +123,7 @@ def tune_with_cv(matrix: np.ndarray, labels: np.ndarray, feature_names: list[str
     trainable = tune.with_resources(
         tune.with_parameters(_cv_trial, matrix=matrix, labels=labels, feature_names=feature_names, folds=folds,
                              scale_pos_weight=imbalance_weight(labels), seed=seed),
-        {"cpu": 1},
+        {"cpu": cpus_per_trial},
     )
     tuner = tune.Tuner(
         trainable,
@@ -187,6 +194,12 @@ def fit_distributed(train: tuple[np.ndarray, np.ndarray], valid: tuple[np.ndarra
     from ray.train import RunConfig, ScalingConfig
     from ray.train.xgboost import XGBoostTrainer
 
+    free = ray.available_resources().get("CPU", 0.0)
+    if free + 1e-9 < workers * cpus_per_worker:
+        # Ray Train would wait for the CPUs forever; say so instead
+        raise ResourcesError(
+            f"Ray has {free:g} CPUs free, training needs {workers} workers x {cpus_per_worker:g} CPU: lower --workers, "
+            "or free CPUs (other Ray jobs, Serve replicas)")
     started = time.monotonic()
     bounds = np.linspace(0, len(train[1]), workers + 1).astype(int)
     shards = [ray.put((train[0][a:b], train[1][a:b])) for a, b in itertools.pairwise(bounds)]

@@ -161,7 +161,8 @@ def train(settings: Settings, options: TrainOptions, snapshot_path: Path, say: S
     if options.trials > 0:
         matrix = p.preprocessor.transform(p.examples.inputs(train_rows))
         cv = tune_with_cv(matrix, labels[train_rows], names, trials=options.trials, folds=options.folds,
-                          max_concurrent=settings.tune_max_concurrent, storage=tune_dir, seed=options.seed)
+                          max_concurrent=settings.tune_max_concurrent, storage=tune_dir, seed=options.seed,
+                          cpus_per_trial=settings.train_cpus_per_worker)
         say(f"tune: {cv.trials} trials x {options.folds}-fold CV in {cv.seconds:.0f} s; best AP "
             f"{cv.aucpr_mean:.4f} ± {cv.aucpr_std:.4f}, AUC {cv.auc_mean:.4f} ± {cv.auc_std:.4f}, {cv.rounds} rounds")
     else:

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from app.cli import model_commands, stack_commands, stream_commands
+from app.cli import model_commands, serve_commands, stack_commands, stream_commands
 from app.config import Settings, SettingsError, get_settings
 
 cli = typer.Typer(
@@ -19,6 +19,7 @@ cli = typer.Typer(
 )
 cli.add_typer(stack_commands.stack, name="stack")
 cli.add_typer(stream_commands.stream, name="stream")
+cli.add_typer(serve_commands.serve, name="serve")
 cli.command("simulate")(stream_commands.simulate)
 cli.command("train")(model_commands.train)
 cli.command("promote")(model_commands.promote)

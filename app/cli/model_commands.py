@@ -61,18 +61,34 @@ def promote(version: Annotated[str | None, typer.Argument(help="version to serve
     """Move the 'champion' alias (what Serve answers with) to VERSION."""
     from app.registry import Registry
 
-    with Registry(get_settings()) as registry:
+    settings = get_settings()
+    with Registry(settings) as registry:
         previous, new = registry.promote(version)
     typer.echo(f"champion: {previous or 'none'} -> {new}" if previous != new else f"champion is already {new}")
+    _reload_serve(settings)
 
 
 def rollback() -> None:
     """Move the 'champion' alias back to the version it replaced."""
     from app.registry import Registry
 
-    with Registry(get_settings()) as registry:
+    settings = get_settings()
+    with Registry(settings) as registry:
         current, previous = registry.rollback()
     typer.echo(f"champion: {current} -> {previous}")
+    _reload_serve(settings)
+
+
+def _reload_serve(settings: object) -> None:
+    """A running prediction API follows the alias at once (in place); without one there is nothing to do."""
+    from app import serving
+
+    try:
+        result = serving.reload(settings, lambda line: None)  # type: ignore[arg-type]
+    except serving.ServeError:
+        return  # no Ray head: the next `riskray serve deploy` picks the alias up
+    if result is not None and result[0] != result[1]:
+        typer.echo(f"Serve now answers with version {result[1]} (was {result[0]})")
 
 
 def score(

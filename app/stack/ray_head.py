@@ -6,6 +6,7 @@ Token authentication is off locally (RAY_AUTH_MODE=disabled): with it on, Ray 2.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -27,16 +28,51 @@ def temp_dir(settings: Settings) -> Path:
 
 
 def environment(settings: Settings) -> dict[str, str]:
-    return {
+    env = {
         "RAY_AUTH_MODE": "disabled",
         "RAY_USAGE_STATS_ENABLED": "0",
         # Jobs run `python ...`: it must be this virtualenv's interpreter.
         "PATH": program_path(settings),
+        # Custom metrics (predictions_total, ...) reach the node's export within 2 s instead of 10.
+        "RAY_metrics_report_interval_ms": "2000",
     }
+    if settings.serve_high_throughput:
+        env.update(serve_high_throughput_environment(settings))
+    return env
+
+
+def serve_high_throughput_environment(settings: Settings) -> dict[str, str]:
+    """Ray Serve's HAProxy ingress and throughput-optimized mode (~6x the requests/s of the default proxy on
+    2 cores). HAProxy's files and admin socket stay in the state folder's short runtime dir; its stats and
+    metrics ports come from settings. (Ray's HAProxy template binds those two ports on all interfaces; there is
+    no setting to change that in Ray 2.60.)"""
+    haproxy = runtime_dir(settings) / "haproxy"
+    sockets = haproxy_socket_dir(settings)
+    return {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(haproxy / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(sockets / "admin.sock"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(sockets / "metrics.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(haproxy),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(haproxy / "server-state"),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(settings.serve_haproxy_stats_port),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(settings.serve_haproxy_metrics_port),
+    }
+
+
+def haproxy_socket_dir(settings: Settings) -> Path:
+    """HAProxy's Unix sockets: Ray nests them under the 56-character node id and HAProxy adds a temp suffix, so
+    even the state folder's short runtime dir overflows AF_UNIX's 107 bytes; a 15-character /tmp dir, named
+    after the state folder, does not."""
+    digest = hashlib.sha1(str(settings.state_dir.resolve()).encode()).hexdigest()[:8]
+    return Path("/tmp") / f"rrh-{digest}"
 
 
 def prepare(settings: Settings) -> None:
     temp_dir(settings).mkdir(parents=True, exist_ok=True)
+    (runtime_dir(settings) / "haproxy").mkdir(parents=True, exist_ok=True)
+    haproxy_socket_dir(settings).mkdir(mode=0o700, exist_ok=True)
 
 
 def program(settings: Settings) -> Program:

@@ -1,0 +1,162 @@
+"""Deploying the prediction API to a Ray cluster through Ray Serve's REST API (the dashboard's
+``/api/serve/applications/``), so the CLI and the Airflow DAG need no Ray import.
+
+``serve_deployments/serve_config.yaml`` is the one Serve config: locally, http_options come from settings,
+the replicas get this process's ``RISKRAY_*`` settings as environment, and the champion alias is resolved to
+a version in ``user_config`` — so moving the alias and re-deploying changes only ``user_config``, which Serve
+applies in place (``reconfigure``) without restarting a replica.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import yaml
+
+from app.config import ENV_PREFIX, PROJECT_ROOT, Settings
+from app.errors import UserError
+from app.registry import Registry
+from app.schemas import ServeModelConfig
+
+CONFIG_PATH = PROJECT_ROOT / "serve_deployments" / "serve_config.yaml"
+APP_NAME = "riskray"
+DEPLOYMENT = "FraudDetector"
+PRODUCTION = {"min_replicas": 3, "max_replicas": 10}
+
+
+class ServeError(UserError, RuntimeError):
+    """Serve could not do what was asked; one line."""
+
+
+def base_config() -> dict[str, Any]:
+    return yaml.safe_load(CONFIG_PATH.read_text())
+
+
+def _deployment(config: dict[str, Any]) -> dict[str, Any]:
+    app = next(a for a in config["applications"] if a["name"] == APP_NAME)
+    return next(d for d in app["deployments"] if d["name"] == DEPLOYMENT)
+
+
+def production_config() -> dict[str, Any]:
+    """The same config for the KubeRay RayService: production replica bounds, HTTP on all pod interfaces."""
+    config = base_config()
+    config["http_options"] = {**config["http_options"], "host": "0.0.0.0"}
+    deployment = _deployment(config)
+    deployment["autoscaling_config"].update(PRODUCTION)
+    deployment["ray_actor_options"] = {**deployment.get("ray_actor_options", {}), "num_cpus": 1}
+    return config
+
+
+def local_config(settings: Settings, models: ServeModelConfig) -> dict[str, Any]:
+    config = base_config()
+    config["http_options"] = {**config["http_options"], "host": settings.ray_host, "port": settings.serve_port}
+    env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+    app = next(a for a in config["applications"] if a["name"] == APP_NAME)
+    if env:
+        app["runtime_env"] = {"env_vars": env}
+    _deployment(config)["user_config"] = models.model_dump()
+    return config
+
+
+def resolve_models(settings: Settings, models: ServeModelConfig) -> ServeModelConfig:
+    """Aliases replaced by the versions they point at now."""
+    with Registry(settings) as registry:
+        champion = registry.resolve(models.champion).version
+        challenger = registry.resolve(models.challenger).version if models.challenger else None
+    return models.model_copy(update={"champion": champion, "challenger": challenger})
+
+
+class ServeClient:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._http = httpx.Client(base_url=f"{settings.ray_dashboard_url}/api/serve", timeout=30)
+
+    def __enter__(self) -> ServeClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise ServeError(f"Ray dashboard at {self.settings.ray_dashboard_url} is unreachable: {error} "
+                             "(is the stack up? `riskray stack status`)") from None
+        if response.status_code >= 400:
+            raise ServeError(f"Serve answered {response.status_code}: {response.text[:300]}")
+        return response
+
+    def details(self) -> dict[str, Any]:
+        return self._request("GET", "/applications/").json()
+
+    def application(self) -> dict[str, Any] | None:
+        return self.details().get("applications", {}).get(APP_NAME)
+
+    def deployed_models(self) -> ServeModelConfig | None:
+        app = self.application()
+        if not app or not app.get("deployed_app_config"):
+            return None
+        for deployment in app["deployed_app_config"].get("deployments", []):
+            if deployment.get("name") == DEPLOYMENT and deployment.get("user_config"):
+                return ServeModelConfig.model_validate(deployment["user_config"])
+        return None
+
+    def deploy(self, config: dict[str, Any], attempts: int = 10) -> None:
+        # The first PUT on a fresh head also starts Serve's controller and can answer 500 while it comes up.
+        for attempt in range(attempts):
+            try:
+                self._request("PUT", "/applications/", json=config)
+                return
+            except ServeError as error:
+                if "answered 5" not in str(error) or attempt == attempts - 1:
+                    raise
+                time.sleep(3)
+
+    def shutdown(self) -> None:
+        self._request("DELETE", "/applications/")
+
+    def wait_running(self, timeout_s: float, say: Callable[[str], None]) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        last = None
+        while True:
+            app = self.application()
+            status = app["status"] if app else "NOT_STARTED"
+            if status != last:
+                say(f"application {APP_NAME}: {status}")
+                last = status
+            if status == "RUNNING":
+                return app
+            if status == "DEPLOY_FAILED":
+                raise ServeError(f"deploy failed: {(app or {}).get('message', '')[:500]}")
+            if time.monotonic() > deadline:
+                raise ServeError(f"application {APP_NAME} not running after {timeout_s:.0f} s (status {status})")
+            time.sleep(1)
+
+
+def deploy(settings: Settings, models: ServeModelConfig, say: Callable[[str], None],
+           timeout_s: float = 300) -> ServeModelConfig:
+    resolved = resolve_models(settings, models)
+    with ServeClient(settings) as client:
+        client.deploy(local_config(settings, resolved))
+        client.wait_running(timeout_s, say)
+    return resolved
+
+
+def reload(settings: Settings, say: Callable[[str], None]) -> tuple[str | None, str] | None:
+    """Point the running app at the champion alias's current version (in place). None when Serve is not
+    running riskray. Returns (old, new) versions."""
+    with ServeClient(settings) as client:
+        current = client.deployed_models()
+    if current is None:
+        return None
+    wanted = resolve_models(settings, current.model_copy(update={"champion": "champion"}))
+    if wanted.champion == current.champion:
+        return current.champion, current.champion
+    deploy(settings, wanted.model_copy(update={"challenger": current.challenger}), say)
+    return current.champion, wanted.champion
+

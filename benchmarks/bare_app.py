@@ -1,0 +1,72 @@
+"""The serving benchmark's baseline: the same request path (serve_deployments.predictor.Predictor — online
+features, model, prediction log, metrics) behind a bare uvicorn + FastAPI app, no Ray.
+
+    RISKRAY_BENCH_MODEL=7 uvicorn benchmarks.bare_app:app --port 8100 --no-access-log
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import Counter, Histogram
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from app.config import get_settings
+from app.schemas import PredictionRequest, ServeModelConfig
+from serve_deployments.metrics import LATENCY_BUCKETS
+from serve_deployments.predictor import Predictor
+
+
+class _Metric:
+    """prometheus_client behind the Ray-metrics call style (value, tags=...)."""
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+
+    def _child(self, tags: dict[str, str] | None) -> Any:
+        return self.metric.labels(**tags) if tags else self.metric
+
+    def inc(self, value: float = 1.0, tags: dict[str, str] | None = None) -> None:
+        self._child(tags).inc(value)
+
+    def observe(self, value: float, tags: dict[str, str] | None = None) -> None:
+        self._child(tags).observe(value)
+
+    def set(self, value: float, tags: dict[str, str] | None = None) -> None:
+        self._child(tags).set(value)
+
+
+class PrometheusSink:
+    def __init__(self) -> None:
+        self.predictions = _Metric(Counter("predictions", "", ["model_version", "result"]))
+        self.latency = _Metric(Histogram("prediction_latency_seconds", "", ["endpoint"], buckets=LATENCY_BUCKETS))
+        self.degraded = _Metric(Counter("features_degraded", ""))
+        self.log_dropped = _Metric(Counter("prediction_log_dropped", "", ["reason"]))
+        self.reload_failures = _Metric(Counter("model_reload_failures", ""))
+
+
+predictor = Predictor(get_settings(), PrometheusSink())
+predictor.reconfigure(ServeModelConfig(champion=os.environ.get("RISKRAY_BENCH_MODEL", "champion")).model_dump())
+app = FastAPI(title="riskray bare baseline")
+
+
+@app.post("/predict")
+def predict(request: PredictionRequest, explain: bool = Query(False)) -> Response:
+    return Response(orjson.dumps(predictor.answer([request], explain, "predict")[0]), media_type="application/json")
+
+
+@app.post("/predict/batch")
+async def predict_batch(request: Request) -> Response:
+    from pydantic import TypeAdapter
+    from starlette.concurrency import run_in_threadpool
+
+    requests = TypeAdapter(list[PredictionRequest]).validate_python(orjson.loads(await request.body()))
+    answers = await run_in_threadpool(predictor.answer, requests, False, "batch")
+    return JSONResponse({"predictions": answers})

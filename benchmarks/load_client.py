@@ -1,0 +1,90 @@
+"""A lean HTTP/1.1 load generator: N keep-alive connections on raw asyncio streams, each sending pre-encoded
+POST requests back to back for a duration. Prints one JSON line: requests, errors, req/s, p50/p95/p99 latency.
+
+    python benchmarks/load_client.py --url http://127.0.0.1:8000/predict --concurrency 8 --duration 15 \
+        --bodies bodies.jsonl
+
+Lean on purpose: it shares the machine's 2 cores with the server, so every microsecond it spends is one the
+server under test does not get (httpx costs ~5x more per request).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+
+
+async def worker(host: str, port: int, requests: list[bytes], deadline: float, offset: int,
+                 latencies: list[float], errors: list[int]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    i = offset
+    while time.perf_counter() < deadline:
+        payload = requests[i % len(requests)]
+        i += 1
+        started = time.perf_counter()
+        writer.write(payload)
+        status_line = await reader.readline()
+        length = 0
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        if length:
+            await reader.readexactly(length)
+        latencies.append(time.perf_counter() - started)
+        status = int(status_line.split()[1]) if status_line else 599
+        if status >= 400:
+            errors.append(status)
+    writer.close()
+
+
+def encode(url: str, bodies: list[bytes]) -> tuple[str, int, list[bytes]]:
+    parsed = urlparse(url)
+    requests = [
+        (f"POST {parsed.path} HTTP/1.1\r\nHost: {parsed.hostname}:{parsed.port}\r\nContent-Type: application/json\r\n"
+         f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n").encode() + body
+        for body in bodies
+    ]
+    return parsed.hostname or "127.0.0.1", parsed.port or 80, requests
+
+
+async def run(url: str, bodies: list[bytes], concurrency: int, duration: float, warmup: float) -> dict:
+    host, port, requests = encode(url, bodies)
+    if warmup > 0:
+        await asyncio.gather(*(worker(host, port, requests, time.perf_counter() + warmup, c * 7919, [], [])
+                               for c in range(concurrency)))
+    latencies: list[float] = []
+    errors: list[int] = []
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(host, port, requests, started + duration, c * 7919, latencies, errors)
+                           for c in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
+    return {"concurrency": concurrency, "requests": len(latencies), "errors": len(errors),
+            "rps": len(latencies) / elapsed, "p50_ms": float(np.percentile(ms, 50)),
+            "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--bodies", required=True, help="JSON lines, one request body each")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--duration", type=float, default=15)
+    parser.add_argument("--warmup", type=float, default=2)
+    args = parser.parse_args()
+    bodies = [line.strip() for line in Path(args.bodies).read_bytes().splitlines() if line.strip()]
+    print(json.dumps(asyncio.run(run(args.url, bodies, args.concurrency, args.duration, args.warmup))))
+
+
+if __name__ == "__main__":
+    main()

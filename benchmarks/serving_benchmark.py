@@ -1,0 +1,192 @@
+"""Serving benchmark: Ray Serve (high-throughput mode on and off) vs a bare uvicorn + FastAPI app running the
+same request path (serve_deployments.predictor.Predictor: feature store read, model, prediction log, metrics).
+
+    .venv/bin/python benchmarks/serving_benchmark.py --duration 15 --concurrency 1 8 32
+
+Needs the local stack (PostgreSQL, MLflow with a champion model). Each Serve mode gets its own Ray head (own
+ports and temp dir, the mode's environment) with one replica of the riskray app; the bare app runs under
+uvicorn with one worker. A separate process (benchmarks/load_client.py) loads each in turn at each concurrency,
+then /predict/batch at batch sizes 100 and 1,000. Requests name random customers and merchants of the
+simulator's id range with the original schema's fields, so each one reads the feature store (1 s TTL cache).
+Prints req/s and p50/p95/p99, the Serve/bare ratio, and batch predictions/s. Not a test: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.config import get_settings  # noqa: E402
+from app.registry import Registry  # noqa: E402
+from app.stack.ray_head import serve_high_throughput_environment  # noqa: E402
+
+console = Console(width=200)
+PY = sys.executable
+BIN = Path(PY).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bodies(path: Path, count: int, batch: int | None = None) -> Path:
+    rng = random.Random(5)
+
+    def one() -> dict:
+        return {"amount": round(rng.lognormvariate(3.6, 0.8), 2), "merchant_id": rng.randint(1, 1000),
+                "customer_id": rng.randint(1, 5000), "transaction_count": rng.randint(0, 3),
+                "avg_amount": round(rng.uniform(5, 90), 2), "country": "DE", "device_type": "pos",
+                "currency": "EUR"}
+
+    with path.open("w") as handle:
+        for _ in range(count):
+            handle.write(json.dumps([one() for _ in range(batch)] if batch else one()) + "\n")
+    return path
+
+
+def wait_http(url: str, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.post(url, json={"amount": 1.0, "merchant_id": 1, "customer_id": 1}, timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"{url} never answered")
+
+
+def load(url: str, body_file: Path, concurrency: int, duration: float) -> dict:
+    out = subprocess.run([PY, str(ROOT / "benchmarks" / "load_client.py"), "--url", url, "--bodies", str(body_file),
+                          "--concurrency", str(concurrency), "--duration", str(duration)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+class RayServe:
+    """A private Ray head with the riskray Serve app (one replica), high-throughput mode on or off."""
+
+    def __init__(self, high_throughput: bool, version: str) -> None:
+        self.temp = Path(tempfile.mkdtemp(prefix="rrsb-", dir="/tmp"))
+        self.port = free_port()
+        self.gcs = free_port()
+        settings = get_settings().model_copy(update={"state_dir": self.temp})
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+               "RAY_metrics_report_interval_ms": "2000", "RISKRAY_SERVE_PORT": str(self.port),
+               "RISKRAY_RAY_METRICS_EXPORT_PORT": str(free_port())}
+        if high_throughput:
+            env.update(serve_high_throughput_environment(settings.model_copy(update={
+                "serve_haproxy_stats_port": free_port(), "serve_haproxy_metrics_port": free_port()})))
+            (Path(env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"])).mkdir(parents=True, exist_ok=True)
+        self.env = env
+        self.head = subprocess.Popen(
+            [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={self.gcs}",
+             "--include-dashboard=false", f"--temp-dir={self.temp / 'ray'}", "--num-cpus=2",
+             f"--metrics-export-port={env['RISKRAY_RAY_METRICS_EXPORT_PORT']}", "--disable-usage-stats"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        script = (
+            "import ray, time; from ray import serve; "
+            f"ray.init(address='127.0.0.1:{self.gcs}'); "
+            f"serve.start(http_options={{'host': '127.0.0.1', 'port': {self.port}}}); "
+            "from serve_deployments.app import FraudDetector; "
+            f"serve.run(FraudDetector.options(num_replicas=1, user_config={{'champion': '{version}'}}).bind(), "
+            "name='riskray', route_prefix='/', blocking=False); print('deployed', flush=True)"
+        )
+        time.sleep(5)
+        subprocess.run([PY, "-c", script], env=env, check=True, capture_output=True, timeout=300)
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_http(self.url + "/predict")
+
+    def close(self) -> None:
+        os.killpg(self.head.pid, signal.SIGINT)
+        try:
+            self.head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.head.pid, signal.SIGKILL)
+
+
+class Bare:
+    def __init__(self, version: str) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [str(BIN / "uvicorn"), "benchmarks.bare_app:app", "--host", "127.0.0.1", "--port", str(self.port),
+             "--no-access-log", "--log-level", "warning"],
+            cwd=ROOT, env={**os.environ, "RISKRAY_BENCH_MODEL": version}, start_new_session=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_http(self.url + "/predict")
+
+    def close(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=15)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--modes", nargs="+", default=["serve-ha", "serve-default", "bare"])
+    args = parser.parse_args()
+    settings = get_settings()
+    with Registry(settings) as registry:
+        champion = registry.by_alias("champion")
+    if champion is None:
+        raise SystemExit("no champion model: train and promote one first (riskray train; riskray promote)")
+    work = Path(tempfile.mkdtemp(prefix="riskray-serve-bench-"))
+    single = bodies(work / "single.jsonl", 5000)
+    batches = {size: bodies(work / f"batch{size}.jsonl", 20, batch=size) for size in (100, 1000)}
+    rows: list[dict] = []
+    for mode in args.modes:
+        console.print(f"[bold]{mode}[/]: starting")
+        server = Bare(champion.version) if mode == "bare" else RayServe(mode == "serve-ha", champion.version)
+        try:
+            for concurrency in args.concurrency:
+                result = load(server.url + "/predict", single, concurrency, args.duration)
+                rows.append({"mode": mode, "kind": "predict", **result})
+                console.print(f"  /predict c={concurrency}: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
+                              f"p95 {result['p95_ms']:.1f} ms, errors {result['errors']}")
+            for size, body_file in batches.items():
+                result = load(server.url + "/predict/batch", body_file, 2, args.duration)
+                rows.append({"mode": mode, "kind": f"batch{size}", **result, "pps": result["rps"] * size})
+                console.print(f"  /predict/batch x{size}: {result['rps'] * size:,.0f} predictions/s, "
+                              f"p50 {result['p50_ms']:.1f} ms, errors {result['errors']}")
+        finally:
+            server.close()
+
+    table = Table(title=f"Serving, model version {champion.version}, {args.duration:.0f} s per cell, "
+                        "1 replica / 1 worker")
+    for column in ("mode", "endpoint", "concurrency", "req/s", "predictions/s", "p50 ms", "p95 ms", "p99 ms",
+                   "errors", "vs bare"):
+        table.add_column(column, justify="left" if column in {"mode", "endpoint"} else "right")
+    bare = {(r["kind"], r["concurrency"]): r for r in rows if r["mode"] == "bare"}
+    for r in rows:
+        base = bare.get((r["kind"], r["concurrency"]))
+        ratio = f"{r['rps'] / base['rps']:.0%}" if base and r["mode"] != "bare" else ""
+        size = 1 if r["kind"] == "predict" else int(r["kind"][5:])
+        table.add_row(r["mode"], "/predict" if size == 1 else f"/predict/batch x{size}", str(r["concurrency"]),
+                      f"{r['rps']:,.0f}", f"{r['rps'] * size:,.0f}", f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}",
+                      f"{r['p99_ms']:.1f}", str(r["errors"]), ratio)
+    console.print(table)
+    (work / "results.json").write_text(json.dumps(rows, indent=1))
+    console.print(f"raw results: {work / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()

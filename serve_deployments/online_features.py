@@ -1,0 +1,147 @@
+"""Request-time history from the feature store: pooled, bounded in time, cached briefly, and never a reason to
+fail or hang a prediction.
+
+* One query per request or batch (``app.feature_store.history_for``) under a ``statement_timeout``.
+* A small TTL cache keyed by (customer, merchant, country, minute): the tiles change at most once per stream
+  trigger, so a repeat within the TTL gets the same answer for free.
+* When the store fails or is slow, the request is answered from request-supplied values and neutral defaults
+  (no history) and flagged ``features_degraded``; for ``serve_store_retry_s`` afterwards the store is not asked
+  at all, so an outage costs no request a connect timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+import psycopg2
+import psycopg2.pool
+
+from app.config import Settings
+from app.feature_store import history_for
+from app.model_inputs import HISTORY_COLUMNS
+
+logger = logging.getLogger(__name__)
+CACHE_SIZE = 50_000
+
+
+def empty_history(rows: int) -> dict[str, np.ndarray]:
+    """No history at all: what a first-seen customer looks like."""
+    history = {name: np.zeros(rows) for name in HISTORY_COLUMNS}
+    history["minute_max"] = np.full(rows, np.nan)
+    history["minute_std"] = np.full(rows, np.nan)
+    return history
+
+
+class OnlineFeatures:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.ttl_s = settings.serve_feature_cache_ttl_s
+        self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
+        self._pool_lock = threading.Lock()
+        self._cache: OrderedDict[tuple, tuple[float, np.ndarray]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._down_until = 0.0
+        self.last_error: str | None = None
+
+    # --- connections --------------------------------------------------------------------------------------
+    def _connection(self) -> psycopg2.extensions.connection:
+        with self._pool_lock:
+            if self._pool is None:
+                timeout_ms = self.settings.serve_store_timeout_ms
+                self._pool = psycopg2.pool.ThreadedConnectionPool(
+                    0, 8, self.settings.postgres_dsn().replace(
+                        f"connect_timeout={self.settings.postgres_connect_timeout_s}", "connect_timeout=1"),
+                    options=f"-c statement_timeout={timeout_ms} -c default_transaction_read_only=on",
+                )
+            return self._pool.getconn()
+
+    def _release(self, conn: psycopg2.extensions.connection, broken: bool) -> None:
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.putconn(conn, close=broken)
+
+    def ping(self) -> str | None:
+        """None when the store answers, else the reason."""
+        try:
+            conn = self._connection()
+        except psycopg2.Error as error:
+            return f"feature store unreachable: {str(error).strip().splitlines()[0]}"
+        broken = False
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            conn.rollback()
+            return None
+        except psycopg2.Error as error:
+            broken = True
+            return f"feature store error: {str(error).strip().splitlines()[0]}"
+        finally:
+            self._release(conn, broken)
+
+    # --- reads ------------------------------------------------------------------------------------------
+    def history(self, customers: Sequence[int], merchants: Sequence[int], countries: Sequence[str],
+                times: Sequence[datetime]) -> tuple[dict[str, np.ndarray], bool]:
+        """(history columns, degraded). Never raises: a failing store yields empty history and degraded=True."""
+        n = len(customers)
+        now = time.monotonic()
+        keys = [(c, m, k, int(t.timestamp() // 60)) for c, m, k, t in zip(customers, merchants, countries, times,
+                                                                            strict=True)]
+        rows = np.empty((n, len(HISTORY_COLUMNS)))
+        missing = []
+        with self._cache_lock:
+            for i, key in enumerate(keys):
+                hit = self._cache.get(key) if self.ttl_s > 0 else None
+                if hit is not None and now - hit[0] < self.ttl_s:
+                    rows[i] = hit[1]
+                else:
+                    missing.append(i)
+        degraded = False
+        if missing:
+            fetched = self._fetch([customers[i] for i in missing], [merchants[i] for i in missing],
+                                  [countries[i] for i in missing], [times[i] for i in missing])
+            if fetched is None:
+                degraded = True
+                empty = empty_history(len(missing))
+                rows[missing] = np.column_stack([empty[name] for name in HISTORY_COLUMNS])
+            else:
+                block = np.column_stack([fetched[name] for name in HISTORY_COLUMNS])
+                rows[missing] = block
+                if self.ttl_s > 0:
+                    with self._cache_lock:
+                        for j, i in enumerate(missing):
+                            self._cache[keys[i]] = (now, block[j])
+                        while len(self._cache) > CACHE_SIZE:
+                            self._cache.popitem(last=False)
+        return {name: rows[:, k] for k, name in enumerate(HISTORY_COLUMNS)}, degraded
+
+    def _fetch(self, customers: list[int], merchants: list[int], countries: list[str],
+               times: list[datetime]) -> dict[str, np.ndarray] | None:
+        if time.monotonic() < self._down_until:
+            return None
+        conn = None
+        broken = False
+        try:
+            conn = self._connection()
+            with conn.cursor() as cur:
+                history = history_for(cur, customers, merchants, countries, times, self.settings.label_delay_days)
+            conn.rollback()
+            self.last_error = None
+            return history
+        except psycopg2.Error as error:
+            broken = isinstance(error, psycopg2.OperationalError | psycopg2.InterfaceError)
+            if conn is not None and not broken:
+                conn.rollback()
+            self.last_error = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            self._down_until = time.monotonic() + self.settings.serve_store_retry_s
+            logger.warning("feature store read failed, answering degraded for %.0f s: %s",
+                           self.settings.serve_store_retry_s, self.last_error)
+            return None
+        finally:
+            if conn is not None:
+                self._release(conn, broken)

@@ -1,0 +1,101 @@
+"""Every prediction into ``predictions``, off the request path: requests append to a bounded in-memory buffer,
+a background thread writes it in batches (when it holds ``serve_log_flush_rows`` rows or every
+``serve_log_flush_s``) with one COPY. A full buffer drops the newest rows and a failed write drops its batch;
+both are counted, neither ever blocks or fails a request."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg2
+
+from app.config import Settings
+
+logger = logging.getLogger(__name__)
+COLUMNS = ("transaction_id", "customer_id", "merchant_id", "model_version", "variant", "fraud_probability",
+           "is_fraud", "latency_ms", "features_degraded", "predicted_at")
+
+
+@dataclass(frozen=True)
+class LoggedPrediction:
+    transaction_id: str | None
+    customer_id: int
+    merchant_id: int
+    model_version: str
+    variant: str  # champion | challenger | shadow
+    fraud_probability: float
+    is_fraud: int
+    latency_ms: float
+    features_degraded: bool
+    predicted_at: datetime
+
+    def csv_line(self) -> str:
+        return (f"{self.transaction_id or ''},{self.customer_id},{self.merchant_id},{self.model_version},"
+                f"{self.variant},{self.fraud_probability!r},{self.is_fraud},{self.latency_ms:.3f},"
+                f"{'t' if self.features_degraded else 'f'},{self.predicted_at.isoformat()}\n")
+
+
+class PredictionLog:
+    def __init__(self, settings: Settings, on_dropped: Callable[[int, str], None]) -> None:
+        self.settings = settings
+        self._buffer: deque[LoggedPrediction] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._on_dropped = on_dropped  # (rows, reason: overflow | write_failed)
+        self._conn: psycopg2.extensions.connection | None = None
+        self.written = 0
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def append(self, rows: list[LoggedPrediction]) -> None:
+        with self._lock:
+            room = self.settings.serve_log_buffer - len(self._buffer)
+            kept = rows[:max(room, 0)]
+            self._buffer.extend(kept)
+            size = len(self._buffer)
+        if len(kept) < len(rows):
+            self._on_dropped(len(rows) - len(kept), "overflow")
+        if size >= self.settings.serve_log_flush_rows:
+            self._wake.set()
+
+    def flush(self) -> int:
+        """Write what is buffered now; returns rows written (the background thread calls this)."""
+        with self._lock:
+            batch = list(self._buffer)
+            self._buffer.clear()
+        if not batch:
+            return 0
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg2.connect(self.settings.postgres_dsn())
+            buffer = io.StringIO("".join(row.csv_line() for row in batch))
+            with self._conn, self._conn.cursor() as cur:
+                cur.copy_expert(f"COPY predictions ({', '.join(COLUMNS)}) FROM STDIN WITH (FORMAT csv)", buffer)
+            self.written += len(batch)
+            return len(batch)
+        except psycopg2.Error as error:
+            logger.warning("prediction log: %d rows not written: %s", len(batch), str(error).strip()[:200])
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+            self._on_dropped(len(batch), "write_failed")
+            return 0
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait(self.settings.serve_log_flush_s)
+            self._wake.clear()
+            self.flush()
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+        self.flush()

@@ -1,0 +1,165 @@
+"""The request path behind the prediction API, independent of Ray Serve: online features, model inputs,
+champion (and challenger: canary or shadow), decision, prediction log and metrics. The Serve deployment wraps
+it; the serving benchmark's bare uvicorn app wraps the very same object."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+
+from app.config import Settings
+from app.model_inputs import model_inputs
+from app.schemas import PredictionRequest, ServeModelConfig
+from serve_deployments.model import LoadedModel
+from serve_deployments.online_features import OnlineFeatures
+from serve_deployments.prediction_log import LoggedPrediction, PredictionLog
+
+logger = logging.getLogger("ray.serve")
+
+
+class Metric(Protocol):
+    def inc(self, value: float = 1.0, tags: dict[str, str] | None = None) -> None: ...
+    def observe(self, value: float, tags: dict[str, str] | None = None) -> None: ...
+    def set(self, value: float, tags: dict[str, str] | None = None) -> None: ...
+
+
+class MetricsSink(Protocol):
+    predictions: Metric
+    latency: Metric
+    degraded: Metric
+    log_dropped: Metric
+    reload_failures: Metric
+
+
+class Predictor:
+    """Models, online features, prediction log and metrics behind the endpoints, independent of Serve."""
+
+    def __init__(self, settings: Settings, metrics: MetricsSink) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.features = OnlineFeatures(self.settings)
+        self.log = PredictionLog(self.settings, lambda rows, reason: self.metrics.log_dropped.inc(
+            rows, tags={"reason": reason}))
+        self.config = ServeModelConfig()
+        self.champion: LoadedModel | None = None
+        self.challenger: LoadedModel | None = None
+        self.load_error: str | None = None
+        self._random = random.Random()
+
+    # --- model lifecycle ------------------------------------------------------------------------------------
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Load the configured models, then swap them in at once; a failure keeps the old ones serving."""
+        config = ServeModelConfig.model_validate(user_config)
+        try:
+            champion = self._load(config.champion, self.champion)
+            challenger = None
+            if config.challenger and config.ab_mode != "off":
+                challenger = self._load(config.challenger, self.challenger)
+        except Exception as error:  # any failure must leave the serving model in place
+            self.metrics.reload_failures.inc()
+            self.load_error = f"model reload failed: {str(error).splitlines()[0] if str(error) else type(error)}"
+            logger.error("%s; still serving %s", self.load_error, self.champion.version if self.champion else None)
+            if self.champion is None:
+                raise  # nothing to serve: let Serve retry this replica
+            return
+        self.champion, self.challenger, self.config, self.load_error = champion, challenger, config, None
+        logger.info("serving model version %s (challenger %s, %s)", champion.version,
+                    challenger.version if challenger else None, config.ab_mode)
+
+    def _load(self, ref: str, current: LoadedModel | None) -> LoadedModel:
+        if current is not None and ref == current.version:
+            return current
+        return LoadedModel.load(self.settings, ref)
+
+    def problems(self) -> list[str]:
+        """Why this predictor cannot answer well: no model, or no feature store. Empty when healthy."""
+        reasons = []
+        if self.champion is None:
+            reasons.append(self.load_error or "model not loaded")
+        store = self.features.ping()
+        if store:
+            reasons.append(store)
+        return reasons
+
+    def close(self) -> None:
+        self.log.close()
+
+    # --- scoring --------------------------------------------------------------------------------------------
+    def answer(self, requests: list[PredictionRequest], explain: bool, endpoint: str) -> list[dict[str, Any]]:
+        started = time.perf_counter()
+        champion, challenger, config = self.champion, self.challenger, self.config
+        if champion is None:
+            raise RuntimeError(self.load_error or "model not loaded")
+        now = datetime.now(UTC)
+        times = [r.timestamp.astimezone(UTC) if r.timestamp else now for r in requests]
+        countries = [r.country or "" for r in requests]
+        history, degraded = self.features.history([r.customer_id for r in requests],
+                                                  [r.merchant_id for r in requests], countries, times)
+        raw = {
+            "amount": np.fromiter((r.amount for r in requests), dtype=np.float64, count=len(requests)),
+            "timestamp": np.array([t.replace(tzinfo=None) for t in times], dtype="datetime64[us]"),
+            "country": np.array(countries, dtype=object),
+            "device_type": np.array([r.device_type.value if r.device_type else "" for r in requests], dtype=object),
+            "currency": np.array([r.currency or "" for r in requests], dtype=object),
+        }
+        overrides = {
+            "transaction_count": np.array([np.nan if r.transaction_count is None else r.transaction_count
+                                           for r in requests], dtype=np.float64),
+            "avg_amount": np.array([np.nan if r.avg_amount is None else r.avg_amount for r in requests],
+                                   dtype=np.float64),
+        }
+        inputs = model_inputs(raw, history, overrides)
+        matrix, probability = champion.score(inputs)
+        versions = [champion.version] * len(requests)
+        thresholds = np.full(len(requests), champion.threshold)
+        variants = ["champion"] * len(requests)
+        shadow = None
+        if challenger is not None and config.ab_mode == "canary":
+            _, challenger_probability = challenger.score(inputs)
+            for i in range(len(requests)):
+                if self._random.random() < config.canary_share:
+                    probability[i] = challenger_probability[i]
+                    versions[i], thresholds[i], variants[i] = challenger.version, challenger.threshold, "challenger"
+        elif challenger is not None and config.ab_mode == "shadow":
+            _, shadow = challenger.score(inputs)
+        decisions = (probability >= thresholds).astype(int)
+        explanations = champion.explain(matrix) if explain else None
+        latency_ms = (time.perf_counter() - started) * 1000
+        answers = []
+        logged = []
+        for i, request in enumerate(requests):
+            answer = {"is_fraud": int(decisions[i]), "fraud_probability": float(probability[i]),
+                      "latency_ms": round(latency_ms, 3), "model_version": versions[i], "features_degraded": degraded}
+            if explanations is not None:
+                answer["explanation"] = explanations[i]
+            answers.append(answer)
+            transaction_id = str(request.transaction_id) if request.transaction_id else None
+            logged.append(LoggedPrediction(transaction_id, request.customer_id, request.merchant_id, versions[i],
+                                           variants[i], float(probability[i]), int(decisions[i]), latency_ms,
+                                           degraded, now))
+            if shadow is not None:
+                logged.append(LoggedPrediction(transaction_id, request.customer_id, request.merchant_id,
+                                               challenger.version, "shadow", float(shadow[i]),
+                                               int(shadow[i] >= challenger.threshold), latency_ms, degraded, now))
+        self.log.append(logged)
+        for version in set(versions):
+            count_fraud = sum(1 for i, v in enumerate(versions) if v == version and decisions[i])
+            count_all = sum(1 for v in versions if v == version)
+            if count_fraud:
+                self.metrics.predictions.inc(count_fraud, tags={"model_version": version, "result": "fraud"})
+            if count_all - count_fraud:
+                self.metrics.predictions.inc(count_all - count_fraud, tags={"model_version": version,
+                                                                             "result": "legit"})
+        if degraded:
+            self.metrics.degraded.inc(len(requests))
+        self.metrics.latency.observe(latency_ms / 1000, tags={"endpoint": endpoint})
+        return answers
+
+    def failed(self, count: int) -> None:
+        version = self.champion.version if self.champion else "none"
+        self.metrics.predictions.inc(count, tags={"model_version": version, "result": "error"})

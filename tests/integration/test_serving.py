@@ -1,0 +1,290 @@
+"""The prediction API for real: Ray Serve (HAProxy mode) on the stack's Ray head, a model trained and
+registered in MLflow, the feature store in PostgreSQL, the predictions table, Ray's metrics export."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from app import db, serving
+from app.config import Settings
+from app.registry import CHAMPION, Registry
+from app.schemas import ServeModelConfig
+from streaming.simulator import Simulator, SimulatorConfig, message_values
+from tests.helpers import riskray
+
+from .stream_harness import StreamHarness
+
+pytestmark = pytest.mark.integration
+
+GOOD = {"amount": 42.5, "merchant_id": 7, "customer_id": 11}
+
+
+def _train_version(settings: Settings, tmp: Path, seed: int) -> str:
+    frame = pd.concat(list(Simulator(SimulatorConfig(seed=seed)).backfill(datetime(2026, 5, 1, tzinfo=UTC), 2)))
+    path = tmp / f"train-{seed}.parquet"
+    frame.drop(columns="scenario").to_parquet(path)
+    result = riskray("train", "--from-file", str(path), "--trials", "0", timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    with Registry(settings) as registry:
+        return registry.by_alias("challenger").version
+
+
+@pytest.fixture(scope="module")
+def versions(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """Two registered versions; the first is the champion."""
+    tmp = tmp_path_factory.mktemp("models")
+    first, second = _train_version(stack, tmp, 1), _train_version(stack, tmp, 2)
+    assert riskray("promote", first).returncode == 0
+    return first, second
+
+
+def _deploy(settings: Settings, models: ServeModelConfig, replicas: int = 1) -> None:
+    config = serving.local_config(settings, serving.resolve_models(settings, models))
+    autoscaling = config["applications"][0]["deployments"][0]["autoscaling_config"]
+    autoscaling.update(min_replicas=replicas, max_replicas=max(replicas, autoscaling["max_replicas"]))
+    with serving.ServeClient(settings) as client:
+        client.deploy(config)
+        client.wait_running(300, lambda line: None)
+        deadline = time.monotonic() + 120
+        while True:  # every replica up, not only the first
+            app = client.application()
+            running = [r for r in app["deployments"]["FraudDetector"].get("replicas", []) if r["state"] == "RUNNING"]
+            if len(running) >= replicas:
+                break
+            assert time.monotonic() < deadline, app
+            time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def api(stack: Settings, versions: tuple[str, str]) -> Iterator[httpx.Client]:
+    _deploy(stack, ServeModelConfig(champion=versions[0]), replicas=2)
+    with httpx.Client(base_url=f"http://{stack.ray_host}:{stack.serve_port}", timeout=30) as client:
+        yield client
+    with serving.ServeClient(stack) as serve_client:
+        serve_client.shutdown()
+
+
+def test_valid_requests_answer_every_field_and_explain_on_request(api: httpx.Client, versions) -> None:
+    answer = api.post("/predict", json=GOOD)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert set(body) >= {"is_fraud", "fraud_probability", "latency_ms", "model_version", "features_degraded"}
+    assert body["is_fraud"] in (0, 1) and 0 <= body["fraud_probability"] <= 1 and body["latency_ms"] > 0
+    assert body["model_version"] == versions[0] and body["features_degraded"] is False
+    full = {**GOOD, "transaction_count": 3, "avg_amount": 20.0, "transaction_id": str(uuid.uuid4()),
+            "timestamp": "2026-11-29T10:00:00Z", "country": "DE", "device_type": "web", "currency": "EUR"}
+    explained = api.post("/predict", params={"explain": "true"}, json=full).json()
+    assert len(explained["explanation"]) == 3
+    assert all(set(c) == {"feature", "contribution"} for c in explained["explanation"])
+    batch = api.post("/predict/batch", json=[GOOD, full])
+    assert batch.status_code == 200 and len(batch.json()["predictions"]) == 2
+    assert api.get("/docs").status_code == 200
+    schema = api.get("/openapi.json").json()
+    assert {"/predict", "/predict/batch", "/health", "/metrics"} <= set(schema["paths"])
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({**GOOD, "amount": 0}, "amount"), ({**GOOD, "amount": -3}, "amount"),
+    ({**GOOD, "merchant_id": 0}, "merchant_id"), ({**GOOD, "customer_id": -1}, "customer_id"),
+    ({**GOOD, "amount": "abc"}, "amount"), ({**GOOD, "customer_id": "x"}, "customer_id"),
+    ({"amount": 3.0, "merchant_id": 1}, "customer_id"), ({**GOOD, "transaction_count": -1}, "transaction_count"),
+    ({**GOOD, "avg_amount": -0.5}, "avg_amount"), ({**GOOD, "country": "Germany"}, "country"),
+    ({**GOOD, "device_type": "fax"}, "device_type"), ({**GOOD, "timestamp": "yesterday"}, "timestamp"),
+    ({**GOOD, "unexpected": 1}, "unexpected"),
+])
+def test_every_invalid_field_is_a_422_naming_it(api: httpx.Client, body: dict, field: str) -> None:
+    answer = api.post("/predict", json=body)
+    assert answer.status_code == 422, answer.text
+    assert field in [str(part) for item in answer.json()["detail"] for part in item["loc"]]
+
+
+def test_client_mistakes_are_4xx_never_5xx(api: httpx.Client, stack: Settings) -> None:
+    assert api.post("/predict", content=b"{not json", headers={"content-type": "application/json"}
+                    ).status_code == 422
+    assert api.post("/predict/batch", content=b"[{", headers={"content-type": "application/json"}).status_code == 422
+    assert api.post("/predict/batch", json={"amount": 1}).status_code == 422
+    bad_item = api.post("/predict/batch", json=[GOOD, {**GOOD, "amount": 0}])
+    assert bad_item.status_code == 422 and bad_item.json()["detail"][0]["loc"] == ["body", 1, "amount"]
+    too_many = api.post("/predict/batch", json=[GOOD] * (stack.serve_max_batch + 1))
+    assert too_many.status_code == 413 and str(stack.serve_max_batch) in too_many.json()["detail"]
+
+
+def test_health_is_200_with_model_and_database(api: httpx.Client, versions) -> None:
+    answer = api.get("/health")
+    assert answer.status_code == 200 and answer.json()["model_version"] == versions[0]
+
+
+def _metric_total(api: httpx.Client, name: str, **labels: str) -> float:
+    total = 0.0
+    for family in text_string_to_metric_families(api.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def test_metrics_and_prediction_log_count_every_request_across_two_replicas(
+    api: httpx.Client, stack: Settings, versions
+) -> None:
+    time.sleep(5)  # earlier tests' predictions reach Ray's export (every 2 s) before the baseline is read
+    before = _metric_total(api, "predictions_total", model_version=versions[0])
+    ids = [str(uuid.uuid4()) for _ in range(200)]
+    with httpx.Client(base_url=str(api.base_url), timeout=30) as fresh:  # new connections spread over replicas
+        for i, transaction_id in enumerate(ids):
+            answer = fresh.post("/predict", json={**GOOD, "customer_id": 1000 + i, "transaction_id": transaction_id},
+                                headers={"connection": "close"})
+            assert answer.status_code == 200
+    deadline = time.monotonic() + 60
+    while (seen := _metric_total(api, "predictions_total", model_version=versions[0])) < before + len(ids):
+        assert time.monotonic() < deadline, f"predictions_total grew by {seen - before}, expected {len(ids)}"
+        time.sleep(1)
+    assert seen == before + len(ids)
+    text = api.get("/metrics").text
+    assert 'prediction_latency_seconds_bucket{endpoint="predict",le="0.01"}' in text
+    assert "model_version_info" in text
+    with serving.ServeClient(stack) as client:
+        running = [r for r in client.application()["deployments"]["FraudDetector"]["replicas"]
+                   if r["state"] == "RUNNING"]
+    assert len(running) == 2
+    deadline = time.monotonic() + 30
+    while True:
+        with db.connection(stack) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM predictions WHERE transaction_id = ANY(%s::uuid[])", (ids,))
+            logged = cur.fetchone()[0]
+        if logged == len(ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert logged == len(ids)
+
+
+def test_moving_the_champion_alias_under_load_switches_version_without_a_failed_request(
+    api: httpx.Client, stack: Settings, versions
+) -> None:
+    first, second = versions
+    statuses: list[int] = []
+    seen_versions: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=str(api.base_url), timeout=30) as client:
+            while not stop.is_set():
+                answer = client.post("/predict", json=GOOD)
+                statuses.append(answer.status_code)
+                if answer.status_code == 200:
+                    seen_versions.append(answer.json()["model_version"])
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(2)
+        promoted = riskray("promote", second)
+        assert promoted.returncode == 0, promoted.stderr
+        assert f"Serve now answers with version {second}" in promoted.stdout
+        deadline = time.monotonic() + 60
+        while not seen_versions or seen_versions[-1] != second:
+            assert time.monotonic() < deadline, "never switched"
+            time.sleep(0.5)
+        time.sleep(2)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+        riskray("promote", first)
+    assert statuses and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+    assert seen_versions[0] == first and seen_versions[-1] == second
+    with Registry(stack) as registry:
+        assert registry.by_alias(CHAMPION).version == first
+
+
+def test_shadow_mode_logs_both_models_and_returns_only_the_champion(stack: Settings, versions) -> None:
+    first, second = versions
+    _deploy(stack, ServeModelConfig(champion=first, challenger=second, ab_mode="shadow"))
+    ids = [str(uuid.uuid4()) for _ in range(20)]
+    with httpx.Client(base_url=f"http://{stack.ray_host}:{stack.serve_port}", timeout=30) as client:
+        for transaction_id in ids:
+            answer = client.post("/predict", json={**GOOD, "transaction_id": transaction_id})
+            assert answer.status_code == 200 and answer.json()["model_version"] == first
+    deadline = time.monotonic() + 30
+    while True:
+        with db.connection(stack) as conn, conn.cursor() as cur:
+            cur.execute("SELECT variant, model_version, count(*) FROM predictions "
+                        "WHERE transaction_id = ANY(%s::uuid[]) GROUP BY 1, 2", (ids,))
+            logged = {(v, m): c for v, m, c in cur.fetchall()}
+        if sum(logged.values()) == 2 * len(ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert logged == {("champion", first): len(ids), ("shadow", second): len(ids)}
+    _deploy(stack, ServeModelConfig(champion=first))
+
+
+def test_batch_scoring_of_a_file_reproduces_the_served_probabilities(
+    stack: Settings, versions, tmp_path: Path
+) -> None:
+    """History streamed for real into the store; then the next transactions are scored by Serve (history from
+    the store) and by `riskray score` (history from the file): same probabilities."""
+    harness = StreamHarness(stack, tmp_path, RISKRAY_STREAM_WATERMARK_SECONDS=str(12 * 86_400))
+    try:
+        simulator = Simulator(SimulatorConfig(seed=random.randrange(10**6), customers=120, merchants=40))
+        start = datetime.now(UTC) - timedelta(days=9)
+        frame = pd.concat(list(simulator.backfill(start, 10)), ignore_index=True).drop(columns="scenario")
+        frame = frame[frame["timestamp"] < pd.Timestamp(datetime.now(UTC))]
+        offset = 10**12 + random.randrange(10**9) * 1000
+        frame["customer_id"] += offset
+        frame["merchant_id"] += offset
+        frame["transaction_id"] = [str(uuid.uuid4()) for _ in range(len(frame))]
+        frame["timestamp"] = frame["timestamp"].astype("datetime64[us, UTC]")
+        frame = frame.sort_values("timestamp", ignore_index=True)
+        cutoff = frame["timestamp"].iloc[int(len(frame) * 0.97)]
+        history = frame[frame["timestamp"] < cutoff]
+        later = frame[frame["timestamp"] >= cutoff]
+        probes = later.drop_duplicates("customer_id").index.intersection(later.drop_duplicates("merchant_id").index)
+        probes = probes[:20]
+        harness.start()
+        harness.send(zip((str(c).encode() for c in history["customer_id"]), message_values(history), strict=True))
+        customers = [int(c) for c in history["customer_id"].unique()]
+
+        def stored() -> bool:
+            with db.connection(stack) as conn, conn.cursor() as cur:
+                cur.execute("SELECT coalesce(sum(transaction_count), 0) FROM features WHERE customer_id = ANY(%s)",
+                            (customers,))
+                return cur.fetchone()[0] == len(history)
+
+        harness.wait_until(stored, 240, "history in the store")
+    finally:
+        harness.stop()
+
+    served = {}
+    with httpx.Client(base_url=f"http://{stack.ray_host}:{stack.serve_port}", timeout=30) as client:
+        for i in probes:
+            row = frame.loc[i]
+            answer = client.post("/predict", json={
+                "amount": float(row["amount"]), "merchant_id": int(row["merchant_id"]),
+                "customer_id": int(row["customer_id"]), "transaction_id": row["transaction_id"],
+                "timestamp": row["timestamp"].isoformat(), "country": row["country"],
+                "device_type": row["device_type"], "currency": row["currency"]})
+            assert answer.status_code == 200 and not answer.json()["features_degraded"]
+            served[row["transaction_id"]] = answer.json()
+    source = tmp_path / "transactions.parquet"
+    frame.loc[frame.index.isin(history.index) | frame.index.isin(probes)].to_parquet(source)
+    out = tmp_path / "scores.parquet"
+    result = riskray("score", "--from-file", str(source), "--since", cutoff.strftime("%Y-%m-%dT%H:%M:%S"),
+                     "--model", versions[0], "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    scores = pd.read_parquet(out).set_index("transaction_id")
+    for transaction_id, answer in served.items():
+        assert answer["model_version"] == scores.loc[transaction_id, "model_version"] == versions[0]
+        assert np.isclose(answer["fraud_probability"], scores.loc[transaction_id, "fraud_probability"],
+                          rtol=1e-6, atol=1e-7), transaction_id
