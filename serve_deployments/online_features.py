@@ -23,11 +23,18 @@ import psycopg2
 import psycopg2.pool
 
 from app.config import Settings
-from app.feature_store import history_for
+from app.feature_store import history_for, prepare_history
 from app.model_inputs import HISTORY_COLUMNS
 
 logger = logging.getLogger(__name__)
 CACHE_SIZE = 50_000
+POOL_SIZE = 4  # connections kept open per replica; more requests than this wait (bounded) or degrade
+
+
+class _StoreConnection(psycopg2.extensions.connection):
+    """Remembers whether the history query is prepared on it (prepared statements live per connection)."""
+
+    history_prepared = False
 
 
 def empty_history(rows: int) -> dict[str, np.ndarray]:
@@ -44,6 +51,7 @@ class OnlineFeatures:
         self.ttl_s = settings.serve_feature_cache_ttl_s
         self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
         self._pool_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(POOL_SIZE)
         self._cache: OrderedDict[tuple, tuple[float, np.ndarray]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._down_until = 0.0
@@ -51,13 +59,16 @@ class OnlineFeatures:
 
     # --- connections --------------------------------------------------------------------------------------
     def _connection(self) -> psycopg2.extensions.connection:
+        """A kept-open connection (the pool's min = max: psycopg2 closes connections returned above its minimum,
+        and a connect costs ~7 ms, more than the query); the caller holds one of the POOL_SIZE slots."""
         with self._pool_lock:
             if self._pool is None:
                 timeout_ms = self.settings.serve_store_timeout_ms
                 self._pool = psycopg2.pool.ThreadedConnectionPool(
-                    0, 8, self.settings.postgres_dsn().replace(
+                    POOL_SIZE, POOL_SIZE, self.settings.postgres_dsn().replace(
                         f"connect_timeout={self.settings.postgres_connect_timeout_s}", "connect_timeout=1"),
                     options=f"-c statement_timeout={timeout_ms} -c default_transaction_read_only=on",
+                    connection_factory=_StoreConnection,
                 )
             return self._pool.getconn()
 
@@ -68,6 +79,14 @@ class OnlineFeatures:
 
     def ping(self) -> str | None:
         """None when the store answers, else the reason."""
+        if not self._slots.acquire(timeout=1.0):
+            return None  # every connection is busy answering requests: the store is up
+        try:
+            return self._ping()
+        finally:
+            self._slots.release()
+
+    def _ping(self) -> str | None:
         try:
             conn = self._connection()
         except psycopg2.Error as error:
@@ -124,12 +143,26 @@ class OnlineFeatures:
                times: list[datetime]) -> dict[str, np.ndarray] | None:
         if time.monotonic() < self._down_until:
             return None
+        if not self._slots.acquire(timeout=self.settings.serve_store_timeout_ms / 1000):
+            return None  # all connections busy for longer than the read budget: answer without the store
+        try:
+            return self._fetch_with_slot(customers, merchants, countries, times)
+        finally:
+            self._slots.release()
+
+    def _fetch_with_slot(self, customers: list[int], merchants: list[int], countries: list[str],
+                         times: list[datetime]) -> dict[str, np.ndarray] | None:
         conn = None
         broken = False
         try:
             conn = self._connection()
             with conn.cursor() as cur:
-                history = history_for(cur, customers, merchants, countries, times, self.settings.label_delay_days)
+                if not conn.history_prepared:
+                    prepare_history(cur)
+                    conn.commit()
+                    conn.history_prepared = True
+                history = history_for(cur, customers, merchants, countries, times, self.settings.label_delay_days,
+                                      prepared=True)
             conn.rollback()
             self.last_error = None
             return history
