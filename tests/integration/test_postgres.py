@@ -14,7 +14,7 @@ from app.stack import postgres
 pytestmark = pytest.mark.integration
 
 TABLES = {"transactions", "features", "merchant_features", "training_features", "predictions",
-          "stream_batch_commits"}
+          "stream_batch_commits", "customer_countries"}
 
 
 @pytest.fixture()
@@ -63,6 +63,7 @@ def test_migrations_create_the_feature_store_and_rerun_as_a_no_op(scratch_db: Se
     assert _primary_key(scratch_db, "merchant_features") == ["merchant_id", "window_start"]
     assert _primary_key(scratch_db, "transactions") == ["transaction_id"]
     assert _primary_key(scratch_db, "stream_batch_commits") == ["query_name", "batch_id"]
+    assert _primary_key(scratch_db, "customer_countries") == ["customer_id", "country"]
 
 
 def test_stack_database_is_at_the_latest_revision(stack: Settings) -> None:
