@@ -14,8 +14,12 @@ bootstrap:
 # prediction. The stack stays up to explore; `make stack-down` stops it.
 demo: bootstrap
 	$(RISKRAY) stack up
-	$(RISKRAY) stream start
+	@# History must reach the stream before live events, or its watermark calls it late: fresh stream state,
+	@# backfill into Kafka, then start (the first batch reads it all).
+	@$(RISKRAY) stream stop >/dev/null 2>&1 || true
+	$(RISKRAY) stream reset
 	$(RISKRAY) simulate --mode backfill --days 3
+	$(RISKRAY) stream start
 	$(RISKRAY) simulate --rate 500 --duration 20
 	@sleep 10
 	$(RISKRAY) stream status
