@@ -148,3 +148,53 @@ def assert_same_features(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
     actual = actual.assign(window_start=pd.to_datetime(actual["window_start"], utc=True))
     actual = actual.sort_values([actual.columns[0], "window_start"], ignore_index=True)
     pd.testing.assert_frame_equal(actual, expected, check_dtype=False, check_exact=False, rtol=1e-9, atol=1e-9)
+
+
+# --- history streamed into the store, then probe transactions it has not seen -----------------------------------
+def recent_transactions(seed: int, days: int, customers: int, merchants: int) -> pd.DataFrame:
+    """Simulated transactions of the last ``days`` days, with customer, merchant and transaction ids that no other
+    run or test uses (the store outlives tests), sorted by event time."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from streaming.simulator import Simulator, SimulatorConfig
+
+    simulator = Simulator(SimulatorConfig(seed=seed, customers=customers, merchants=merchants,
+                                          compromised_cards_per_day=3, compromised_merchants_per_day=2))
+    now = datetime.now(UTC)
+    frame = pd.concat(list(simulator.backfill(now - timedelta(days=days), days + 1)), ignore_index=True)
+    frame = frame[frame["timestamp"] < pd.Timestamp(now)].drop(columns="scenario")
+    offset = 10**12 + random.randrange(10**9) * 1000
+    frame["customer_id"] += offset
+    frame["merchant_id"] += offset
+    frame["transaction_id"] = [str(uuid.uuid4()) for _ in range(len(frame))]
+    frame["timestamp"] = frame["timestamp"].astype("datetime64[us, UTC]")
+    return frame.sort_values("timestamp", ignore_index=True)
+
+
+def probes_after(frame: pd.DataFrame, cutoff: pd.Timestamp, count: int) -> pd.Index:
+    """Transactions after the cutoff that are the first after it for both their customer and their merchant:
+    a store holding only what came before the cutoff then knows exactly their history."""
+    later = frame[frame["timestamp"] >= cutoff]
+    firsts = later.drop_duplicates("customer_id").index.intersection(later.drop_duplicates("merchant_id").index)
+    return firsts[:count]
+
+
+def stream_into_store(harness: StreamHarness, history: pd.DataFrame, timeout_s: float = 240) -> None:
+    """Send ``history`` through Kafka and the running Spark job; return once every row is in the customer tiles
+    and the customer country counts."""
+    from streaming.simulator import message_values
+
+    harness.send(zip((str(c).encode() for c in history["customer_id"]), message_values(history), strict=True))
+    customers = [int(c) for c in history["customer_id"].unique()]
+
+    def stored() -> bool:
+        with db.connection(harness.settings) as conn, conn.cursor() as cur:
+            cur.execute("SELECT coalesce(sum(transaction_count), 0) FROM features WHERE customer_id = ANY(%s)",
+                        (customers,))
+            tiles = cur.fetchone()[0]
+            cur.execute("SELECT coalesce(sum(transaction_count), 0) FROM customer_countries "
+                        "WHERE customer_id = ANY(%s)", (customers,))
+            return tiles == len(history) and cur.fetchone()[0] == len(history)
+
+    harness.wait_until(stored, timeout_s, f"{len(history)} transactions in tiles and country counts")

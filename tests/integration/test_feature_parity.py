@@ -5,13 +5,10 @@
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from app import db
@@ -19,9 +16,8 @@ from app.config import Settings
 from app.feature_store import history_for
 from app.model_inputs import CATEGORICAL_FEATURES, NUMERIC_FEATURES, RAW_COLUMNS, model_inputs
 from app.point_in_time import history_frame
-from streaming.simulator import Simulator, SimulatorConfig, message_values
 
-from .stream_harness import StreamHarness
+from .stream_harness import StreamHarness, probes_after, recent_transactions, stream_into_store
 
 pytestmark = pytest.mark.integration
 
@@ -38,51 +34,16 @@ def harness(stack: Settings, tmp_path: Path) -> Iterator[StreamHarness]:
     job.stop()
 
 
-def _simulated(seed: int) -> pd.DataFrame:
-    simulator = Simulator(SimulatorConfig(seed=seed, customers=150, merchants=40, compromised_cards_per_day=3,
-                                          compromised_merchants_per_day=2))
-    start = datetime.now(UTC) - timedelta(days=DAYS)
-    frame = pd.concat(list(simulator.backfill(start, DAYS + 1)), ignore_index=True)
-    frame = frame[frame["timestamp"] < pd.Timestamp(datetime.now(UTC))].drop(columns="scenario")
-    offset = 10**12 + random.randrange(10**9) * 1000  # ids no other run or test uses
-    frame["customer_id"] += offset
-    frame["merchant_id"] += offset
-    frame["transaction_id"] = [str(uuid.uuid4()) for _ in range(len(frame))]
-    frame["timestamp"] = frame["timestamp"].astype("datetime64[us, UTC]")
-    return frame.sort_values("timestamp", ignore_index=True)
-
-
-def _probes(frame: pd.DataFrame, cutoff: pd.Timestamp, count: int) -> pd.Index:
-    """Transactions after the cutoff that are the first after it for both their customer and their merchant:
-    the store (which holds only what came before the cutoff) then knows exactly their history."""
-    later = frame[frame["timestamp"] >= cutoff]
-    firsts = later.drop_duplicates("customer_id").index.intersection(later.drop_duplicates("merchant_id").index)
-    return firsts[:count]
-
-
 def test_serving_features_from_the_streamed_store_equal_the_training_features(
     stack: Settings, harness: StreamHarness
 ) -> None:
-    frame = _simulated(seed=random.randrange(10**6))
+    frame = recent_transactions(random.randrange(10**6), DAYS, customers=150, merchants=40)
     cutoff = frame["timestamp"].iloc[int(len(frame) * 0.97)]
     history = frame[frame["timestamp"] < cutoff]
-    probes = _probes(frame, cutoff, 25)
+    probes = probes_after(frame, cutoff, 25)
     assert len(probes) >= 10
-
     harness.start()
-    harness.send(zip((str(c).encode() for c in history["customer_id"]), message_values(history), strict=True))
-    customers = [int(c) for c in history["customer_id"].unique()]
-
-    def stored() -> bool:
-        with db.connection(stack) as conn, conn.cursor() as cur:
-            cur.execute("SELECT coalesce(sum(transaction_count), 0) FROM features WHERE customer_id = ANY(%s)",
-                        (customers,))
-            tiles = cur.fetchone()[0]
-            cur.execute("SELECT coalesce(sum(transaction_count), 0) FROM customer_countries "
-                        "WHERE customer_id = ANY(%s)", (customers,))
-            return tiles == len(history) and cur.fetchone()[0] == len(history)
-
-    harness.wait_until(stored, 240, f"{len(history)} transactions in tiles and country counts")
+    stream_into_store(harness, history)
 
     # training: everything in the file is history for the probes
     expected_history = history_frame(frame, LABEL_DELAY_DAYS).loc[probes]

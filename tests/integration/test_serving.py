@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -21,10 +21,10 @@ from app import db, serving
 from app.config import Settings
 from app.registry import CHAMPION, Registry
 from app.schemas import ServeModelConfig
-from streaming.simulator import Simulator, SimulatorConfig, message_values
+from streaming.simulator import Simulator, SimulatorConfig
 from tests.helpers import riskray
 
-from .stream_harness import StreamHarness
+from .stream_harness import StreamHarness, probes_after, recent_transactions, stream_into_store
 
 pytestmark = pytest.mark.integration
 
@@ -231,52 +231,31 @@ def test_shadow_mode_logs_both_models_and_returns_only_the_champion(stack: Setti
 
 
 def test_batch_scoring_of_a_file_reproduces_the_served_probabilities(
-    stack: Settings, versions, tmp_path: Path
+    stack: Settings, versions, api: httpx.Client, tmp_path: Path
 ) -> None:
     """History streamed for real into the store; then the next transactions are scored by Serve (history from
     the store) and by `riskray score` (history from the file): same probabilities."""
     harness = StreamHarness(stack, tmp_path, RISKRAY_STREAM_WATERMARK_SECONDS=str(12 * 86_400))
     try:
-        simulator = Simulator(SimulatorConfig(seed=random.randrange(10**6), customers=120, merchants=40))
-        start = datetime.now(UTC) - timedelta(days=9)
-        frame = pd.concat(list(simulator.backfill(start, 10)), ignore_index=True).drop(columns="scenario")
-        frame = frame[frame["timestamp"] < pd.Timestamp(datetime.now(UTC))]
-        offset = 10**12 + random.randrange(10**9) * 1000
-        frame["customer_id"] += offset
-        frame["merchant_id"] += offset
-        frame["transaction_id"] = [str(uuid.uuid4()) for _ in range(len(frame))]
-        frame["timestamp"] = frame["timestamp"].astype("datetime64[us, UTC]")
-        frame = frame.sort_values("timestamp", ignore_index=True)
+        frame = recent_transactions(random.randrange(10**6), 9, customers=120, merchants=40)
         cutoff = frame["timestamp"].iloc[int(len(frame) * 0.97)]
         history = frame[frame["timestamp"] < cutoff]
-        later = frame[frame["timestamp"] >= cutoff]
-        probes = later.drop_duplicates("customer_id").index.intersection(later.drop_duplicates("merchant_id").index)
-        probes = probes[:20]
+        probes = probes_after(frame, cutoff, 20)
         harness.start()
-        harness.send(zip((str(c).encode() for c in history["customer_id"]), message_values(history), strict=True))
-        customers = [int(c) for c in history["customer_id"].unique()]
-
-        def stored() -> bool:
-            with db.connection(stack) as conn, conn.cursor() as cur:
-                cur.execute("SELECT coalesce(sum(transaction_count), 0) FROM features WHERE customer_id = ANY(%s)",
-                            (customers,))
-                return cur.fetchone()[0] == len(history)
-
-        harness.wait_until(stored, 240, "history in the store")
+        stream_into_store(harness, history)
     finally:
         harness.stop()
 
     served = {}
-    with httpx.Client(base_url=f"http://{stack.ray_host}:{stack.serve_port}", timeout=30) as client:
-        for i in probes:
-            row = frame.loc[i]
-            answer = client.post("/predict", json={
-                "amount": float(row["amount"]), "merchant_id": int(row["merchant_id"]),
-                "customer_id": int(row["customer_id"]), "transaction_id": row["transaction_id"],
-                "timestamp": row["timestamp"].isoformat(), "country": row["country"],
-                "device_type": row["device_type"], "currency": row["currency"]})
-            assert answer.status_code == 200 and not answer.json()["features_degraded"]
-            served[row["transaction_id"]] = answer.json()
+    for i in probes:
+        row = frame.loc[i]
+        answer = api.post("/predict", json={
+            "amount": float(row["amount"]), "merchant_id": int(row["merchant_id"]),
+            "customer_id": int(row["customer_id"]), "transaction_id": row["transaction_id"],
+            "timestamp": row["timestamp"].isoformat(), "country": row["country"],
+            "device_type": row["device_type"], "currency": row["currency"]})
+        assert answer.status_code == 200 and not answer.json()["features_degraded"]
+        served[row["transaction_id"]] = answer.json()
     source = tmp_path / "transactions.parquet"
     frame.loc[frame.index.isin(history.index) | frame.index.isin(probes)].to_parquet(source)
     out = tmp_path / "scores.parquet"
