@@ -138,22 +138,32 @@ class Examples:
         return self.frame["is_fraud"].to_numpy(dtype=np.int64)
 
 
+def in_period(timestamps: pd.Series, since: datetime | None, until: datetime | None) -> np.ndarray:
+    """Mask of the rows in [since, until); an open end when None."""
+    keep = np.ones(len(timestamps), dtype=bool)
+    if since is not None:
+        keep &= (timestamps >= pd.Timestamp(since)).to_numpy()
+    if until is not None:
+        keep &= (timestamps < pd.Timestamp(until)).to_numpy()
+    return keep
+
+
+def raw_fields(transactions: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The transaction fields model_inputs reads, timestamps as UTC datetime64."""
+    raw = {name: transactions[name].to_numpy() for name in RAW_COLUMNS if name != "timestamp"}
+    raw["timestamp"] = transactions["timestamp"].to_numpy(dtype="datetime64[us]")
+    return raw
+
+
 def build_examples(snapshot: pd.DataFrame, settings: Settings, since: datetime | None,
                    until: datetime | None) -> Examples:
     """Point-in-time model inputs for the transactions in [since, until); all of ``snapshot`` is history."""
     history = history_frame(snapshot, settings.label_delay_days)
-    stamps = snapshot["timestamp"]
-    keep = np.ones(len(snapshot), dtype=bool)
-    if since is not None:
-        keep &= (stamps >= pd.Timestamp(since)).to_numpy()
-    if until is not None:
-        keep &= (stamps < pd.Timestamp(until)).to_numpy()
+    keep = in_period(snapshot["timestamp"], since, until)
     if not keep.any():
         raise TrainingDataError("no labelled transactions in the training period")
     part, part_history = snapshot[keep], history[keep]
-    raw = {name: part[name].to_numpy() for name in RAW_COLUMNS if name != "timestamp"}
-    raw["timestamp"] = part["timestamp"].to_numpy(dtype="datetime64[us]")
-    inputs = model_inputs(raw, {name: part_history[name].to_numpy() for name in part_history.columns})
+    inputs = model_inputs(raw_fields(part), {name: part_history[name].to_numpy() for name in part_history.columns})
     frame = pd.DataFrame({
         "transaction_id": part["transaction_id"].to_numpy(),
         "customer_id": part["customer_id"].to_numpy(),

@@ -99,7 +99,7 @@ def extract(settings: Settings, options: TrainOptions, say: Say) -> Path:
         since, until = period(settings, options)
         ensure_ray(settings)
         snapshot = data.load_from_store(settings, since, until)
-    labelled = snapshot[(snapshot["timestamp"] >= pd.Timestamp(since)) & (snapshot["timestamp"] < pd.Timestamp(until))]
+    labelled = snapshot[data.in_period(snapshot["timestamp"], since, until)]
     data.require_both_classes(labelled["is_fraud"], str(options.source_file or "feature store"))
     snapshot.to_parquet(out, index=False)
     (out.parent / "period.json").write_text(json.dumps({"since": since.isoformat(), "until": until.isoformat()}))

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from app.config import Settings
-from app.model_inputs import HISTORY_COLUMNS, RAW_COLUMNS, model_inputs
+from app.model_inputs import HISTORY_COLUMNS, model_inputs
 from app.point_in_time import history_frame
 from app.preprocessing import Preprocessor
 from app.registry import ModelFiles, Registry
@@ -39,9 +39,7 @@ def load_model(files: ModelFiles) -> tuple[object, Preprocessor]:
 
 def _score_block(block: pd.DataFrame, files: ModelFiles, threshold: float) -> pd.DataFrame:
     booster, preprocessor = load_model(files)
-    raw = {name: block[name].to_numpy() for name in RAW_COLUMNS if name != "timestamp"}
-    raw["timestamp"] = block["timestamp"].to_numpy(dtype="datetime64[us]")
-    inputs = model_inputs(raw, {name: block[name].to_numpy() for name in HISTORY_COLUMNS})
+    inputs = model_inputs(data.raw_fields(block), {name: block[name].to_numpy() for name in HISTORY_COLUMNS})
     probability = booster.inplace_predict(preprocessor.transform(inputs), validate_features=False)  # type: ignore[attr-defined]
     return pd.DataFrame({
         "transaction_id": block["transaction_id"].to_numpy(), "customer_id": block["customer_id"].to_numpy(),
@@ -60,11 +58,7 @@ def score_file(settings: Settings, source: Path, out: Path, since: datetime | No
     say(f"model version {version.version} (threshold {threshold:.3f}); "
         f"features for {len(transactions):,} rows")
     history = history_frame(transactions, settings.label_delay_days)
-    keep = np.ones(len(transactions), dtype=bool)
-    if since is not None:
-        keep &= (transactions["timestamp"] >= pd.Timestamp(since)).to_numpy()
-    if until is not None:
-        keep &= (transactions["timestamp"] < pd.Timestamp(until)).to_numpy()
+    keep = data.in_period(transactions["timestamp"], since, until)
     if not keep.any():
         raise data.TrainingDataError(f"{source}: no transactions in the period to score")
     rows = pd.concat([transactions[keep], history[keep]], axis=1)
