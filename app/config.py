@@ -75,8 +75,20 @@ class Settings(BaseSettings):
     )
     serve_haproxy_stats_port: int = Field(default=28404, ge=1, le=65535)
     serve_haproxy_metrics_port: int = Field(default=29101, ge=1, le=65535)
+    serve_haproxy_threads: int = Field(
+        default=1, ge=1, description="HAProxy threads on the local Ray head (Ray's default 4 contends on 2 cores)."
+    )
     serve_max_batch: int = Field(default=1000, ge=1, description="Largest /predict/batch; more answers 413.")
     serve_store_timeout_ms: int = Field(default=50, ge=1, description="Feature-store read budget per request.")
+    serve_store_timeout_per_row_ms: float = Field(
+        default=0.5, ge=0, description="Added to the read budget per transaction of a batch (a row costs ~0.1 ms)."
+    )
+    serve_batch_max_size: int = Field(
+        default=32, ge=1, description="Most concurrent /predict requests a replica scores as one batch."
+    )
+    serve_batch_concurrency: int = Field(
+        default=1, ge=1, description="Batches a replica scores at once (a second overlaps the first's store read)."
+    )
     serve_feature_cache_ttl_s: float = Field(default=1.0, ge=0, description="Online history cache; 0 = off.")
     serve_store_retry_s: float = Field(
         default=5.0, gt=0, description="After a store failure, answer degraded for this long before trying again."

@@ -19,26 +19,32 @@ from app.model_inputs import HISTORY_COLUMNS, LONG_WINDOWS_DAYS
 
 
 def _history_sql(customer_ids: str, merchant_ids: str, country_codes: str, times: str, delay: str) -> str:
-    floor = "date_trunc('minute', r.t)"
+    # Window bounds are computed once per transaction in ``r`` (MATERIALIZED, so the planner does not inline them
+    # back into every tile row's FILTER): half the cost of a read, which the per-tile interval arithmetic was.
     longest = max(LONG_WINDOWS_DAYS)
-    customer = [
-        f"coalesce(sum(transaction_count) FILTER (WHERE window_start = {floor}), 0)",
-        f"coalesce(sum(amount_sum) FILTER (WHERE window_start = {floor}), 0)",
-        f"max(max_amount) FILTER (WHERE window_start = {floor})",
-        f"max(amount_std) FILTER (WHERE window_start = {floor})",
-        *(f"coalesce(sum(transaction_count) FILTER (WHERE window_start >= {floor} - interval '{d} days'), 0)"
-          for d in LONG_WINDOWS_DAYS),
-        *(f"coalesce(sum(amount_sum) FILTER (WHERE window_start >= {floor} - interval '{d} days'), 0)"
+    bounds = [
+        "date_trunc('minute', q.t) AS floor",
+        *(f"date_trunc('minute', q.t) - interval '{d} days' AS since_{d}" for d in LONG_WINDOWS_DAYS),
+        f"date_trunc('minute', q.t) - make_interval(days => {delay}) AS delayed_end",
+        *(f"date_trunc('minute', q.t) - make_interval(days => {delay}) - interval '{d} days' AS delayed_since_{d}"
           for d in LONG_WINDOWS_DAYS),
     ]
-    delayed_end = f"{floor} - make_interval(days => {delay})"
+    customer = [
+        "coalesce(sum(transaction_count) FILTER (WHERE window_start = r.floor), 0)",
+        "coalesce(sum(amount_sum) FILTER (WHERE window_start = r.floor), 0)",
+        "max(max_amount) FILTER (WHERE window_start = r.floor)",
+        "max(amount_std) FILTER (WHERE window_start = r.floor)",
+        *(f"coalesce(sum(transaction_count) FILTER (WHERE window_start >= r.since_{d}), 0)"
+          for d in LONG_WINDOWS_DAYS),
+        *(f"coalesce(sum(amount_sum) FILTER (WHERE window_start >= r.since_{d}), 0)" for d in LONG_WINDOWS_DAYS),
+    ]
     merchant = [
-        *(f"coalesce(sum(transaction_count) FILTER (WHERE window_start >= {floor} - interval '{d} days' "
-          f"AND window_start <= {floor}), 0)" for d in LONG_WINDOWS_DAYS),
-        *(f"coalesce(sum(transaction_count) FILTER (WHERE window_start >= {delayed_end} - interval '{d} days' "
-          f"AND window_start < {delayed_end}), 0)" for d in LONG_WINDOWS_DAYS),
-        *(f"coalesce(sum(fraud_count) FILTER (WHERE window_start >= {delayed_end} - interval '{d} days' "
-          f"AND window_start < {delayed_end}), 0)" for d in LONG_WINDOWS_DAYS),
+        *(f"coalesce(sum(transaction_count) FILTER (WHERE window_start >= r.since_{d}), 0)"
+          for d in LONG_WINDOWS_DAYS),
+        *(f"coalesce(sum(transaction_count) FILTER (WHERE window_start >= r.delayed_since_{d} "
+          f"AND window_start < r.delayed_end), 0)" for d in LONG_WINDOWS_DAYS),
+        *(f"coalesce(sum(fraud_count) FILTER (WHERE window_start >= r.delayed_since_{d} "
+          f"AND window_start < r.delayed_end), 0)" for d in LONG_WINDOWS_DAYS),
     ]
     countries = [
         "coalesce(sum(transaction_count) FILTER (WHERE cc.country = r.country), 0)",
@@ -46,21 +52,20 @@ def _history_sql(customer_ids: str, merchant_ids: str, country_codes: str, times
         "coalesce(sum(transaction_count), 0)",
     ]
     return f"""
-        WITH r AS (
-            SELECT * FROM unnest({customer_ids}::bigint[], {merchant_ids}::bigint[], {country_codes}::text[],
-                                 {times}::timestamptz[]) WITH ORDINALITY AS r(customer_id, merchant_id, country, t, i)
+        WITH r AS MATERIALIZED (
+            SELECT q.*, {', '.join(bounds)}
+            FROM unnest({customer_ids}::bigint[], {merchant_ids}::bigint[], {country_codes}::text[],
+                        {times}::timestamptz[]) WITH ORDINALITY AS q(customer_id, merchant_id, country, t, i)
         )
         SELECT c.*, m.*, k.* FROM r
         CROSS JOIN LATERAL (
             SELECT {', '.join(customer)} FROM features f
-            WHERE f.customer_id = r.customer_id AND f.window_start >= {floor} - interval '{longest} days'
-              AND f.window_start <= {floor}
+            WHERE f.customer_id = r.customer_id AND f.window_start >= r.since_{longest} AND f.window_start <= r.floor
         ) c
         CROSS JOIN LATERAL (
             SELECT {', '.join(merchant)} FROM merchant_features mf
-            WHERE mf.merchant_id = r.merchant_id
-              AND mf.window_start >= {floor} - make_interval(days => {delay}) - interval '{longest} days'
-              AND mf.window_start <= {floor}
+            WHERE mf.merchant_id = r.merchant_id AND mf.window_start >= r.delayed_since_{longest}
+              AND mf.window_start <= r.floor
         ) m
         CROSS JOIN LATERAL (
             SELECT {', '.join(countries)} FROM customer_countries cc WHERE cc.customer_id = r.customer_id
@@ -82,15 +87,17 @@ def prepare_history(cur: psycopg2.extensions.cursor) -> None:
 
 def history_for(cur: psycopg2.extensions.cursor, customer_ids: Sequence[int], merchant_ids: Sequence[int],
                 countries: Sequence[str], event_times: Sequence[datetime], label_delay_days: int,
-                prepared: bool = False) -> dict[str, np.ndarray]:
+                prepared: bool = False, timeout_ms: int | None = None) -> dict[str, np.ndarray]:
     """HISTORY_COLUMNS for a batch of transactions, as the store knows them now (float arrays, one per column).
-    ``prepared``: the connection ran :func:`prepare_history` already."""
+    ``prepared``: the connection ran :func:`prepare_history` already. ``timeout_ms``: a statement timeout for
+    this read only (``SET LOCAL``: the caller's transaction ends it), sent in the same round trip."""
     params = {"customer": list(customer_ids), "merchant": list(merchant_ids), "country": list(countries),
-              "t": list(event_times), "delay": label_delay_days}
-    if prepared:
-        cur.execute(f"EXECUTE {PREPARED} (%(customer)s, %(merchant)s, %(country)s, %(t)s, %(delay)s)", params)
-    else:
-        cur.execute(_HISTORY_SQL, params)
+              "t": list(event_times), "delay": label_delay_days, "timeout": int(timeout_ms or 0)}
+    query = (f"EXECUTE {PREPARED} (%(customer)s, %(merchant)s, %(country)s, %(t)s, %(delay)s)" if prepared
+             else _HISTORY_SQL)
+    if timeout_ms is not None:
+        query = "SET LOCAL statement_timeout = %(timeout)s; " + query
+    cur.execute(query, params)
     rows = cur.fetchall()
     values = np.array(rows, dtype=np.float64).reshape(len(rows), len(HISTORY_COLUMNS))
     return {name: values[:, i] for i, name in enumerate(HISTORY_COLUMNS)}

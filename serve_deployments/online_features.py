@@ -67,7 +67,9 @@ class OnlineFeatures:
                 self._pool = psycopg2.pool.ThreadedConnectionPool(
                     POOL_SIZE, POOL_SIZE, self.settings.postgres_dsn().replace(
                         f"connect_timeout={self.settings.postgres_connect_timeout_s}", "connect_timeout=1"),
-                    options=f"-c statement_timeout={timeout_ms} -c default_transaction_read_only=on",
+                    # generic plan: re-planning the prepared history query per call cost more than running it
+                    options=f"-c statement_timeout={timeout_ms} -c default_transaction_read_only=on "
+                            "-c plan_cache_mode=force_generic_plan",
                     connection_factory=_StoreConnection,
                 )
             return self._pool.getconn()
@@ -150,6 +152,12 @@ class OnlineFeatures:
         finally:
             self._slots.release()
 
+    def _timeout_ms(self, rows: int) -> int | None:
+        """The read budget for a batch of ``rows``; None (the connection's per-request default) for one row."""
+        if rows <= 1:
+            return None
+        return round(self.settings.serve_store_timeout_ms + rows * self.settings.serve_store_timeout_per_row_ms)
+
     def _fetch_with_slot(self, customers: list[int], merchants: list[int], countries: list[str],
                          times: list[datetime]) -> dict[str, np.ndarray] | None:
         conn = None
@@ -157,12 +165,13 @@ class OnlineFeatures:
         try:
             conn = self._connection()
             with conn.cursor() as cur:
-                if not conn.history_prepared:
+                if not conn.history_prepared:  # once per connection; planning may take longer than a read
+                    cur.execute("SET LOCAL statement_timeout = 5000")
                     prepare_history(cur)
                     conn.commit()
                     conn.history_prepared = True
                 history = history_for(cur, customers, merchants, countries, times, self.settings.label_delay_days,
-                                      prepared=True)
+                                      prepared=True, timeout_ms=self._timeout_ms(len(customers)))
             conn.rollback()
             self.last_error = None
             return history

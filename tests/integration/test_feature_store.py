@@ -46,3 +46,32 @@ def test_history_sums_the_tiles_inside_each_window_and_delays_merchant_labels(st
     assert (h["merchant_labelled_count_30d"][0], h["merchant_labelled_fraud_30d"][0]) == (6, 2)
     assert list(h["cust_country_count"]) == [2, 0]
     assert (h["cust_top_country_count"][0], h["cust_total_count"][0]) == (7, 9)
+
+
+def test_a_batch_read_gets_a_budget_that_grows_with_its_size(stack: Settings) -> None:
+    """A 20 ms per-request budget would cancel a 2,000-row read (~0.1 ms a row); the per-row allowance lets it
+    finish, on the prepared statement the serving connections use."""
+    from serve_deployments.online_features import OnlineFeatures
+
+    customer, merchant = 10**13 + random.randrange(10**9), 10**13 + random.randrange(10**9)
+    start = datetime(2026, 11, 29, 11, 0, tzinfo=UTC)
+    with db.connection(stack) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO features (customer_id, window_start, window_end, transaction_count, amount_sum, avg_amount, "
+            "max_amount, amount_std, fraud_count) VALUES (%s, %s, %s, 3, 30.0, 10.0, 12.0, 1.0, 0)",
+            (customer, start, start + timedelta(minutes=1)))
+        conn.commit()
+    try:
+        settings = stack.model_copy(update={"serve_store_timeout_ms": 20, "serve_store_timeout_per_row_ms": 0.5,
+                                            "serve_feature_cache_ttl_s": 0})
+        features = OnlineFeatures(settings)
+        rows = 2000
+        t = start + timedelta(hours=1)
+        customers = [customer, *random.sample(range(1, 10**6), rows - 1)]
+        history, degraded = features.history(customers, [merchant] * rows, ["DE"] * rows, [t] * rows)
+        assert not degraded, features.last_error
+        assert (history["cust_count_1d"][0], history["cust_amount_sum_1d"][0]) == (3, 30.0)
+    finally:
+        with db.connection(stack) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM features WHERE customer_id = %s", (customer,))
+            conn.commit()
