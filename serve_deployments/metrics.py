@@ -15,6 +15,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from ray.util import metrics
 
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 RAY_PREFIX = "ray_"
 # labels Ray adds per process / node; summing over them merges the replicas
@@ -31,6 +32,9 @@ class PredictionMetrics:
         self.latency = metrics.Histogram(
             "prediction_latency_seconds", "Time to answer one prediction request", boundaries=list(LATENCY_BUCKETS),
             tag_keys=("endpoint",))
+        self.batch_size = metrics.Histogram(
+            "prediction_batch_size", "Concurrent /predict requests scored together",
+            boundaries=list(BATCH_SIZE_BUCKETS))
         self.degraded = metrics.Counter("features_degraded_total",
                                         "Predictions answered without the feature store (slow or down)")
         self.log_dropped = metrics.Counter("prediction_log_dropped_total",
@@ -39,7 +43,7 @@ class PredictionMetrics:
         self.reload_failures = metrics.Counter("model_reload_failures_total",
                                                "Model reloads that failed (the old model kept serving)")
 
-    NAMES = ("predictions_total", "prediction_latency_seconds", "features_degraded_total",
+    NAMES = ("predictions_total", "prediction_latency_seconds", "prediction_batch_size", "features_degraded_total",
              "prediction_log_dropped_total", "model_reload_failures_total")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -31,6 +32,7 @@ class Metric(Protocol):
 class MetricsSink(Protocol):
     predictions: Metric
     latency: Metric
+    batch_size: Metric
     degraded: Metric
     log_dropped: Metric
     reload_failures: Metric
@@ -90,7 +92,11 @@ class Predictor:
         self.log.close()
 
     # --- scoring --------------------------------------------------------------------------------------------
-    def answer(self, requests: list[PredictionRequest], explain: bool, endpoint: str) -> list[dict[str, Any]]:
+    def answer(self, requests: list[PredictionRequest], explain: bool, endpoint: str,
+               received: Sequence[float] | None = None) -> list[dict[str, Any]]:
+        """Score ``requests`` together. ``endpoint`` 'predict': each request is one HTTP request (a micro-batch
+        of concurrent /predict calls), ``received`` their arrival times (``time.perf_counter``), so each answer
+        reports and the latency histogram observes its own wait + scoring time; 'batch': one HTTP request."""
         started = time.perf_counter()
         champion, challenger, config = self.champion, self.challenger, self.config
         if champion is None:
@@ -129,10 +135,12 @@ class Predictor:
             _, shadow = challenger.score(inputs)
         decisions = (probability >= thresholds).astype(int)
         explanations = champion.explain(matrix) if explain else None
-        latency_ms = (time.perf_counter() - started) * 1000
+        done = time.perf_counter()
+        latencies_ms = [(done - (received[i] if received else started)) * 1000 for i in range(len(requests))]
         answers = []
         logged = []
         for i, request in enumerate(requests):
+            latency_ms = latencies_ms[i]
             answer = {"is_fraud": int(decisions[i]), "fraud_probability": float(probability[i]),
                       "latency_ms": round(latency_ms, 3), "model_version": versions[i], "features_degraded": degraded}
             if explanations is not None:
@@ -157,7 +165,11 @@ class Predictor:
                                                                              "result": "legit"})
         if degraded:
             self.metrics.degraded.inc(len(requests))
-        self.metrics.latency.observe(latency_ms / 1000, tags={"endpoint": endpoint})
+        if endpoint == "predict":
+            for latency_ms in latencies_ms:
+                self.metrics.latency.observe(latency_ms / 1000, tags={"endpoint": endpoint})
+        else:
+            self.metrics.latency.observe(max(latencies_ms) / 1000, tags={"endpoint": endpoint})
         return answers
 
     def failed(self, count: int) -> None:

@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -119,6 +120,24 @@ def test_client_mistakes_are_4xx_never_5xx(api: httpx.Client, stack: Settings) -
     assert bad_item.status_code == 422 and bad_item.json()["detail"][0]["loc"] == ["body", 1, "amount"]
     too_many = api.post("/predict/batch", json=[GOOD] * (stack.serve_max_batch + 1))
     assert too_many.status_code == 413 and str(stack.serve_max_batch) in too_many.json()["detail"]
+
+
+def test_concurrent_requests_are_scored_together_and_each_gets_its_own_answer(api: httpx.Client) -> None:
+    bodies = [{**GOOD, "amount": 3.0 + 41.0 * i, "customer_id": 3000 + i, "timestamp": "2026-11-29T10:00:00Z"}
+              for i in range(96)]
+    alone = [api.post("/predict", json=body).json()["fraud_probability"] for body in bodies]
+    with ThreadPoolExecutor(32) as pool:
+        together = list(pool.map(lambda body: api.post("/predict", json=body), bodies))
+    assert [answer.status_code for answer in together] == [200] * len(bodies)
+    assert np.allclose([answer.json()["fraud_probability"] for answer in together], alone, rtol=1e-6, atol=0)
+    deadline = time.monotonic() + 30
+    while True:  # Ray exports every 2 s: some batch of the concurrent burst held more than one request
+        shared = _metric_total(api, "prediction_batch_size_count") - _metric_total(
+            api, "prediction_batch_size_bucket", le="1.0")
+        if shared > 0:
+            break
+        assert time.monotonic() < deadline, "no batch ever held two requests"
+        time.sleep(1)
 
 
 def test_health_is_200_with_model_and_database(api: httpx.Client, versions) -> None:
