@@ -1,13 +1,16 @@
 """The serving benchmark's baseline: the same request path (serve_deployments.predictor.Predictor — online
-features, model, prediction log, metrics) behind a bare uvicorn + FastAPI app, no Ray.
+features, model, prediction log, metrics) behind a bare uvicorn + FastAPI app, no Ray; concurrent /predict calls
+are scored together as the Serve app does (the same ``NaturalBatcher``).
 
     RISKRAY_BENCH_MODEL=7 uvicorn benchmarks.bare_app:app --port 8100 --no-access-log
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.config import get_settings
 from app.schemas import PredictionRequest, ServeModelConfig
-from serve_deployments.metrics import LATENCY_BUCKETS
+from serve_deployments.batching import NaturalBatcher
+from serve_deployments.metrics import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS
 from serve_deployments.predictor import Predictor
 
 
@@ -47,26 +51,35 @@ class PrometheusSink:
     def __init__(self) -> None:
         self.predictions = _Metric(Counter("predictions", "", ["model_version", "result"]))
         self.latency = _Metric(Histogram("prediction_latency_seconds", "", ["endpoint"], buckets=LATENCY_BUCKETS))
+        self.batch_size = _Metric(Histogram("prediction_batch_size", "", buckets=BATCH_SIZE_BUCKETS))
         self.degraded = _Metric(Counter("features_degraded", ""))
         self.log_dropped = _Metric(Counter("prediction_log_dropped", "", ["reason"]))
         self.reload_failures = _Metric(Counter("model_reload_failures", ""))
 
 
-predictor = Predictor(get_settings(), PrometheusSink())
+settings = get_settings()
+predictor = Predictor(settings, PrometheusSink())
 predictor.reconfigure(ServeModelConfig(champion=os.environ.get("RISKRAY_BENCH_MODEL", "champion")).model_dump())
+together = NaturalBatcher(
+    lambda items: predictor.answer([i for i, _ in items], False, "predict", [t for _, t in items]),
+    settings.serve_batch_max_size, settings.serve_batch_concurrency, predictor.metrics.batch_size.observe)
 app = FastAPI(title="riskray bare baseline")
 
 
 @app.post("/predict")
-def predict(request: PredictionRequest, explain: bool = Query(False)) -> Response:
-    return Response(orjson.dumps(predictor.answer([request], explain, "predict")[0]), media_type="application/json")
+async def predict(request: PredictionRequest, explain: bool = Query(False)) -> Response:
+    received = time.perf_counter()
+    if explain:
+        answer = (await asyncio.to_thread(predictor.answer, [request], True, "predict", [received]))[0]
+    else:
+        answer = await together.submit((request, received))
+    return Response(orjson.dumps(answer), media_type="application/json")
 
 
 @app.post("/predict/batch")
 async def predict_batch(request: Request) -> Response:
     from pydantic import TypeAdapter
-    from starlette.concurrency import run_in_threadpool
 
     requests = TypeAdapter(list[PredictionRequest]).validate_python(orjson.loads(await request.body()))
-    answers = await run_in_threadpool(predictor.answer, requests, False, "batch")
+    answers = await asyncio.to_thread(predictor.answer, requests, False, "batch")
     return JSONResponse({"predictions": answers})

@@ -4,16 +4,19 @@ same request path (serve_deployments.predictor.Predictor: feature store read, mo
     .venv/bin/python benchmarks/serving_benchmark.py --duration 15 --concurrency 1 8 32
 
 Needs the local stack (PostgreSQL, MLflow with a champion model). Each Serve mode gets its own Ray head (own
-ports and temp dir, the mode's environment) with one replica of the riskray app; the bare app runs under
-uvicorn with one worker. A separate process (benchmarks/load_client.py) loads each in turn at each concurrency,
-then /predict/batch at batch sizes 100 and 1,000. Requests name random customers and merchants of the
-simulator's id range with the original schema's fields, so each one reads the feature store (1 s TTL cache).
-Prints req/s and p50/p95/p99, the Serve/bare ratio, and batch predictions/s. Not a test: the machine is shared.
+ports and temp dir, the mode's environment) with ``--replicas`` replicas of the riskray app (default 2); the
+bare app runs under uvicorn with as many workers. Both score concurrent /predict calls together
+(serve_deployments.batching.NaturalBatcher). A separate process (benchmarks/load_client.py) loads each in turn
+at each concurrency, then /predict/batch at batch sizes 100 and 1,000. Requests name random customers and
+merchants of the simulator's id range with the original schema's fields, so each one reads the feature store
+(1 s TTL cache). Prints req/s and p50/p95/p99, the Serve/bare ratio, and batch predictions/s. Not a test: the
+machine is shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -26,6 +29,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 from rich.console import Console
 from rich.table import Table
 
@@ -82,9 +86,9 @@ def load(url: str, body_file: Path, concurrency: int, duration: float) -> dict:
 
 
 class RayServe:
-    """A private Ray head with the riskray Serve app (one replica), high-throughput mode on or off."""
+    """A private Ray head with the riskray Serve app (``replicas`` replicas), high-throughput mode on or off."""
 
-    def __init__(self, high_throughput: bool, version: str) -> None:
+    def __init__(self, high_throughput: bool, version: str, replicas: int = 1) -> None:
         self.temp = Path(tempfile.mkdtemp(prefix="rrsb-", dir="/tmp"))
         self.port = free_port()
         self.gcs = free_port()
@@ -107,28 +111,41 @@ class RayServe:
             f"ray.init(address='127.0.0.1:{self.gcs}'); "
             f"serve.start(http_options={{'host': '127.0.0.1', 'port': {self.port}}}); "
             "from serve_deployments.app import FraudDetector; "
-            f"serve.run(FraudDetector.options(num_replicas=1, user_config={{'champion': '{version}'}}).bind(), "
+            f"serve.run(FraudDetector.options(num_replicas={replicas}, "
+            f"user_config={{'champion': '{version}'}}).bind(), "
             "name='riskray', route_prefix='/', blocking=False); print('deployed', flush=True)"
         )
         time.sleep(5)
-        subprocess.run([PY, "-c", script], env=env, check=True, capture_output=True, timeout=300)
+        deployed = subprocess.run([PY, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+        if deployed.returncode != 0:
+            self.close()
+            raise RuntimeError(f"Serve deploy failed: {deployed.stderr.strip().splitlines()[-1:]}")
         self.url = f"http://127.0.0.1:{self.port}"
         wait_http(self.url + "/predict")
 
     def close(self) -> None:
+        """Stop the head and every process it started: a replica and HAProxy were seen outliving a SIGINT to the
+        head's process group and serving on, skewing the next mode's numbers."""
+        try:
+            family = psutil.Process(self.head.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            family = []
         os.killpg(self.head.pid, signal.SIGINT)
         try:
             self.head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(self.head.pid, signal.SIGKILL)
+        for process in family:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
 
 
 class Bare:
-    def __init__(self, version: str) -> None:
+    def __init__(self, version: str, workers: int = 1) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
             [str(BIN / "uvicorn"), "benchmarks.bare_app:app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--no-access-log", "--log-level", "warning"],
+             "--no-access-log", "--log-level", "warning", "--workers", str(workers)],
             cwd=ROOT, env={**os.environ, "RISKRAY_BENCH_MODEL": version}, start_new_session=True)
         self.url = f"http://127.0.0.1:{self.port}"
         wait_http(self.url + "/predict")
@@ -143,6 +160,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--modes", nargs="+", default=["serve-ha", "serve-default", "bare"])
+    parser.add_argument("--replicas", type=int, default=2,
+                        help="Serve replicas and bare uvicorn workers (2 = the local config's maximum: one Python "
+                             "process per core)")
     parser.add_argument("--distinct", type=int, default=5000,
                         help="distinct request bodies; a few (e.g. 50) keep the 1 s feature cache warm, so the "
                              "store read leaves the request path and the serving overhead shows")
@@ -158,7 +178,8 @@ def main() -> None:
     rows: list[dict] = []
     for mode in args.modes:
         console.print(f"[bold]{mode}[/]: starting")
-        server = Bare(champion.version) if mode == "bare" else RayServe(mode == "serve-ha", champion.version)
+        server = (Bare(champion.version, args.replicas) if mode == "bare"
+                  else RayServe(mode == "serve-ha", champion.version, args.replicas))
         try:
             for concurrency in args.concurrency:
                 result = load(server.url + "/predict", single, concurrency, args.duration)
@@ -174,7 +195,7 @@ def main() -> None:
             server.close()
 
     table = Table(title=f"Serving, model version {champion.version}, {args.duration:.0f} s per cell, "
-                        f"1 replica / 1 worker, {args.distinct} distinct requests")
+                        f"{args.replicas} replica(s) / uvicorn worker(s), {args.distinct} distinct requests")
     for column in ("mode", "endpoint", "concurrency", "req/s", "predictions/s", "p50 ms", "p95 ms", "p99 ms",
                    "errors", "vs bare"):
         table.add_column(column, justify="left" if column in {"mode", "endpoint"} else "right")
