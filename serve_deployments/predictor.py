@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -155,14 +156,10 @@ class Predictor:
                                                challenger.version, "shadow", float(shadow[i]),
                                                int(shadow[i] >= challenger.threshold), latency_ms, degraded, now))
         self.log.append(logged)
-        for version in set(versions):
-            count_fraud = sum(1 for i, v in enumerate(versions) if v == version and decisions[i])
-            count_all = sum(1 for v in versions if v == version)
-            if count_fraud:
-                self.metrics.predictions.inc(count_fraud, tags={"model_version": version, "result": "fraud"})
-            if count_all - count_fraud:
-                self.metrics.predictions.inc(count_all - count_fraud, tags={"model_version": version,
-                                                                             "result": "legit"})
+        results = ("fraud" if decision else "legit" for decision in decisions)
+        counts = Counter(zip(versions, results, strict=True))
+        for (version, result), count in counts.items():
+            self.metrics.predictions.inc(count, tags={"model_version": version, "result": result})
         if degraded:
             self.metrics.degraded.inc(len(requests))
         if endpoint == "predict":
