@@ -85,12 +85,13 @@ def prepare_history(cur: psycopg2.extensions.cursor) -> None:
     cur.execute(_PREPARE_SQL)
 
 
-def history_for(cur: psycopg2.extensions.cursor, customer_ids: Sequence[int], merchant_ids: Sequence[int],
-                countries: Sequence[str], event_times: Sequence[datetime], label_delay_days: int,
-                prepared: bool = False, timeout_ms: int | None = None) -> dict[str, np.ndarray]:
-    """HISTORY_COLUMNS for a batch of transactions, as the store knows them now (float arrays, one per column).
-    ``prepared``: the connection ran :func:`prepare_history` already. ``timeout_ms``: a statement timeout for
-    this read only (``SET LOCAL``: the caller's transaction ends it), sent in the same round trip."""
+def history_matrix(cur: psycopg2.extensions.cursor, customer_ids: Sequence[int], merchant_ids: Sequence[int],
+                   countries: Sequence[str], event_times: Sequence[datetime], label_delay_days: int,
+                   prepared: bool = False, timeout_ms: int | None = None) -> np.ndarray:
+    """HISTORY_COLUMNS for a batch of transactions, as the store knows them now: one float row per transaction,
+    columns in HISTORY_COLUMNS order. ``prepared``: the connection ran :func:`prepare_history` already.
+    ``timeout_ms``: a statement timeout for this read only (``SET LOCAL``: the caller's transaction ends it),
+    sent in the same round trip."""
     params = {"customer": list(customer_ids), "merchant": list(merchant_ids), "country": list(countries),
               "t": list(event_times), "delay": label_delay_days, "timeout": int(timeout_ms or 0)}
     query = (f"EXECUTE {PREPARED} (%(customer)s, %(merchant)s, %(country)s, %(t)s, %(delay)s)" if prepared
@@ -99,5 +100,12 @@ def history_for(cur: psycopg2.extensions.cursor, customer_ids: Sequence[int], me
         query = "SET LOCAL statement_timeout = %(timeout)s; " + query
     cur.execute(query, params)
     rows = cur.fetchall()
-    values = np.array(rows, dtype=np.float64).reshape(len(rows), len(HISTORY_COLUMNS))
+    return np.array(rows, dtype=np.float64).reshape(len(rows), len(HISTORY_COLUMNS))
+
+
+def history_for(cur: psycopg2.extensions.cursor, customer_ids: Sequence[int], merchant_ids: Sequence[int],
+                countries: Sequence[str], event_times: Sequence[datetime], label_delay_days: int,
+                prepared: bool = False) -> dict[str, np.ndarray]:
+    """:func:`history_matrix` as one float array per history column."""
+    values = history_matrix(cur, customer_ids, merchant_ids, countries, event_times, label_delay_days, prepared)
     return {name: values[:, i] for i, name in enumerate(HISTORY_COLUMNS)}

@@ -1,7 +1,7 @@
 """Request-time history from the feature store: pooled, bounded in time, cached briefly, and never a reason to
 fail or hang a prediction.
 
-* One query per request or batch (``app.feature_store.history_for``) under a ``statement_timeout``.
+* One query per request or batch (``app.feature_store.history_matrix``) under a ``statement_timeout``.
 * A small TTL cache keyed by (customer, merchant, country, minute): the tiles change at most once per stream
   trigger, so a repeat within the TTL gets the same answer for free.
 * When the store fails or is slow, the request is answered from request-supplied values and neutral defaults
@@ -23,7 +23,7 @@ import psycopg2
 import psycopg2.pool
 
 from app.config import Settings
-from app.feature_store import history_for, prepare_history
+from app.feature_store import history_matrix, prepare_history
 from app.model_inputs import HISTORY_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -37,11 +37,10 @@ class _StoreConnection(psycopg2.extensions.connection):
     history_prepared = False
 
 
-def empty_history(rows: int) -> dict[str, np.ndarray]:
-    """No history at all: what a first-seen customer looks like."""
-    history = {name: np.zeros(rows) for name in HISTORY_COLUMNS}
-    history["minute_max"] = np.full(rows, np.nan)
-    history["minute_std"] = np.full(rows, np.nan)
+def empty_history(rows: int) -> np.ndarray:
+    """No history at all (rows x HISTORY_COLUMNS): what a first-seen customer looks like."""
+    history = np.zeros((rows, len(HISTORY_COLUMNS)))
+    history[:, [HISTORY_COLUMNS.index("minute_max"), HISTORY_COLUMNS.index("minute_std")]] = np.nan
     return history
 
 
@@ -128,21 +127,19 @@ class OnlineFeatures:
                                   [countries[i] for i in missing], [times[i] for i in missing])
             if fetched is None:
                 degraded = True
-                empty = empty_history(len(missing))
-                rows[missing] = np.column_stack([empty[name] for name in HISTORY_COLUMNS])
+                rows[missing] = empty_history(len(missing))
             else:
-                block = np.column_stack([fetched[name] for name in HISTORY_COLUMNS])
-                rows[missing] = block
+                rows[missing] = fetched
                 if self.ttl_s > 0:
                     with self._cache_lock:
                         for j, i in enumerate(missing):
-                            self._cache[keys[i]] = (now, block[j])
+                            self._cache[keys[i]] = (now, fetched[j])
                         while len(self._cache) > CACHE_SIZE:
                             self._cache.popitem(last=False)
         return {name: rows[:, k] for k, name in enumerate(HISTORY_COLUMNS)}, degraded
 
     def _fetch(self, customers: list[int], merchants: list[int], countries: list[str],
-               times: list[datetime]) -> dict[str, np.ndarray] | None:
+               times: list[datetime]) -> np.ndarray | None:
         if time.monotonic() < self._down_until:
             return None
         if not self._slots.acquire(timeout=self.settings.serve_store_timeout_ms / 1000):
@@ -159,7 +156,7 @@ class OnlineFeatures:
         return round(self.settings.serve_store_timeout_ms + rows * self.settings.serve_store_timeout_per_row_ms)
 
     def _fetch_with_slot(self, customers: list[int], merchants: list[int], countries: list[str],
-                         times: list[datetime]) -> dict[str, np.ndarray] | None:
+                         times: list[datetime]) -> np.ndarray | None:
         conn = None
         broken = False
         try:
@@ -170,8 +167,9 @@ class OnlineFeatures:
                     prepare_history(cur)
                     conn.commit()
                     conn.history_prepared = True
-                history = history_for(cur, customers, merchants, countries, times, self.settings.label_delay_days,
-                                      prepared=True, timeout_ms=self._timeout_ms(len(customers)))
+                history = history_matrix(cur, customers, merchants, countries, times,
+                                         self.settings.label_delay_days, prepared=True,
+                                         timeout_ms=self._timeout_ms(len(customers)))
             conn.rollback()
             self.last_error = None
             return history
