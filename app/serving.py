@@ -36,9 +36,12 @@ def base_config() -> dict[str, Any]:
     return yaml.safe_load(CONFIG_PATH.read_text())
 
 
+def _application(config: dict[str, Any]) -> dict[str, Any]:
+    return next(a for a in config["applications"] if a["name"] == APP_NAME)
+
+
 def _deployment(config: dict[str, Any]) -> dict[str, Any]:
-    app = next(a for a in config["applications"] if a["name"] == APP_NAME)
-    return next(d for d in app["deployments"] if d["name"] == DEPLOYMENT)
+    return next(d for d in _application(config)["deployments"] if d["name"] == DEPLOYMENT)
 
 
 def production_config() -> dict[str, Any]:
@@ -55,9 +58,8 @@ def local_config(settings: Settings, models: ServeModelConfig) -> dict[str, Any]
     config = base_config()
     config["http_options"] = {**config["http_options"], "host": settings.ray_host, "port": settings.serve_port}
     env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
-    app = next(a for a in config["applications"] if a["name"] == APP_NAME)
     if env:
-        app["runtime_env"] = {"env_vars": env}
+        _application(config)["runtime_env"] = {"env_vars": env}
     _deployment(config)["user_config"] = models.model_dump()
     return config
 
