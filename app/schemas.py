@@ -132,15 +132,23 @@ class BatchPredictionResponse(BaseModel):
     predictions: list[PredictionResponse]
 
 
+class AbMode(StrEnum):
+    """How a challenger is served beside the champion."""
+
+    off = "off"
+    canary = "canary"  # a share of requests answered by the challenger
+    shadow = "shadow"  # the challenger scores every request, logged but never returned
+
+
 class ServeModelConfig(BaseModel):
     """The Serve deployment's ``user_config``: which models answer. Changing it reconfigures replicas in place
     (no restart); ``riskray serve deploy|reload`` writes it with the champion alias resolved to a version."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_enum_values=True)  # plain strings in user_config
 
     champion: str = Field(default="champion", description="version number, or an alias resolved at load")
     challenger: str | None = Field(default=None, description="version or alias served beside the champion")
-    ab_mode: Literal["off", "canary", "shadow"] = Field(
-        default="off", description="canary: canary_share of requests answered by the challenger; shadow: the "
-                                   "challenger scores every request, logged but never returned")
+    ab_mode: AbMode = Field(
+        default=AbMode.off.value, description="canary: canary_share of requests answered by the challenger; "
+                                              "shadow: the challenger scores every request, logged, never returned")
     canary_share: float = Field(default=0.1, ge=0, le=1)

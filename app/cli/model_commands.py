@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from app.config import get_settings
+from app.config import Settings, get_settings
 
 
 class Split(StrEnum):
@@ -79,12 +79,12 @@ def rollback() -> None:
     _reload_serve(settings)
 
 
-def _reload_serve(settings: object) -> None:
+def _reload_serve(settings: Settings) -> None:
     """A running prediction API follows the alias at once (in place); without one there is nothing to do."""
     from app import serving
 
     try:
-        result = serving.reload(settings, lambda line: None)  # type: ignore[arg-type]
+        result = serving.reload(settings, lambda line: None)
     except serving.ServeError:
         return  # no Ray head: the next `riskray serve deploy` picks the alias up
     if result is not None and result[0] != result[1]:

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from app.config import get_settings
+from app.schemas import AbMode
 
 serve = typer.Typer(help="The Ray Serve prediction API (/predict, /health, /metrics, /docs).", no_args_is_help=True)
-
-
-class AbMode(StrEnum):
-    off = "off"
-    canary = "canary"
-    shadow = "shadow"
 
 
 @serve.command("deploy")
