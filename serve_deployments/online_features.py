@@ -66,9 +66,11 @@ class OnlineFeatures:
                 self._pool = psycopg2.pool.ThreadedConnectionPool(
                     POOL_SIZE, POOL_SIZE, self.settings.postgres_dsn().replace(
                         f"connect_timeout={self.settings.postgres_connect_timeout_s}", "connect_timeout=1"),
-                    # generic plan: re-planning the prepared history query per call cost more than running it
+                    # generic plan: re-planning the prepared history query per call cost more than running it;
+                    # the generic plan read customer_countries by bitmap scan, ~2 ms per 1,000 rows slower than
+                    # its primary-key index (these connections run nothing else)
                     options=f"-c statement_timeout={timeout_ms} -c default_transaction_read_only=on "
-                            "-c plan_cache_mode=force_generic_plan",
+                            "-c plan_cache_mode=force_generic_plan -c enable_bitmapscan=off",
                     connection_factory=_StoreConnection,
                 )
             return self._pool.getconn()
