@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from app.config import Settings
+from app.stack import haproxy_loopback
 from app.stack.supervisor import Program, program_path, runtime_dir
 
 MIB = 1024 * 1024
@@ -44,11 +45,15 @@ def environment(settings: Settings) -> dict[str, str]:
 def serve_high_throughput_environment(settings: Settings) -> dict[str, str]:
     """Ray Serve's HAProxy ingress and throughput-optimized mode (~6x the requests/s of the default proxy on
     2 cores). HAProxy's files and admin socket stay in the state folder's short runtime dir; its stats and
-    metrics ports come from settings. (Ray's HAProxy template binds those two ports on all interfaces; there is
-    no setting to change that in Ray 2.60.)"""
+    metrics ports come from settings and listen on ``ray_host`` only: Ray's template binds them on all interfaces,
+    so HAProxy runs through the launcher of ``app.stack.haproxy_loopback``, written here."""
     haproxy = runtime_dir(settings) / "haproxy"
+    haproxy.mkdir(parents=True, exist_ok=True)
     sockets = haproxy_socket_dir(settings)
     return {
+        "RAY_SERVE_HAPROXY_BINARY_PATH": str(haproxy_loopback.write_launcher(haproxy / "haproxy-loopback")),
+        haproxy_loopback.REAL_BINARY_ENV: haproxy_loopback.real_binary(),
+        haproxy_loopback.BIND_HOST_ENV: settings.ray_host,
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(haproxy / "haproxy.cfg"),

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -143,6 +144,14 @@ def test_concurrent_requests_are_scored_together_and_each_gets_its_own_answer(ap
 def test_health_is_200_with_model_and_database(api: httpx.Client, versions) -> None:
     answer = api.get("/health")
     assert answer.status_code == 200 and answer.json()["model_version"] == versions[0]
+
+
+def test_haproxy_stats_and_metrics_ports_listen_on_loopback_only(api: httpx.Client, stack: Settings) -> None:
+    ports = {stack.serve_haproxy_stats_port, stack.serve_haproxy_metrics_port}
+    listening = {(c.laddr.ip, c.laddr.port) for c in psutil.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port in ports}
+    assert {port for _, port in listening} == ports
+    assert {ip for ip, _ in listening} == {stack.ray_host}
 
 
 def _metric_total(api: httpx.Client, name: str, **labels: str) -> float:

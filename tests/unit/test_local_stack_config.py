@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import configparser
+import os
+import subprocess
 from pathlib import Path
 
+from ray.serve._private.haproxy_templates import HAPROXY_CONFIG_TEMPLATE
+
 from app.config import Settings
-from app.stack import kafka, manager, supervisor
+from app.stack import haproxy_loopback, kafka, manager, supervisor
 
 
 def test_supervisor_config_has_every_service_and_escapes_percent(tmp_path: Path) -> None:
@@ -65,3 +69,32 @@ def test_server_user_cannot_reach_a_checkout_inside_a_private_directory() -> Non
         assert can_traverse("postgres", opened / "checkout")
     finally:
         shutil.rmtree(base)
+
+
+def test_haproxy_stats_and_metrics_ports_move_to_loopback_and_named_binds_stay() -> None:
+    # the bind lines of Ray's own template, with its Jinja expressions filled in
+    template_binds = [line for line in HAPROXY_CONFIG_TEMPLATE.splitlines() if line.strip().startswith("bind ")]
+    rendered = "\n".join(template_binds).replace("{{ config.metrics_port }}", "9101").replace(
+        "{{ config.stats_port }}", "8404").replace("{{ config.frontend_host }}", "127.0.0.1").replace(
+        "{{ config.frontend_port }}", "8000").replace("{{ config.grpc_frontend_host }}", "127.0.0.1").replace(
+        "{{ config.grpc_frontend_port }}", "9000")
+    moved = haproxy_loopback.bind_to_host(rendered, "127.0.0.1")
+    assert "{{" not in rendered, "Ray's template binds something new: check it stays on loopback"
+    assert {line.split()[1] for line in moved.splitlines()} == {"127.0.0.1:9101", "127.0.0.1:8404",
+                                                                 "127.0.0.1:8000", "127.0.0.1:9000"}
+    assert haproxy_loopback.bind_to_host("  bind 10.0.0.5:80 ssl\n", "127.0.0.1") == "  bind 10.0.0.5:80 ssl\n"
+
+
+def test_haproxy_launcher_rewrites_the_config_then_runs_the_real_binary_with_the_same_arguments(
+        tmp_path: Path) -> None:
+    config = tmp_path / "haproxy.cfg"
+    config.write_text("listen stats\n  bind *:8404\n")
+    real = tmp_path / "haproxy"  # stands in for HAProxy: records its arguments
+    real.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'args'}\n")
+    real.chmod(0o755)
+    launcher = haproxy_loopback.write_launcher(tmp_path / "haproxy-loopback")
+    env = {**os.environ, haproxy_loopback.REAL_BINARY_ENV: str(real), haproxy_loopback.BIND_HOST_ENV: "127.0.0.1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    subprocess.run([str(launcher), "-db", "-f", str(config), "-sf", "42"], env=env, check=True, timeout=30)
+    assert config.read_text() == "listen stats\n  bind 127.0.0.1:8404\n"
+    assert (tmp_path / "args").read_text().split() == ["-db", "-f", str(config), "-sf", "42"]
