@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.config import get_settings  # noqa: E402
 from app.registry import Registry  # noqa: E402
-from app.stack.ray_head import serve_high_throughput_environment  # noqa: E402
+from app.stack.ray_head import remove_sockets, serve_high_throughput_environment  # noqa: E402
 
 console = Console(width=200)
 PY = sys.executable
@@ -96,6 +97,7 @@ class RayServe:
         env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
                "RAY_metrics_report_interval_ms": "2000", "RISKRAY_SERVE_PORT": str(self.port),
                "RISKRAY_RAY_METRICS_EXPORT_PORT": str(free_port())}
+        self.settings = settings
         if high_throughput:
             env.update(serve_high_throughput_environment(settings.model_copy(update={
                 "serve_haproxy_stats_port": free_port(), "serve_haproxy_metrics_port": free_port()})))
@@ -138,6 +140,9 @@ class RayServe:
         for process in family:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
+        psutil.wait_procs(family, timeout=10)
+        remove_sockets(self.settings)
+        shutil.rmtree(self.temp, ignore_errors=True)
 
 
 class Bare:

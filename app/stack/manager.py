@@ -165,6 +165,7 @@ def down(settings: Settings, echo: Echo = print) -> None:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
     psutil.wait_procs(leftovers, timeout=10)
+    ray_head.remove_sockets(settings)
     echo("stack     down")
 
 
@@ -175,6 +176,7 @@ def stray_processes(settings: Settings) -> list[psutil.Process]:
     """
     markers = (
         str(ray_head.temp_dir(settings)),
+        str(ray_head.haproxy_dir(settings)),  # an HAProxy outliving Serve's proxy actor
         str(kafka.config_file(settings)),
         str(postgres.data_dir(settings)),
         str(mlflow_server.artifacts_dir(settings)),

@@ -7,6 +7,7 @@ Token authentication is off locally (RAY_AUTH_MODE=disabled): with it on, Ray 2.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sys
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def serve_high_throughput_environment(settings: Settings) -> dict[str, str]:
     2 cores). HAProxy's files and admin socket stay in the state folder's short runtime dir; its stats and
     metrics ports come from settings and listen on ``ray_host`` only: Ray's template binds them on all interfaces,
     so HAProxy runs through the launcher of ``app.stack.haproxy_loopback``, written here."""
-    haproxy = runtime_dir(settings) / "haproxy"
+    haproxy = haproxy_dir(settings)
     haproxy.mkdir(parents=True, exist_ok=True)
     sockets = haproxy_socket_dir(settings)
     return {
@@ -70,6 +71,11 @@ def serve_high_throughput_environment(settings: Settings) -> dict[str, str]:
     }
 
 
+def haproxy_dir(settings: Settings) -> Path:
+    """HAProxy's config, launcher and server state (its command line names this folder)."""
+    return runtime_dir(settings) / "haproxy"
+
+
 def haproxy_socket_dir(settings: Settings) -> Path:
     """HAProxy's Unix sockets: Ray nests them under the 56-character node id and HAProxy adds a temp suffix, so
     even the state folder's short runtime dir overflows AF_UNIX's 107 bytes; a 15-character /tmp dir, named
@@ -80,8 +86,13 @@ def haproxy_socket_dir(settings: Settings) -> Path:
 
 def prepare(settings: Settings) -> None:
     temp_dir(settings).mkdir(parents=True, exist_ok=True)
-    (runtime_dir(settings) / "haproxy").mkdir(parents=True, exist_ok=True)
+    haproxy_dir(settings).mkdir(parents=True, exist_ok=True)
     haproxy_socket_dir(settings).mkdir(mode=0o700, exist_ok=True)
+
+
+def remove_sockets(settings: Settings) -> None:
+    """Remove HAProxy's socket folder outside the state folder (sockets and their spawn logs), once stopped."""
+    shutil.rmtree(haproxy_socket_dir(settings), ignore_errors=True)
 
 
 def program(settings: Settings) -> Program:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.config import Settings
-from app.stack import manager
+from app.stack import manager, ray_head
 from tests.helpers import riskray
 
 pytestmark = pytest.mark.integration
@@ -33,6 +33,7 @@ def test_down_leaves_no_listening_port_or_process_behind(stack: Settings) -> Non
     assert result.returncode == 0, result.stderr
     assert manager.listening_ports(stack) == []
     assert manager.stray_processes(stack) == []
+    assert not ray_head.haproxy_socket_dir(stack).exists()  # the one runtime folder outside the state folder
     from app.stack import supervisor
 
     assert not supervisor.is_running(stack)
