@@ -45,14 +45,14 @@ def environment(settings: Settings) -> dict[str, str]:
 
 def serve_high_throughput_environment(settings: Settings) -> dict[str, str]:
     """Ray Serve's HAProxy ingress and throughput-optimized mode (~6x the requests/s of the default proxy on
-    2 cores). HAProxy's files and admin socket stay in the state folder's short runtime dir; its stats and
-    metrics ports come from settings and listen on ``ray_host`` only: Ray's template binds them on all interfaces,
-    so HAProxy runs through the launcher of ``app.stack.haproxy_loopback``, written here."""
+    2 cores). HAProxy's files and sockets stay in the state folder (the sockets reached through a short symlink);
+    its stats and metrics ports come from settings and listen on ``ray_host`` only: Ray's template binds them on
+    all interfaces, so HAProxy runs through the launcher of ``app.stack.haproxy_loopback``.
+    :func:`prepare_haproxy` makes the launcher and the link."""
     haproxy = haproxy_dir(settings)
-    haproxy.mkdir(parents=True, exist_ok=True)
     sockets = haproxy_socket_dir(settings)
     return {
-        "RAY_SERVE_HAPROXY_BINARY_PATH": str(haproxy_loopback.write_launcher(haproxy / "haproxy-loopback")),
+        "RAY_SERVE_HAPROXY_BINARY_PATH": str(launcher_path(settings)),
         haproxy_loopback.REAL_BINARY_ENV: haproxy_loopback.real_binary(),
         haproxy_loopback.BIND_HOST_ENV: settings.ray_host,
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
@@ -76,23 +76,61 @@ def haproxy_dir(settings: Settings) -> Path:
     return runtime_dir(settings) / "haproxy"
 
 
+def launcher_path(settings: Settings) -> Path:
+    return haproxy_dir(settings) / "haproxy-loopback"
+
+
+def prepare_haproxy(settings: Settings) -> None:
+    """What :func:`serve_high_throughput_environment` points at: the launcher and the sockets' short link."""
+    haproxy_dir(settings).mkdir(parents=True, exist_ok=True)
+    haproxy_loopback.write_launcher(launcher_path(settings))
+    link_socket_dir(settings)
+
+
 def haproxy_socket_dir(settings: Settings) -> Path:
-    """HAProxy's Unix sockets: Ray nests them under the 56-character node id and HAProxy adds a temp suffix, so
-    even the state folder's short runtime dir overflows AF_UNIX's 107 bytes; a 15-character /tmp dir, named
-    after the state folder, does not."""
+    """The path Ray is given for HAProxy's Unix sockets: a 15-character symlink in /tmp, named after the state
+    folder, to :func:`haproxy_socket_home`. Ray nests the sockets under the 56-character node id and HAProxy adds
+    a temp suffix, so a path spelled inside the state folder overflows AF_UNIX's 107 bytes; the limit counts the
+    path as given, not where a symlink leads."""
     digest = hashlib.sha1(str(settings.state_dir.resolve()).encode()).hexdigest()[:8]
     return Path("/tmp") / f"rrh-{digest}"
 
 
+def haproxy_socket_home(settings: Settings) -> Path:
+    """Where HAProxy's sockets and their spawn logs really live: inside the state folder."""
+    return haproxy_dir(settings) / "sockets"
+
+
+def link_socket_dir(settings: Settings) -> Path:
+    """Make :func:`haproxy_socket_dir` a symlink to :func:`haproxy_socket_home` (replacing anything else there,
+    e.g. a real folder from before the sockets moved into the state folder); returns the link."""
+    home = haproxy_socket_home(settings)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    link = haproxy_socket_dir(settings)
+    if link.is_symlink() and link.readlink() == home:
+        return link
+    _remove_path(link)
+    link.symlink_to(home, target_is_directory=True)
+    return link
+
+
+def _remove_path(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
 def prepare(settings: Settings) -> None:
     temp_dir(settings).mkdir(parents=True, exist_ok=True)
-    haproxy_dir(settings).mkdir(parents=True, exist_ok=True)
-    haproxy_socket_dir(settings).mkdir(mode=0o700, exist_ok=True)
+    if settings.serve_high_throughput:
+        prepare_haproxy(settings)
 
 
 def remove_sockets(settings: Settings) -> None:
-    """Remove HAProxy's socket folder outside the state folder (sockets and their spawn logs), once stopped."""
-    shutil.rmtree(haproxy_socket_dir(settings), ignore_errors=True)
+    """Remove HAProxy's sockets, their spawn logs and the /tmp link to them, once stopped."""
+    _remove_path(haproxy_socket_dir(settings))
+    shutil.rmtree(haproxy_socket_home(settings), ignore_errors=True)
 
 
 def program(settings: Settings) -> Program:

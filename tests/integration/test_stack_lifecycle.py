@@ -33,7 +33,8 @@ def test_down_leaves_no_listening_port_or_process_behind(stack: Settings) -> Non
     assert result.returncode == 0, result.stderr
     assert manager.listening_ports(stack) == []
     assert manager.stray_processes(stack) == []
-    assert not ray_head.haproxy_socket_dir(stack).exists()  # the one runtime folder outside the state folder
+    link = ray_head.haproxy_socket_dir(stack)  # the one path outside the state folder
+    assert not link.exists() and not link.is_symlink()
     from app.stack import supervisor
 
     assert not supervisor.is_running(stack)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import configparser
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 from ray.serve._private.haproxy_templates import HAPROXY_CONFIG_TEMPLATE
 
 from app.config import Settings
-from app.stack import haproxy_loopback, kafka, manager, supervisor
+from app.stack import haproxy_loopback, kafka, manager, ray_head, supervisor
 
 
 def test_supervisor_config_has_every_service_and_escapes_percent(tmp_path: Path) -> None:
@@ -98,3 +99,24 @@ def test_haproxy_launcher_rewrites_the_config_then_runs_the_real_binary_with_the
     subprocess.run([str(launcher), "-db", "-f", str(config), "-sf", "42"], env=env, check=True, timeout=30)
     assert config.read_text() == "listen stats\n  bind 127.0.0.1:8404\n"
     assert (tmp_path / "args").read_text().split() == ["-db", "-f", str(config), "-sf", "42"]
+
+
+def test_haproxy_sockets_live_in_the_state_folder_behind_a_short_link_that_teardown_removes(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    link = ray_head.haproxy_socket_dir(settings)
+    ray_head.remove_sockets(settings)
+    link.mkdir()  # a real folder, as stacks made before the sockets moved into the state folder
+    try:
+        ray_head.prepare_haproxy(settings)
+        env = ray_head.serve_high_throughput_environment(settings)
+        assert link.is_symlink() and link.resolve() == ray_head.haproxy_socket_home(settings).resolve()
+        # the runtime folder: <state>/run, unless that is too long for the stack's own sockets
+        assert ray_head.haproxy_socket_home(settings).is_relative_to(supervisor.runtime_dir(settings))
+        # Ray nests the socket under the 56-character node id; HAProxy binds "<path>.<pid>.tmp" first
+        nested = Path(env["RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH"]).parent / ("n" * 56) / "metrics.sock.4194304.tmp"
+        assert len(str(nested)) <= 107
+        ray_head.remove_sockets(settings)
+        assert not link.is_symlink() and not ray_head.haproxy_socket_home(settings).exists()
+    finally:
+        ray_head.remove_sockets(settings)
+        shutil.rmtree(supervisor.runtime_dir(settings), ignore_errors=True)  # /tmp/riskray-<hash> for a deep tmp_path
