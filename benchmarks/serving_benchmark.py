@@ -39,11 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.config import get_settings  # noqa: E402
 from app.registry import Registry  # noqa: E402
-from app.stack.ray_head import (  # noqa: E402
-    prepare_haproxy,
-    remove_sockets,
-    serve_high_throughput_environment,
-)
+from app.stack import ray_head  # noqa: E402
 
 console = Console(width=200)
 PY = sys.executable
@@ -97,19 +93,17 @@ class RayServe:
         self.temp = Path(tempfile.mkdtemp(prefix="rrsb-", dir="/tmp"))
         self.port = free_port()
         self.gcs = free_port()
-        settings = get_settings().model_copy(update={"state_dir": self.temp})
-        env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
-               "RAY_metrics_report_interval_ms": "2000", "RISKRAY_SERVE_PORT": str(self.port),
+        # the stack's own Ray head environment (ray_head.environment), on a private state folder and ports
+        self.settings = settings = get_settings().model_copy(update={
+            "state_dir": self.temp, "serve_high_throughput": high_throughput,
+            "serve_haproxy_stats_port": free_port(), "serve_haproxy_metrics_port": free_port()})
+        ray_head.prepare(settings)
+        env = {**os.environ, **ray_head.environment(settings), "RISKRAY_SERVE_PORT": str(self.port),
                "RISKRAY_RAY_METRICS_EXPORT_PORT": str(free_port())}
-        self.settings = settings
-        if high_throughput:
-            prepare_haproxy(settings)
-            env.update(serve_high_throughput_environment(settings.model_copy(update={
-                "serve_haproxy_stats_port": free_port(), "serve_haproxy_metrics_port": free_port()})))
         self.env = env
         self.head = subprocess.Popen(
             [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={self.gcs}",
-             "--include-dashboard=false", f"--temp-dir={self.temp / 'ray'}", "--num-cpus=2",
+             "--include-dashboard=false", f"--temp-dir={ray_head.temp_dir(settings)}", "--num-cpus=2",
              f"--metrics-export-port={env['RISKRAY_RAY_METRICS_EXPORT_PORT']}", "--disable-usage-stats"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         script = (
@@ -145,7 +139,7 @@ class RayServe:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
         psutil.wait_procs(family, timeout=10)
-        remove_sockets(self.settings)
+        ray_head.remove_sockets(self.settings)
         shutil.rmtree(self.temp, ignore_errors=True)
 
 
