@@ -64,6 +64,18 @@ def _java(settings: Settings, main: str, *args: str, heap_mb: int) -> list[str]:
     ]
 
 
+def new_cluster_id() -> str:
+    """A random cluster id as Kafka's own `Uuid.randomUuid` makes it.
+
+    Its URL-safe base64 form must not start with '-': the storage tool's argument parser would read it as an
+    option (`--cluster-id: expected one argument`), which failed one start in 64.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def prepare(settings: Settings) -> None:
     """Write server.properties; format the storage directory on first start."""
     if not any(jars_dir(settings).glob("kafka_2.13-*.jar")):
@@ -73,8 +85,7 @@ def prepare(settings: Settings) -> None:
     path.write_text("".join(f"{key}={value}\n" for key, value in server_properties(settings).items()))
     if (data_dir(settings) / "meta.properties").exists():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    command = _java(settings, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(path), heap_mb=256)
+    command = _java(settings, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(path), heap_mb=256)
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise StackError(f"formatting Kafka storage failed: {(result.stderr or result.stdout).strip()[-300:]}")

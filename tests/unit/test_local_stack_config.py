@@ -6,8 +6,10 @@ import configparser
 import os
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
+import pytest
 from ray.serve._private.haproxy_templates import HAPROXY_CONFIG_TEMPLATE
 
 from app.config import Settings
@@ -37,6 +39,16 @@ def test_kafka_broker_listens_on_loopback_only_and_never_auto_creates_topics(tmp
     props = kafka.server_properties(Settings(state_dir=tmp_path))
     assert props["listeners"] == "PLAINTEXT://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093"
     assert props["auto.create.topics.enable"] == "false"
+
+
+def test_kafka_cluster_ids_never_start_with_a_dash_the_storage_tool_would_read_as_an_option(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 0xF8 encodes to '-' as the first URL-safe base64 character.
+    draws = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x10" + bytes(15))])
+    monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(draws))
+    cluster_id = kafka.new_cluster_id()
+    assert cluster_id == "EAAAAAAAAAAAAAAAAAAAAA"
 
 
 def test_transactions_topic_has_twelve_partitions_and_seven_day_retention(tmp_path: Path) -> None:
