@@ -44,6 +44,15 @@ def _deployment(config: dict[str, Any]) -> dict[str, Any]:
     return next(d for d in _application(config)["deployments"] if d["name"] == DEPLOYMENT)
 
 
+def deployment_options() -> dict[str, Any]:
+    """The deployment's options from the config, for `Deployment.options` (the serving benchmark deploys with
+    them): everything but its name, autoscaling and models, which the caller sets."""
+    options = dict(_deployment(base_config()))
+    for key in ("name", "autoscaling_config", "user_config"):
+        options.pop(key, None)
+    return options
+
+
 def production_config() -> dict[str, Any]:
     """The same config for the KubeRay RayService: production replica bounds, HTTP on all pod interfaces."""
     config = base_config()
