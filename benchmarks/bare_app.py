@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.config import get_settings
 from app.schemas import PredictionRequest, ServeModelConfig
 from serve_deployments.batching import NaturalBatcher
+from serve_deployments.fast_path import PredictFastPath
 from serve_deployments.metrics import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS
 from serve_deployments.predictor import Predictor
 
@@ -66,11 +67,19 @@ together = NaturalBatcher(
     lambda items: predictor.answer([i for i, _ in items], False, "predict", [t for _, t in items]),
     settings.serve_batch_max_size, settings.serve_batch_concurrency, predictor.metrics.batch_size.observe)
 app = FastAPI(title="riskray bare baseline")
+app.add_middleware(PredictFastPath)  # the Serve app's request path, fast path included
 batch_adapter = TypeAdapter(list[PredictionRequest])
 # As a Serve replica does after start-up (RAY_SERVE_FREEZE_GC_ON_STARTUP): the model and libraries are long-lived,
 # so full collections need not scan them (an unfrozen worker paused ~90 ms per full collection).
 gc.collect()
 gc.freeze()
+
+
+async def predict_one(transaction: PredictionRequest, received: float) -> dict[str, Any]:
+    return await together.submit((transaction, received))
+
+
+PredictFastPath.answer_with(predict_one)
 
 
 @app.post("/predict")
@@ -79,7 +88,7 @@ async def predict(request: PredictionRequest, explain: bool = Query(False)) -> R
     if explain:
         answer = (await asyncio.to_thread(predictor.answer, [request], True, "predict", [received]))[0]
     else:
-        answer = await together.submit((request, received))
+        answer = await predict_one(request, received)
     return Response(orjson.dumps(answer), media_type="application/json")
 
 

@@ -4,6 +4,9 @@ The model lives in the ingress rather than in a second deployment: a second hop 
 request (~1 ms and a serialisation on each side), more than scoring itself (~0.2 ms with ``inplace_predict``);
 replicas of this one deployment scale out together with their models.
 
+A plain POST /predict (valid JSON body, no query string) is answered by ``PredictFastPath`` in front of
+FastAPI's routing (serve_deployments/fast_path.py); everything else is FastAPI's.
+
 Endpoints: POST /predict, POST /predict/batch (413 above ``serve_max_batch``), GET /health, GET /metrics,
 GET /docs. Import path for Serve configs: ``serve_deployments.app:app``.
 """
@@ -28,6 +31,7 @@ from app.schemas import (
     ServeModelConfig,
 )
 from serve_deployments.batching import NaturalBatcher
+from serve_deployments.fast_path import PredictFastPath
 from serve_deployments.metrics import PredictionMetrics, gauge_lines, merged_text
 from serve_deployments.predictor import Predictor
 
@@ -38,6 +42,7 @@ api = FastAPI(
     description="Real-time card-fraud scores. Window features the request leaves out come from the feature store.",
     version="1",
 )
+api.add_middleware(PredictFastPath)  # plain POST /predict skips FastAPI's routing; errors and the rest do not
 _batch_adapter = TypeAdapter(list[PredictionRequest])
 
 
@@ -56,6 +61,7 @@ class FraudDetector:
         self.predictor = Predictor(self.settings, metrics)
         self.together = NaturalBatcher(self._answer, self.settings.serve_batch_max_size,
                                        self.settings.serve_batch_concurrency, metrics.batch_size.observe)
+        PredictFastPath.answer_with(self._predict_one)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         self.predictor.reconfigure(user_config)
@@ -83,7 +89,11 @@ class FraudDetector:
         if explain:  # rare and costlier: scored on its own rather than slowing a shared batch
             answers = await asyncio.to_thread(self._answer, [(transaction, received)], True)
             return ORJSONResponse(answers[0])
-        return ORJSONResponse(await self.together.submit((transaction, received)))
+        return ORJSONResponse(await self._predict_one(transaction, received))
+
+    async def _predict_one(self, transaction: PredictionRequest, received: float) -> dict[str, Any]:
+        """One /predict call, scored together with the calls that arrive while a batch is being scored."""
+        return await self.together.submit((transaction, received))
 
     def _answer(self, items: list[tuple[PredictionRequest, float]], explain: bool = False) -> list[dict[str, Any]]:
         """Score (transaction, arrival time) pairs of concurrent /predict calls; a failure counts them all."""
