@@ -2,7 +2,8 @@
 its event time, from the stream's 1-minute tiles and the customer country counts.
 
 One query answers a whole batch of transactions: per transaction one index range scan on (customer_id,
-window_start) over ``features``, one on (merchant_id, window_start) over ``merchant_features`` and one
+window_start) over ``features`` (a card's tiles are sparse), eight primary-key probes of ``merchant_features``
+(a busy merchant has a tile every minute, so its windows come from the tiles' running totals) and one
 primary-key read of ``customer_countries`` — never a scan of raw transactions. The window semantics are those
 of ``app.model_inputs`` (``app.point_in_time`` rebuilds the same values from raw transactions for training).
 """
@@ -16,6 +17,27 @@ import numpy as np
 import psycopg2.extensions
 
 from app.model_inputs import HISTORY_COLUMNS, LONG_WINDOWS_DAYS
+
+
+# Merchant windows come from the tiles' running totals (migration 0005): the sum over the tiles in [a, b] is the
+# total through the last tile <= b less the total before the first tile >= a — two primary-key probes whatever
+# the merchant's traffic — and zero when no tile falls inside.
+def _last_merchant_tile(name: str, bound: str) -> str:
+    return (f"LEFT JOIN LATERAL (SELECT window_start, count_through, fraud_through FROM merchant_features "
+            f"WHERE merchant_id = r.merchant_id AND window_start {bound} ORDER BY window_start DESC LIMIT 1) {name} "
+            f"ON true")
+
+
+def _first_merchant_tile(name: str, since: str) -> str:
+    return (f"LEFT JOIN LATERAL (SELECT count_through - transaction_count AS count_before, "
+            f"fraud_through - fraud_count AS fraud_before FROM merchant_features "
+            f"WHERE merchant_id = r.merchant_id AND window_start >= {since} ORDER BY window_start LIMIT 1) {name} "
+            f"ON true")
+
+
+def _merchant_window(last: str, first: str, since: str, total: str) -> str:
+    return (f"CASE WHEN {last}.window_start >= {since} THEN {last}.{total}_through - {first}.{total}_before "
+            f"ELSE 0 END")
 
 
 def _history_sql(customer_ids: str, merchant_ids: str, country_codes: str, times: str, delay: str) -> str:
@@ -39,12 +61,17 @@ def _history_sql(customer_ids: str, merchant_ids: str, country_codes: str, times
         *(f"coalesce(sum(amount_sum) FILTER (WHERE window_start >= r.since_{d}), 0)" for d in LONG_WINDOWS_DAYS),
     ]
     merchant = [
-        *(f"coalesce(sum(transaction_count) FILTER (WHERE window_start >= r.since_{d}), 0)"
+        *(_merchant_window("upto_now", f"from_{d}", f"r.since_{d}", "count") for d in LONG_WINDOWS_DAYS),
+        *(_merchant_window("upto_delayed", f"delayed_from_{d}", f"r.delayed_since_{d}", "count")
           for d in LONG_WINDOWS_DAYS),
-        *(f"coalesce(sum(transaction_count) FILTER (WHERE window_start >= r.delayed_since_{d} "
-          f"AND window_start < r.delayed_end), 0)" for d in LONG_WINDOWS_DAYS),
-        *(f"coalesce(sum(fraud_count) FILTER (WHERE window_start >= r.delayed_since_{d} "
-          f"AND window_start < r.delayed_end), 0)" for d in LONG_WINDOWS_DAYS),
+        *(_merchant_window("upto_delayed", f"delayed_from_{d}", f"r.delayed_since_{d}", "fraud")
+          for d in LONG_WINDOWS_DAYS),
+    ]
+    merchant_probes = [
+        _last_merchant_tile("upto_now", "<= r.floor"),
+        *(_first_merchant_tile(f"from_{d}", f"r.since_{d}") for d in LONG_WINDOWS_DAYS),
+        _last_merchant_tile("upto_delayed", "< r.delayed_end"),
+        *(_first_merchant_tile(f"delayed_from_{d}", f"r.delayed_since_{d}") for d in LONG_WINDOWS_DAYS),
     ]
     countries = [
         "coalesce(sum(transaction_count) FILTER (WHERE cc.country = r.country), 0)",
@@ -63,9 +90,7 @@ def _history_sql(customer_ids: str, merchant_ids: str, country_codes: str, times
             WHERE f.customer_id = r.customer_id AND f.window_start >= r.since_{longest} AND f.window_start <= r.floor
         ) c
         CROSS JOIN LATERAL (
-            SELECT {', '.join(merchant)} FROM merchant_features mf
-            WHERE mf.merchant_id = r.merchant_id AND mf.window_start >= r.delayed_since_{longest}
-              AND mf.window_start <= r.floor
+            SELECT {', '.join(merchant)} FROM (SELECT) one {' '.join(merchant_probes)}
         ) m
         CROSS JOIN LATERAL (
             SELECT {', '.join(countries)} FROM customer_countries cc WHERE cc.customer_id = r.customer_id
@@ -101,8 +126,8 @@ def history_matrix(cur: psycopg2.extensions.cursor, customer_ids: Sequence[int],
                    prepared: bool = False, timeout_ms: int | None = None) -> np.ndarray:
     """HISTORY_COLUMNS for a batch of transactions, as the store knows them now: one float row per transaction,
     columns in HISTORY_COLUMNS order. ``prepared``: the connection ran :func:`prepare_history` already.
-    ``timeout_ms``: a statement timeout for this read only (``SET LOCAL``: the caller's transaction ends it),
-    sent in the same round trip."""
+    ``timeout_ms``: a statement timeout for this read only (``SET LOCAL``, sent in the same query: the caller's
+    transaction ends it, or in autocommit the query's own implicit one)."""
     params = {"customer": _array_literal(map(int, customer_ids)), "merchant": _array_literal(map(int, merchant_ids)),
               "country": _array_literal(_quoted(c) for c in countries),
               "t": _array_literal(t.isoformat() for t in event_times), "delay": label_delay_days,
