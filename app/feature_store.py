@@ -1,10 +1,10 @@
 """Online reads of the feature store: each transaction's history (``app.model_inputs.HISTORY_COLUMNS``) as of
 its event time, from the stream's 1-minute tiles and the customer country counts.
 
-One query answers a whole batch of transactions: per transaction one index range scan on (customer_id,
-window_start) over ``features`` (a card's tiles are sparse), eight primary-key probes of ``merchant_features``
-(a busy merchant has a tile every minute, so its windows come from the tiles' running totals) and one
-primary-key read of ``customer_countries`` — never a scan of raw transactions. The window semantics are those
+One query answers a whole batch of transactions: per transaction four primary-key probes of ``features`` and
+eight of ``merchant_features`` (windows are differences of the tiles' running totals, so a read costs the same
+however many tiles a card or a merchant has) and one primary-key read of ``customer_countries`` — never a scan
+of tiles or of raw transactions. The window semantics are those
 of ``app.model_inputs`` (``app.point_in_time`` rebuilds the same values from raw transactions for training).
 """
 
@@ -18,32 +18,30 @@ import psycopg2.extensions
 
 from app.model_inputs import HISTORY_COLUMNS, LONG_WINDOWS_DAYS
 
-
-# Merchant windows come from the tiles' running totals (migration 0005): the sum over the tiles in [a, b] is the
-# total through the last tile <= b less the total before the first tile >= a — two primary-key probes whatever
-# the merchant's traffic — and zero when no tile falls inside.
-def _last_merchant_tile(name: str, bound: str) -> str:
-    return (f"LEFT JOIN LATERAL (SELECT window_start, count_through, fraud_through FROM merchant_features "
-            f"WHERE merchant_id = r.merchant_id AND window_start {bound} ORDER BY window_start DESC LIMIT 1) {name} "
-            f"ON true")
+# Windows come from the tiles' running totals (migration 0005): the sum over an entity's tiles in [a, b] is its
+# total through the last tile <= b less its total before the first tile >= a — two primary-key probes whatever
+# the entity's traffic — and zero when no tile falls inside. Running total '<name>_through' adds up tile column:
+TOTALS = {"count": "transaction_count", "amount": "amount_sum", "fraud": "fraud_count"}
 
 
-def _first_merchant_tile(name: str, since: str) -> str:
-    return (f"LEFT JOIN LATERAL (SELECT count_through - transaction_count AS count_before, "
-            f"fraud_through - fraud_count AS fraud_before FROM merchant_features "
-            f"WHERE merchant_id = r.merchant_id AND window_start >= {since} ORDER BY window_start LIMIT 1) {name} "
-            f"ON true")
+def _last_tile(table: str, key: str, alias: str, bound: str, columns: tuple[str, ...]) -> str:
+    return (f"LEFT JOIN LATERAL (SELECT window_start, {', '.join(columns)} FROM {table} WHERE {key} = r.{key} "
+            f"AND window_start {bound} ORDER BY window_start DESC LIMIT 1) {alias} ON true")
 
 
-def _merchant_window(last: str, first: str, since: str, total: str) -> str:
-    return (f"CASE WHEN {last}.window_start >= {since} THEN {last}.{total}_through - {first}.{total}_before "
-            f"ELSE 0 END")
+def _first_tile(table: str, key: str, alias: str, since: str, totals: tuple[str, ...]) -> str:
+    before = ", ".join(f"{t}_through - {TOTALS[t]} AS {t}_before" for t in totals)
+    return (f"LEFT JOIN LATERAL (SELECT {before} FROM {table} WHERE {key} = r.{key} AND window_start >= {since} "
+            f"ORDER BY window_start LIMIT 1) {alias} ON true")
+
+
+def _window(last: str, first: str, since: str, total: str) -> str:
+    return f"CASE WHEN {last}.window_start >= {since} THEN {last}.{total}_through - {first}.{total}_before ELSE 0 END"
 
 
 def _history_sql(customer_ids: str, merchant_ids: str, country_codes: str, times: str, delay: str) -> str:
     # Window bounds are computed once per transaction in ``r`` (MATERIALIZED, so the planner does not inline them
     # back into every tile row's FILTER): half the cost of a read, which the per-tile interval arithmetic was.
-    longest = max(LONG_WINDOWS_DAYS)
     bounds = [
         "date_trunc('minute', q.t) AS floor",
         *(f"date_trunc('minute', q.t) - interval '{d} days' AS since_{d}" for d in LONG_WINDOWS_DAYS),
@@ -51,27 +49,37 @@ def _history_sql(customer_ids: str, merchant_ids: str, country_codes: str, times
         *(f"date_trunc('minute', q.t) - make_interval(days => {delay}) - interval '{d} days' AS delayed_since_{d}"
           for d in LONG_WINDOWS_DAYS),
     ]
+    # the card's tile at or before t's minute: its current tile when it starts at floor(t)
+    current = "CASE WHEN upto_now.window_start = r.floor THEN upto_now.{} END"
     customer = [
-        "coalesce(sum(transaction_count) FILTER (WHERE window_start = r.floor), 0)",
-        "coalesce(sum(amount_sum) FILTER (WHERE window_start = r.floor), 0)",
-        "max(max_amount) FILTER (WHERE window_start = r.floor)",
-        "max(amount_std) FILTER (WHERE window_start = r.floor)",
-        *(f"coalesce(sum(transaction_count) FILTER (WHERE window_start >= r.since_{d}), 0)"
+        f"coalesce({current.format('transaction_count')}, 0)",
+        f"coalesce({current.format('amount_sum')}, 0)",
+        current.format("max_amount"),
+        current.format("amount_std"),
+        *(_window("upto_now", f"from_{d}", f"r.since_{d}", "count") for d in LONG_WINDOWS_DAYS),
+        *(_window("upto_now", f"from_{d}", f"r.since_{d}", "amount") for d in LONG_WINDOWS_DAYS),
+    ]
+    customer_probes = [
+        _last_tile("features", "customer_id", "upto_now", "<= r.floor",
+                   ("count_through", "amount_through", "transaction_count", "amount_sum", "max_amount", "amount_std")),
+        *(_first_tile("features", "customer_id", f"from_{d}", f"r.since_{d}", ("count", "amount"))
           for d in LONG_WINDOWS_DAYS),
-        *(f"coalesce(sum(amount_sum) FILTER (WHERE window_start >= r.since_{d}), 0)" for d in LONG_WINDOWS_DAYS),
     ]
     merchant = [
-        *(_merchant_window("upto_now", f"from_{d}", f"r.since_{d}", "count") for d in LONG_WINDOWS_DAYS),
-        *(_merchant_window("upto_delayed", f"delayed_from_{d}", f"r.delayed_since_{d}", "count")
+        *(_window("upto_now", f"from_{d}", f"r.since_{d}", "count") for d in LONG_WINDOWS_DAYS),
+        *(_window("upto_delayed", f"delayed_from_{d}", f"r.delayed_since_{d}", "count")
           for d in LONG_WINDOWS_DAYS),
-        *(_merchant_window("upto_delayed", f"delayed_from_{d}", f"r.delayed_since_{d}", "fraud")
+        *(_window("upto_delayed", f"delayed_from_{d}", f"r.delayed_since_{d}", "fraud")
           for d in LONG_WINDOWS_DAYS),
     ]
     merchant_probes = [
-        _last_merchant_tile("upto_now", "<= r.floor"),
-        *(_first_merchant_tile(f"from_{d}", f"r.since_{d}") for d in LONG_WINDOWS_DAYS),
-        _last_merchant_tile("upto_delayed", "< r.delayed_end"),
-        *(_first_merchant_tile(f"delayed_from_{d}", f"r.delayed_since_{d}") for d in LONG_WINDOWS_DAYS),
+        _last_tile("merchant_features", "merchant_id", "upto_now", "<= r.floor", ("count_through",)),
+        *(_first_tile("merchant_features", "merchant_id", f"from_{d}", f"r.since_{d}", ("count",))
+          for d in LONG_WINDOWS_DAYS),
+        _last_tile("merchant_features", "merchant_id", "upto_delayed", "< r.delayed_end",
+                   ("count_through", "fraud_through")),
+        *(_first_tile("merchant_features", "merchant_id", f"delayed_from_{d}", f"r.delayed_since_{d}",
+                      ("count", "fraud")) for d in LONG_WINDOWS_DAYS),
     ]
     countries = [
         "coalesce(sum(transaction_count) FILTER (WHERE cc.country = r.country), 0)",
@@ -86,8 +94,7 @@ def _history_sql(customer_ids: str, merchant_ids: str, country_codes: str, times
         )
         SELECT c.*, m.*, k.* FROM r
         CROSS JOIN LATERAL (
-            SELECT {', '.join(customer)} FROM features f
-            WHERE f.customer_id = r.customer_id AND f.window_start >= r.since_{longest} AND f.window_start <= r.floor
+            SELECT {', '.join(customer)} FROM (SELECT) one {' '.join(customer_probes)}
         ) c
         CROSS JOIN LATERAL (
             SELECT {', '.join(merchant)} FROM (SELECT) one {' '.join(merchant_probes)}

@@ -9,8 +9,9 @@ bare app runs under uvicorn with as many workers. Both score concurrent /predict
 (serve_deployments.batching.NaturalBatcher). A separate process (benchmarks/load_client.py) loads each in turn
 at each concurrency, then /predict/batch at batch sizes 100 and 1,000. Requests name random customers and
 merchants of the simulator's id range with the original schema's fields, so each one reads the feature store
-(1 s TTL cache). Prints req/s and p50/p95/p99, the Serve/bare ratio, and batch predictions/s. Not a test: the
-machine is shared.
+(1 s TTL cache). The store is a scratch database seeded with the same history every run
+(benchmarks/bench_store.py; ``--store dev`` reads the local stack's own), and the predictions are logged there.
+Prints req/s and p50/p95/p99, the Serve/bare ratio, and batch predictions/s. Not a test: the machine is shared.
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ from app.config import get_settings  # noqa: E402
 from app.registry import Registry  # noqa: E402
 from app.serving import deployment_options  # noqa: E402
 from app.stack import ray_head  # noqa: E402
+from benchmarks.bench_store import BUSY_MERCHANT_EVERY, scratch_database, seed_history  # noqa: E402
 
 console = Console(width=200)
+CUSTOMERS, MERCHANTS = 5000, 1000  # the requests' id ranges, and the seeded store's
+STORE_DB = "riskray_serve_bench"
 PY = sys.executable
 BIN = Path(PY).parent
 
@@ -57,8 +61,8 @@ def bodies(path: Path, count: int, batch: int | None = None) -> Path:
     rng = random.Random(5)
 
     def one() -> dict:
-        return {"amount": round(rng.lognormvariate(3.6, 0.8), 2), "merchant_id": rng.randint(1, 1000),
-                "customer_id": rng.randint(1, 5000), "transaction_count": rng.randint(0, 3),
+        return {"amount": round(rng.lognormvariate(3.6, 0.8), 2), "merchant_id": rng.randint(1, MERCHANTS),
+                "customer_id": rng.randint(1, CUSTOMERS), "transaction_count": rng.randint(0, 3),
                 "avg_amount": round(rng.uniform(5, 90), 2), "country": "DE", "device_type": "pos",
                 "currency": "EUR"}
 
@@ -173,6 +177,9 @@ def main() -> None:
                              "a faster server got more cache hits and so less store work); a few (e.g. 50) keep "
                              "the cache warm, so the store read leaves the request path and the serving overhead "
                              "shows")
+    parser.add_argument("--store", choices=["seeded", "dev"], default="seeded",
+                        help="seeded: a scratch database with the same history every run (default); dev: the "
+                             "local stack's database as it is")
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat every mode this many times, in turn, and report each cell's median run")
     args = parser.parse_args()
@@ -181,9 +188,20 @@ def main() -> None:
         champion = registry.by_alias("champion")
     if champion is None:
         raise SystemExit("no champion model: train and promote one first (riskray train; riskray promote)")
+    if args.store == "seeded":
+        store = scratch_database(settings, STORE_DB)
+        counts = seed_history(store, CUSTOMERS, MERCHANTS)
+        os.environ["RISKRAY_POSTGRES_DB"] = STORE_DB  # every server below reads and logs there
+        console.print(f"store: {STORE_DB}, seeded with {counts['features']:,} card tiles and "
+                      f"{counts['merchant_features']:,} merchant tiles (every {BUSY_MERCHANT_EVERY}th merchant a "
+                      f"tile a minute), empty predictions table")
+    else:
+        console.print(f"store: the local stack's {settings.postgres_db}, as it is")
     work = Path(tempfile.mkdtemp(prefix="riskray-serve-bench-"))
     single = bodies(work / "single.jsonl", args.distinct)
-    batches = {size: bodies(work / f"batch{size}.jsonl", 20, batch=size) for size in (100, 1000)}
+    # as many distinct rows as single bodies: a batch file that comes round within the cache TTL measures hits
+    batches = {size: bodies(work / f"batch{size}.jsonl", max(20, args.distinct // size), batch=size)
+               for size in (100, 1000)}
     rows: list[dict] = []
     for round_ in range(1, args.rounds + 1):
         for mode in args.modes:

@@ -27,17 +27,16 @@ from pathlib import Path
 import numpy as np
 import psutil
 from kafka.admin import NewTopic
-from psycopg2 import sql
 from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import db, migrate  # noqa: E402
+from app import db  # noqa: E402
 from app.config import Settings, get_settings  # noqa: E402
-from app.stack import postgres  # noqa: E402
 from app.stack.kafka import admin  # noqa: E402
+from benchmarks.bench_store import scratch_database  # noqa: E402
 from streaming.status import features_query_name, progress_log, raw_query_name  # noqa: E402
 
 BENCH_DB = "riskray_bench"
@@ -45,19 +44,7 @@ console = Console(width=230)
 
 
 def bench_database(settings: Settings) -> Settings:
-    conn = postgres.superuser_connection(settings)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,))
-        if not cur.fetchone():
-            cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(BENCH_DB),
-                                                                    sql.Identifier(settings.postgres_user)))
-    conn.close()
-    bench = settings.model_copy(update={"postgres_db": BENCH_DB})
-    migrate.upgrade(bench)
-    with db.connection(bench) as conn, conn.cursor() as cur:
-        cur.execute("TRUNCATE transactions, features, merchant_features, stream_batch_commits")
-    return bench
+    return scratch_database(settings, BENCH_DB)
 
 
 def scalar(settings: Settings, query: str) -> object:

@@ -77,64 +77,73 @@ def test_a_batch_read_gets_a_budget_that_grows_with_its_size(stack: Settings) ->
             conn.commit()
 
 
-def _merchant_tiles(cur, merchant: int) -> list[tuple[int, int, int, int]]:
-    cur.execute("SELECT transaction_count, fraud_count, count_through, fraud_through FROM merchant_features "
-                "WHERE merchant_id = %s ORDER BY window_start", (merchant,))
-    return cur.fetchall()
-
-
-def test_merchant_tiles_keep_running_totals_whatever_order_and_updates_they_are_written_in(stack: Settings) -> None:
-    merchant = 10**13 + random.randrange(10**9)
+def test_tiles_keep_running_totals_whatever_order_and_updates_they_are_written_in(stack: Settings) -> None:
+    entity = 10**13 + random.randrange(10**9)
     start = datetime(2026, 11, 1, tzinfo=UTC)
     minutes = list(range(0, 600, 7))
     random.shuffle(minutes)
-    insert = ("INSERT INTO merchant_features (merchant_id, window_start, window_end, transaction_count, fraud_count) "
-              "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (merchant_id, window_start) DO UPDATE "
-              "SET transaction_count = EXCLUDED.transaction_count, fraud_count = EXCLUDED.fraud_count")
+    card = ("INSERT INTO features (customer_id, window_start, window_end, transaction_count, amount_sum, avg_amount, "
+            "max_amount) VALUES (%s, %s, %s, %s, %s, 1, 1) ON CONFLICT (customer_id, window_start) DO UPDATE "
+            "SET transaction_count = EXCLUDED.transaction_count, amount_sum = EXCLUDED.amount_sum")
+    merchant = ("INSERT INTO merchant_features (merchant_id, window_start, window_end, transaction_count, "
+                "fraud_count) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (merchant_id, window_start) DO UPDATE "
+                "SET transaction_count = EXCLUDED.transaction_count, fraud_count = EXCLUDED.fraud_count")
+
+    def tile(m: int, count: int, other: float) -> tuple:
+        return entity, start + timedelta(minutes=m), start + timedelta(minutes=m + 1), count, other
+
     with db.connection(stack) as conn, conn.cursor() as cur:
-        # one statement of many tiles, as the stream writes a batch
-        cur.executemany(insert, [(merchant, start + timedelta(minutes=m), start + timedelta(minutes=m + 1),
-                                  1 + m % 5, m % 2) for m in minutes[:40]])
-        for m in minutes[40:]:  # then tiles one by one, out of order
-            cur.execute(insert, (merchant, start + timedelta(minutes=m), start + timedelta(minutes=m + 1), 1 + m % 5,
-                                 m % 2))
-        # a late transaction updates an early tile, as an upsert does
-        first = start + timedelta(minutes=min(minutes))
-        cur.execute(insert, (merchant, first, first + timedelta(minutes=1), 50, 3))
-        tiles = _merchant_tiles(cur, merchant)
+        for insert, other in ((card, lambda m: m * 1.25), (merchant, lambda m: m % 2)):
+            # one statement of many tiles, as the stream writes a batch; then tiles one by one, out of order
+            cur.executemany(insert, [tile(m, 1 + m % 5, other(m)) for m in minutes[:40]])
+            for m in minutes[40:]:
+                cur.execute(insert, tile(m, 1 + m % 5, other(m)))
+            cur.execute(insert, tile(min(minutes), 50, 3))  # a late transaction updates the first tile
+        cur.execute("SELECT transaction_count, amount_sum, count_through, amount_through FROM features "
+                    "WHERE customer_id = %s ORDER BY window_start", (entity,))
+        cards = cur.fetchall()
+        cur.execute("SELECT transaction_count, fraud_count, count_through, fraud_through FROM merchant_features "
+                    "WHERE merchant_id = %s ORDER BY window_start", (entity,))
+        merchants = cur.fetchall()
         conn.rollback()
-    counts, frauds = [t[0] for t in tiles], [t[1] for t in tiles]
-    assert counts[0] == 50
-    assert [t[2] for t in tiles] == [sum(counts[: i + 1]) for i in range(len(tiles))]
-    assert [t[3] for t in tiles] == [sum(frauds[: i + 1]) for i in range(len(tiles))]
+    for tiles in (cards, merchants):
+        assert tiles[0][0] == 50 and len(tiles) == len(minutes)
+        for column, total in ((0, 2), (1, 3)):
+            values = [t[column] for t in tiles]
+            assert [t[total] for t in tiles] == pytest.approx([sum(values[: i + 1]) for i in range(len(tiles))])
 
 
-def test_a_merchant_window_reads_a_few_tiles_however_busy_the_merchant(stack: Settings) -> None:
-    """A merchant with a tile every minute for a month and a half: the read probes its running totals
-    instead of summing ~65,000 tiles per request."""
-    merchant = 10**13 + random.randrange(10**9)
+def test_a_read_probes_a_few_tiles_however_busy_the_card_and_the_merchant(stack: Settings) -> None:
+    """A card and a merchant with a tile every minute for a month and a half: the read probes their running
+    totals instead of summing ~65,000 tiles each per request."""
+    entity = 10**13 + random.randrange(10**9)
     t = datetime(2026, 11, 29, 12, 0, 30, tzinfo=UTC)
     minutes = 45 * 24 * 60
+    every_minute = ("FROM generate_series(0, %s) AS m, LATERAL (SELECT %s - m * interval '1 minute' AS w) s")
     with db.connection(stack) as conn, conn.cursor() as cur:
-        cur.execute(
-            "INSERT INTO merchant_features (merchant_id, window_start, window_end, transaction_count, fraud_count) "
-            "SELECT %s, w, w + interval '1 minute', 2, (m %% 100 = 0)::int "
-            "FROM generate_series(1, %s) AS m, LATERAL (SELECT %s - m * interval '1 minute' AS w) s",
-            (merchant, minutes, t.replace(second=0)))
-        h = history_for(cur, [1], [merchant], ["DE"], [t], label_delay_days=7)
+        cur.execute("INSERT INTO features (customer_id, window_start, window_end, transaction_count, amount_sum, "
+                    "avg_amount, max_amount) SELECT %s, w, w + interval '1 minute', 1, 2.5, 2.5, 2.5 " + every_minute,
+                    (entity, minutes, t.replace(second=0)))
+        cur.execute("INSERT INTO merchant_features (merchant_id, window_start, window_end, transaction_count, "
+                    "fraud_count) SELECT %s, w, w + interval '1 minute', 2, (m %% 100 = 50)::int " + every_minute,
+                    (entity, minutes, t.replace(second=0)))
+        h = history_for(cur, [entity], [entity], ["DE"], [t], label_delay_days=7)
         cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + _HISTORY_SQL,
-                    {"customer": "{1}", "merchant": f"{{{merchant}}}", "country": "{DE}", "t": f"{{{t.isoformat()}}}",
-                     "delay": 7})
+                    {"customer": f"{{{entity}}}", "merchant": f"{{{entity}}}", "country": "{DE}",
+                     "t": f"{{{t.isoformat()}}}", "delay": 7})
         plan = cur.fetchone()[0][0]["Plan"]
         conn.rollback()
     day = 24 * 60
-    assert h["merchant_count_1d"][0] == 2 * day
-    assert h["merchant_count_30d"][0] == 2 * 30 * day
+    assert (h["minute_count"][0], h["minute_sum"][0], h["minute_max"][0]) == (1, 2.5, 2.5)  # the tile at t's minute
+    assert (h["cust_count_1d"][0], h["cust_count_30d"][0]) == (day + 1, 30 * day + 1)
+    assert h["cust_amount_sum_7d"][0] == pytest.approx(2.5 * (7 * day + 1))
+    assert (h["merchant_count_1d"][0], h["merchant_count_30d"][0]) == (2 * (day + 1), 2 * (30 * day + 1))
     assert h["merchant_labelled_count_7d"][0] == 2 * 7 * day
     assert h["merchant_labelled_fraud_30d"][0] == 30 * day // 100
 
-    def merchant_rows_read(node: dict) -> float:
-        own = node["Actual Rows"] * node["Actual Loops"] if node.get("Relation Name") == "merchant_features" else 0
-        return own + sum(merchant_rows_read(child) for child in node.get("Plans", []))
+    def rows_read(node: dict, table: str) -> float:
+        own = node["Actual Rows"] * node["Actual Loops"] if node.get("Relation Name") == table else 0
+        return own + sum(rows_read(child, table) for child in node.get("Plans", []))
 
-    assert merchant_rows_read(plan) <= 8
+    assert rows_read(plan, "features") <= 4
+    assert rows_read(plan, "merchant_features") <= 8
