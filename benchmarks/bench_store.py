@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import psycopg2
 from psycopg2 import sql
 
 from app import db, migrate
@@ -87,8 +88,10 @@ def seed_history(settings: Settings, customers: int, merchants: int) -> dict[str
         for table in ("features", "merchant_features", "customer_countries"):
             cur.execute(f"SELECT count(*) FROM {table}")
             counts[table] = int(cur.fetchone()[0])
-        conn.commit()
-        for table in ("features", "merchant_features", "customer_countries"):
-            cur.execute(f"ANALYZE {table}")
-        conn.commit()
+    # now rather than by autovacuum in the middle of a measurement (it wakes for freshly filled tables)
+    vacuum = psycopg2.connect(settings.postgres_dsn())
+    vacuum.autocommit = True
+    with vacuum.cursor() as cur:
+        cur.execute("VACUUM (ANALYZE) features, merchant_features, customer_countries")
+    vacuum.close()
     return counts
