@@ -9,6 +9,9 @@ SERVE_PORT ?= $${RISKRAY_SERVE_PORT:-8000}
 bootstrap:
 	@bash cluster/local/bootstrap.sh
 
+# The demo's closing prediction request
+DEMO_BODY = {"amount": 870.0, "merchant_id": 17, "customer_id": 42, "country": "US", "device_type": "web"}
+
 # The main job: the stack, the streaming job, three days of history through Kafka into the feature store, a model
 # trained on it (Tune CV + Ray Train, registered in MLflow) and promoted, the prediction API on Ray Serve, and a
 # prediction. The stack stays up to explore; `make stack-down` stops it.
@@ -26,9 +29,8 @@ demo: bootstrap
 	$(RISKRAY) train --since "$$(date -u -d '3 days ago' +%Y-%m-%dT00:00:00)" --trials 2
 	$(RISKRAY) promote
 	$(RISKRAY) serve deploy
-	@echo '$$ curl -s -X POST localhost:$(SERVE_PORT)/predict -d {"amount": 870.0, "merchant_id": 17, "customer_id": 42}'
-	@curl -s -X POST http://127.0.0.1:$(SERVE_PORT)/predict -H 'content-type: application/json' \
-		-d '{"amount": 870.0, "merchant_id": 17, "customer_id": 42, "country": "US", "device_type": "web"}'; echo
+	@echo '$$ curl -s -X POST localhost:$(SERVE_PORT)/predict -H "content-type: application/json" -d $(DEMO_BODY)'
+	@curl -s -X POST http://127.0.0.1:$(SERVE_PORT)/predict -H 'content-type: application/json' -d '$(DEMO_BODY)'; echo
 	$(RISKRAY) stack status
 
 # Bootstrap, start the stack, run every test (unit and integration, against the real services), stop the stack.
