@@ -128,14 +128,20 @@ def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def history_matrix(cur: psycopg2.extensions.cursor, customer_ids: Sequence[int], merchant_ids: Sequence[int],
-                   countries: Sequence[str], event_times: Sequence[datetime], label_delay_days: int,
-                   prepared: bool = False, timeout_ms: int | None = None) -> np.ndarray:
+def _id_or_null(entity: int | None) -> str:
+    return "NULL" if entity is None else str(int(entity))
+
+
+def history_matrix(cur: psycopg2.extensions.cursor, customer_ids: Sequence[int | None],
+                   merchant_ids: Sequence[int | None], countries: Sequence[str], event_times: Sequence[datetime],
+                   label_delay_days: int, prepared: bool = False, timeout_ms: int | None = None) -> np.ndarray:
     """HISTORY_COLUMNS for a batch of transactions, as the store knows them now: one float row per transaction,
-    columns in HISTORY_COLUMNS order. ``prepared``: the connection ran :func:`prepare_history` already.
+    columns in HISTORY_COLUMNS order. A None id skips that entity's reads (its columns come back as no history).
+    ``prepared``: the connection ran :func:`prepare_history` already.
     ``timeout_ms``: a statement timeout for this read only (``SET LOCAL``, sent in the same query: the caller's
     transaction ends it, or in autocommit the query's own implicit one)."""
-    params = {"customer": _array_literal(map(int, customer_ids)), "merchant": _array_literal(map(int, merchant_ids)),
+    params = {"customer": _array_literal(_id_or_null(c) for c in customer_ids),
+              "merchant": _array_literal(_id_or_null(m) for m in merchant_ids),
               "country": _array_literal(_quoted(c) for c in countries),
               "t": _array_literal(t.isoformat() for t in event_times), "delay": label_delay_days,
               "timeout": int(timeout_ms or 0)}

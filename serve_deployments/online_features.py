@@ -2,8 +2,9 @@
 fail or hang a prediction.
 
 * One query per request or batch (``app.feature_store.history_matrix``) under a ``statement_timeout``.
-* A small TTL cache keyed by (customer, merchant, country, minute): the tiles change at most once per stream
-  trigger, so a repeat within the TTL gets the same answer for free.
+* Small TTL caches, one for cards' history keyed by (customer, country, minute) and one for merchants' keyed by
+  (merchant, minute): the tiles change at most once per stream trigger, so a repeat within the TTL gets the same
+  answer for free, and a merchant shared by many cards is read once, not per transaction.
 * When the store fails or is slow, the request is answered from request-supplied values and neutral defaults
   (no history) and flagged ``features_degraded``; for ``serve_store_retry_s`` afterwards the store is not asked
   at all, so an outage costs no request a connect timeout.
@@ -44,6 +45,11 @@ class _StoreConnection(psycopg2.extensions.connection):
         self.autocommit = True
 
 
+# a transaction's history in two parts, cached apart: its merchant's windows, and the rest (its card's)
+MERCHANT_PART = np.array([i for i, name in enumerate(HISTORY_COLUMNS) if name.startswith("merchant_")])
+CARD_PART = np.array([i for i, name in enumerate(HISTORY_COLUMNS) if not name.startswith("merchant_")])
+
+
 def empty_history(rows: int) -> np.ndarray:
     """No history at all (rows x HISTORY_COLUMNS): what a first-seen customer looks like."""
     history = np.zeros((rows, len(HISTORY_COLUMNS)))
@@ -58,7 +64,8 @@ class OnlineFeatures:
         self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
         self._pool_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(POOL_SIZE)
-        self._cache: OrderedDict[tuple, tuple[float, np.ndarray]] = OrderedDict()
+        self._cards: OrderedDict[tuple, tuple[float, np.ndarray]] = OrderedDict()  # (customer, country, minute)
+        self._merchants: OrderedDict[tuple, tuple[float, np.ndarray]] = OrderedDict()  # (merchant, minute)
         self._cache_lock = threading.Lock()
         self._down_until = 0.0
         self.last_error: str | None = None
@@ -115,38 +122,62 @@ class OnlineFeatures:
     # --- reads ------------------------------------------------------------------------------------------
     def history(self, customers: Sequence[int], merchants: Sequence[int], countries: Sequence[str],
                 times: Sequence[datetime]) -> tuple[dict[str, np.ndarray], bool]:
-        """(history columns, degraded). Never raises: a failing store yields empty history and degraded=True."""
+        """(history columns, degraded). Never raises: a failing store yields empty history and degraded=True.
+
+        The card's part (its tiles and countries) and the merchant's are cached and read apart: a merchant is
+        shared by many cards, so within the TTL, and within one batch, its probes run once, not once per
+        transaction. A part already known is asked for with a NULL id, which the store's probes skip."""
         n = len(customers)
         now = time.monotonic()
-        keys = [(c, m, k, int(t.timestamp() // 60)) for c, m, k, t in zip(customers, merchants, countries, times,
-                                                                            strict=True)]
+        minutes = [int(t.timestamp() // 60) for t in times]
+        card_keys = [(c, k, m) for c, k, m in zip(customers, countries, minutes, strict=True)]
+        merchant_keys = [(m, minute) for m, minute in zip(merchants, minutes, strict=True)]
         rows = np.empty((n, len(HISTORY_COLUMNS)))
-        missing = []
+        # per row: where its card part and merchant part come from — the cache (known), an earlier row of this
+        # batch (copied after the read), or this read
+        need_card: dict[tuple, int] = {}
+        need_merchant: dict[tuple, int] = {}
         with self._cache_lock:
-            for i, key in enumerate(keys):
-                hit = self._cache.get(key) if self.ttl_s > 0 else None
-                if hit is not None and now - hit[0] < self.ttl_s:
-                    rows[i] = hit[1]
-                else:
-                    missing.append(i)
-        degraded = False
-        if missing:
-            fetched = self._fetch([customers[i] for i in missing], [merchants[i] for i in missing],
-                                  [countries[i] for i in missing], [times[i] for i in missing])
-            if fetched is None:
-                degraded = True
-                rows[missing] = empty_history(len(missing))
-            else:
-                rows[missing] = fetched
-                if self.ttl_s > 0:
-                    with self._cache_lock:
-                        for j, i in enumerate(missing):
-                            self._cache[keys[i]] = (now, fetched[j])
-                        while len(self._cache) > CACHE_SIZE:
-                            self._cache.popitem(last=False)
-        return {name: rows[:, k] for k, name in enumerate(HISTORY_COLUMNS)}, degraded
+            for i in range(n):
+                for key, part, cache, needed in ((card_keys[i], CARD_PART, self._cards, need_card),
+                                                 (merchant_keys[i], MERCHANT_PART, self._merchants, need_merchant)):
+                    hit = cache.get(key) if self.ttl_s > 0 else None
+                    if hit is not None and now - hit[0] < self.ttl_s:
+                        rows[i, part] = hit[1]
+                    else:
+                        needed.setdefault(key, i)
+        missing = sorted({*need_card.values(), *need_merchant.values()})
+        if not missing:
+            return self._columns(rows), False
+        asked_card = {i for i in need_card.values()}
+        asked_merchant = {i for i in need_merchant.values()}
+        fetched = self._fetch([customers[i] if i in asked_card else None for i in missing],
+                              [merchants[i] if i in asked_merchant else None for i in missing],
+                              [countries[i] for i in missing], [times[i] for i in missing])
+        degraded = fetched is None
+        if fetched is None:
+            fetched = empty_history(len(missing))
+        at = {i: j for j, i in enumerate(missing)}
+        for i in range(n):  # every row whose part was read, by itself or by an earlier row with the same key
+            if card_keys[i] in need_card:
+                rows[i, CARD_PART] = fetched[at[need_card[card_keys[i]]], CARD_PART]
+            if merchant_keys[i] in need_merchant:
+                rows[i, MERCHANT_PART] = fetched[at[need_merchant[merchant_keys[i]]], MERCHANT_PART]
+        if self.ttl_s > 0 and not degraded:
+            with self._cache_lock:
+                for cache, needed, part in ((self._cards, need_card, CARD_PART),
+                                            (self._merchants, need_merchant, MERCHANT_PART)):
+                    for key, i in needed.items():
+                        cache[key] = (now, fetched[at[i], part])
+                    while len(cache) > CACHE_SIZE:
+                        cache.popitem(last=False)
+        return self._columns(rows), degraded
 
-    def _fetch(self, customers: list[int], merchants: list[int], countries: list[str],
+    @staticmethod
+    def _columns(rows: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: rows[:, k] for k, name in enumerate(HISTORY_COLUMNS)}
+
+    def _fetch(self, customers: list[int | None], merchants: list[int | None], countries: list[str],
                times: list[datetime]) -> np.ndarray | None:
         if time.monotonic() < self._down_until:
             return None
@@ -163,7 +194,7 @@ class OnlineFeatures:
             return None
         return round(self.settings.serve_store_timeout_ms + rows * self.settings.serve_store_timeout_per_row_ms)
 
-    def _fetch_with_slot(self, customers: list[int], merchants: list[int], countries: list[str],
+    def _fetch_with_slot(self, customers: list[int | None], merchants: list[int | None], countries: list[str],
                          times: list[datetime]) -> np.ndarray | None:
         conn = None
         broken = False

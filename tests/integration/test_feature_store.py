@@ -3,6 +3,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from app import db
@@ -128,6 +129,8 @@ def test_a_read_probes_a_few_tiles_however_busy_the_card_and_the_merchant(stack:
                     "fraud_count) SELECT %s, w, w + interval '1 minute', 2, (m %% 100 = 50)::int " + every_minute,
                     (entity, minutes, t.replace(second=0)))
         h = history_for(cur, [entity], [entity], ["DE"], [t], label_delay_days=7)
+        # a None id skips that entity: serving asks so for a part it has cached
+        apart = history_for(cur, [entity, None], [None, entity], ["DE", "DE"], [t, t], label_delay_days=7)
         cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + _HISTORY_SQL,
                     {"customer": f"{{{entity}}}", "merchant": f"{{{entity}}}", "country": "{DE}",
                      "t": f"{{{t.isoformat()}}}", "delay": 7})
@@ -140,6 +143,11 @@ def test_a_read_probes_a_few_tiles_however_busy_the_card_and_the_merchant(stack:
     assert (h["merchant_count_1d"][0], h["merchant_count_30d"][0]) == (2 * (day + 1), 2 * (30 * day + 1))
     assert h["merchant_labelled_count_7d"][0] == 2 * 7 * day
     assert h["merchant_labelled_fraud_30d"][0] == 30 * day // 100
+
+    for name in h:  # row 0 names only the card, row 1 only the merchant
+        asked, skipped = (1, 0) if name.startswith("merchant_") else (0, 1)
+        np.testing.assert_equal(apart[name][asked], h[name][0], err_msg=name)
+        assert apart[name][skipped] == 0 or np.isnan(apart[name][skipped]), name
 
     def rows_read(node: dict, table: str) -> float:
         own = node["Actual Rows"] * node["Actual Loops"] if node.get("Relation Name") == table else 0
