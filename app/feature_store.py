@@ -112,9 +112,11 @@ _PREPARE_SQL = (f"PREPARE {PREPARED} (bigint[], bigint[], text[], timestamptz[],
                 + _history_sql("$1", "$2", "$3", "$4", "$5"))
 
 
-def prepare_history(cur: psycopg2.extensions.cursor) -> None:
-    """Prepare the history query on this connection: planning the query costs ~2 ms, more than running it."""
-    cur.execute(_PREPARE_SQL)
+def prepare_history(cur: psycopg2.extensions.cursor, timeout_ms: int | None = None) -> None:
+    """Prepare the history query on this connection: planning the query costs ~2 ms, more than running it.
+    ``timeout_ms``: a statement timeout for the PREPARE only, sent in the same query as for a read."""
+    prefix = "" if timeout_ms is None else f"SET LOCAL statement_timeout = {int(timeout_ms)}; "
+    cur.execute(prefix + _PREPARE_SQL)
 
 
 def _array_literal(items: Iterable[object]) -> str:

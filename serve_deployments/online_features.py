@@ -202,9 +202,8 @@ class OnlineFeatures:
             conn = self._connection()
             with conn.cursor() as cur:
                 if not conn.history_prepared:  # once per connection; planning may take longer than a read
-                    cur.execute("SET statement_timeout = 5000")
-                    prepare_history(cur)
-                    cur.execute("RESET statement_timeout")  # back to the connection's per-request budget
+                    # the longer budget ends with the PREPARE's own query, even when the PREPARE fails
+                    prepare_history(cur, timeout_ms=5000)
                     conn.history_prepared = True
                 history = history_matrix(cur, customers, merchants, countries, times,
                                          self.settings.label_delay_days, prepared=True,
