@@ -43,10 +43,6 @@ BENCH_DB = "riskray_bench"
 console = Console(width=230)
 
 
-def bench_database(settings: Settings) -> Settings:
-    return scratch_database(settings, BENCH_DB)
-
-
 def scalar(settings: Settings, query: str) -> object:
     with db.connection(settings) as conn, conn.cursor() as cur:
         cur.execute(query)
@@ -68,7 +64,7 @@ def jvm_rss_mb(process: psutil.Process) -> float:
 
 
 def run_rate(base: Settings, rate: int, duration: float, output_mode: str, engine: str = "spark") -> dict:
-    settings = bench_database(base)
+    settings = scratch_database(base, BENCH_DB)
     tag = uuid.uuid4().hex[:6]
     topic, prefix = f"bench-{tag}", f"bench-{tag}"
     client = admin(settings)

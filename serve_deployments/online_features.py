@@ -149,8 +149,7 @@ class OnlineFeatures:
         missing = sorted({*need_card.values(), *need_merchant.values()})
         if not missing:
             return self._columns(rows), False
-        asked_card = {i for i in need_card.values()}
-        asked_merchant = {i for i in need_merchant.values()}
+        asked_card, asked_merchant = set(need_card.values()), set(need_merchant.values())
         fetched = self._fetch([customers[i] if i in asked_card else None for i in missing],
                               [merchants[i] if i in asked_merchant else None for i in missing],
                               [countries[i] for i in missing], [times[i] for i in missing])
