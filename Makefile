@@ -34,14 +34,17 @@ demo: bootstrap
 	$(RISKRAY) stack status
 
 # Bootstrap, start the stack, run every test (unit and integration, against the real services), stop the stack.
+# The stack runs in the tests' scratch world (tests/scratch.env: own database, topics, registered model), so the
+# suite never writes into the store the demo and your own work use.
 test: bootstrap
-	@$(RISKRAY) stack up; rc=$$?; \
+	@set -a; . tests/scratch.env; set +a; \
+	$(RISKRAY) stack up; rc=$$?; \
 	if [ $$rc -eq 0 ]; then $(VENV)/pytest -ra; rc=$$?; fi; \
 	$(RISKRAY) stack down >/dev/null || rc=1; \
 	exit $$rc
 
 unit: bootstrap
-	$(VENV)/pytest -ra tests/unit
+	@set -a; . tests/scratch.env; set +a; $(VENV)/pytest -ra tests/unit
 
 stack-up: bootstrap
 	$(RISKRAY) stack up

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, ValidationError, computed_field
+from pydantic import Field, SecretStr, ValidationError, computed_field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "RISKRAY_"
@@ -113,9 +113,20 @@ class Settings(BaseSettings):
     train_cpus_per_worker: float = Field(
         default=0.9, gt=0, description="Ray CPUs per training worker and Tune trial; 0.9 leaves the Serve replicas "
                                        "(0.1 each) room on a 2-CPU head. XGBoost threads = max(1, int(this)).")
-    tune_trials: int = Field(default=8, ge=1)
+    tune_trials: int = Field(default=8, ge=0, description="0: the original design's parameters, no search")
     tune_max_concurrent: int = Field(default=2, ge=1, description="Tune trials at once; each runs a 5-fold CV.")
     cv_folds: int = Field(default=5, ge=2)
+    cv_scheme: Literal["time", "stratified"] = Field(
+        default="time", description="time: each fold validates on a later period than it trains on (label delay "
+                                    "between them); stratified: random folds, which leak the future")
+    cv_gap_days: float | None = Field(
+        default=None, ge=0, description="Time folds: days between a fold's training and validation rows; unset: the "
+                                        "label delay (labels younger than it are unknown when a model is trained)")
+    train_split: Literal["time", "stratified"] = Field(
+        default="time", description="time: test on the latest part of the period; stratified: a random part")
+    train_seed: int = Field(default=7, description="Seeds the split, the folds and the search.")
+    training_work_dir: Path | None = Field(
+        default=None, description="Stage files of `riskray train`; default: the state folder's training/.")
 
     # --- Spark ---------------------------------------------------------------------------------------------
     spark_master: str = "local[2]"
@@ -132,6 +143,12 @@ class Settings(BaseSettings):
     stream_window_seconds: int = Field(default=60, ge=1)
     stream_max_offsets_per_trigger: int = Field(default=200_000, ge=1)
     stream_query_prefix: str = Field(default="transactions", description="Names the queries and their checkpoints.")
+
+    @field_validator("training_work_dir")
+    @classmethod
+    def _from_project_root(cls, value: Path | None) -> Path | None:
+        # a Ray job runs in a working directory of its own: a relative path means the checkout's
+        return value if value is None or value.is_absolute() else PROJECT_ROOT / value
 
     # --- derived -------------------------------------------------------------------------------------------
     @computed_field  # type: ignore[prop-decorator]
@@ -181,7 +198,7 @@ class Settings(BaseSettings):
     @property
     def training_dir(self) -> Path:
         """Training snapshot, model and reports (DVC outputs; dvc.yaml names the same default paths)."""
-        return self.state_dir / "training"
+        return self.training_work_dir or self.state_dir / "training"
 
 
 class SettingsError(ValueError):

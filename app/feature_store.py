@@ -16,12 +16,19 @@ from datetime import datetime
 import numpy as np
 import psycopg2.extensions
 
-from app.model_inputs import HISTORY_COLUMNS, LONG_WINDOWS_DAYS
+from app.features import HISTORY, HISTORY_COLUMNS, TILE_TABLES, HistoryWindow
 
 # Windows come from the tiles' running totals (migration 0005): the sum over an entity's tiles in [a, b] is its
 # total through the last tile <= b less its total before the first tile >= a — two primary-key probes whatever
-# the entity's traffic — and zero when no tile falls inside. Running total '<name>_through' adds up tile column:
+# the entity's traffic — and zero when no tile falls inside. Running total '<measure>_through' adds up tile column:
 TOTALS = {"count": "transaction_count", "amount": "amount_sum", "fraud": "fraud_count"}
+# the current minute's values, straight from the tile that starts at floor(t)
+MINUTE_COLUMNS = {"count": "transaction_count", "amount": "amount_sum", "max": "max_amount", "std": "amount_std"}
+COUNTRY_SQL = {
+    "count": "sum(transaction_count)",
+    "country_count": "sum(transaction_count) FILTER (WHERE cc.country = r.country)",
+    "top_country_count": "max(transaction_count)",
+}
 
 
 def _last_tile(table: str, key: str, alias: str, bound: str, columns: tuple[str, ...]) -> str:
@@ -39,69 +46,75 @@ def _window(last: str, first: str, since: str, total: str) -> str:
     return f"CASE WHEN {last}.window_start >= {since} THEN {last}.{total}_through - {first}.{total}_before ELSE 0 END"
 
 
+def _value(expression: str, window: HistoryWindow) -> str:
+    """The window's SQL value, its empty default where the store has nothing (NULL where that is NaN)."""
+    if window.empty != window.empty:  # NaN: NULL reads back as NaN
+        return f"{expression} AS {window.name}"
+    return f"coalesce({expression}, {window.empty:g}) AS {window.name}"  # '0', not '0.0': no cast to numeric
+
+
+def _since(span: int, delayed: bool) -> str:
+    return f"r.{'delayed_' if delayed else ''}since_{span}"
+
+
+def _tile_lateral(entity: str, windows: list[HistoryWindow]) -> str:
+    """One entity's windows: a last-tile probe per end (now, or the label delay ago) and a first-tile probe per
+    span, from the entity's tile table."""
+    table, key = TILE_TABLES[entity]  # type: ignore[index]
+    values, probes = [], []
+    for delayed in (False, True):
+        spanned = [w for w in windows if isinstance(w.span, int) and w.labels_delayed == delayed]
+        minute = [w for w in windows if w.span == "minute"] if not delayed else []
+        if not spanned and not minute:
+            continue
+        last = f"{entity[0]}_upto_{'delayed' if delayed else 'now'}"
+        totals = tuple(dict.fromkeys(w.measure for w in spanned))
+        minute_columns = tuple(dict.fromkeys(MINUTE_COLUMNS[w.measure] for w in minute))
+        bound = "< r.delayed_end" if delayed else "<= r.floor"
+        probes.append(_last_tile(table, key, last, bound, (*(f"{t}_through" for t in totals), *minute_columns)))
+        for span in dict.fromkeys(w.span for w in spanned):
+            span_totals = tuple(dict.fromkeys(w.measure for w in spanned if w.span == span))
+            probes.append(_first_tile(table, key, f"{last}_from_{span}", _since(span, delayed), span_totals))  # type: ignore[arg-type]
+        for w in minute:
+            values.append((w, f"CASE WHEN {last}.window_start = r.floor THEN {last}.{MINUTE_COLUMNS[w.measure]} END"))
+        for w in spanned:
+            values.append((w, _window(last, f"{last}_from_{w.span}", _since(w.span, delayed), w.measure)))  # type: ignore[arg-type]
+    order = {w.name: i for i, w in enumerate(windows)}
+    listed = ", ".join(_value(expression, w) for w, expression in sorted(values, key=lambda v: order[v[0].name]))
+    return f"SELECT {listed} FROM (SELECT) one {' '.join(probes)}"
+
+
+def _country_lateral(windows: list[HistoryWindow]) -> str:
+    listed = ", ".join(_value(COUNTRY_SQL[w.measure], w) for w in windows)
+    return f"SELECT {listed} FROM customer_countries cc WHERE cc.customer_id = r.customer_id"
+
+
 def _history_sql(customer_ids: str, merchant_ids: str, country_codes: str, times: str, delay: str) -> str:
+    """The history query of app.features.HISTORY: one row per transaction, HISTORY_COLUMNS by name."""
     # Window bounds are computed once per transaction in ``r`` (MATERIALIZED, so the planner does not inline them
     # back into every tile row's FILTER): half the cost of a read, which the per-tile interval arithmetic was.
-    bounds = [
-        "date_trunc('minute', q.t) AS floor",
-        *(f"date_trunc('minute', q.t) - interval '{d} days' AS since_{d}" for d in LONG_WINDOWS_DAYS),
-        f"date_trunc('minute', q.t) - make_interval(days => {delay}) AS delayed_end",
-        *(f"date_trunc('minute', q.t) - make_interval(days => {delay}) - interval '{d} days' AS delayed_since_{d}"
-          for d in LONG_WINDOWS_DAYS),
-    ]
-    # the card's tile at or before t's minute: its current tile when it starts at floor(t)
-    current = "CASE WHEN upto_now.window_start = r.floor THEN upto_now.{} END"
-    customer = [
-        f"coalesce({current.format('transaction_count')}, 0)",
-        f"coalesce({current.format('amount_sum')}, 0)",
-        current.format("max_amount"),
-        current.format("amount_std"),
-        *(_window("upto_now", f"from_{d}", f"r.since_{d}", "count") for d in LONG_WINDOWS_DAYS),
-        *(_window("upto_now", f"from_{d}", f"r.since_{d}", "amount") for d in LONG_WINDOWS_DAYS),
-    ]
-    customer_probes = [
-        _last_tile("features", "customer_id", "upto_now", "<= r.floor",
-                   ("count_through", "amount_through", "transaction_count", "amount_sum", "max_amount", "amount_std")),
-        *(_first_tile("features", "customer_id", f"from_{d}", f"r.since_{d}", ("count", "amount"))
-          for d in LONG_WINDOWS_DAYS),
-    ]
-    merchant = [
-        *(_window("upto_now", f"from_{d}", f"r.since_{d}", "count") for d in LONG_WINDOWS_DAYS),
-        *(_window("upto_delayed", f"delayed_from_{d}", f"r.delayed_since_{d}", "count")
-          for d in LONG_WINDOWS_DAYS),
-        *(_window("upto_delayed", f"delayed_from_{d}", f"r.delayed_since_{d}", "fraud")
-          for d in LONG_WINDOWS_DAYS),
-    ]
-    merchant_probes = [
-        _last_tile("merchant_features", "merchant_id", "upto_now", "<= r.floor", ("count_through",)),
-        *(_first_tile("merchant_features", "merchant_id", f"from_{d}", f"r.since_{d}", ("count",))
-          for d in LONG_WINDOWS_DAYS),
-        _last_tile("merchant_features", "merchant_id", "upto_delayed", "< r.delayed_end",
-                   ("count_through", "fraud_through")),
-        *(_first_tile("merchant_features", "merchant_id", f"delayed_from_{d}", f"r.delayed_since_{d}",
-                      ("count", "fraud")) for d in LONG_WINDOWS_DAYS),
-    ]
-    countries = [
-        "coalesce(sum(transaction_count) FILTER (WHERE cc.country = r.country), 0)",
-        "coalesce(max(transaction_count), 0)",
-        "coalesce(sum(transaction_count), 0)",
-    ]
+    spans = dict.fromkeys((w.span, w.labels_delayed) for w in HISTORY if isinstance(w.span, int))
+    floor = "date_trunc('minute', q.t)"
+    delayed_end = f"{floor} - make_interval(days => {delay})"
+    bounds = [f"{floor} AS floor", f"{delayed_end} AS delayed_end", *(
+        f"{delayed_end if delayed else floor} - interval '{span} days' AS {_since(span, delayed)[2:]}"
+        for span, delayed in spans)]
+    laterals = []
+    for entity in ("customer", "merchant"):
+        tiled = [w for w in HISTORY if w.entity == entity and w.span != "lifetime"]
+        if tiled:
+            laterals.append(f"CROSS JOIN LATERAL ({_tile_lateral(entity, tiled)}) {entity}_tiles")
+    lifetime = [w for w in HISTORY if w.span == "lifetime"]
+    if lifetime:
+        laterals.append(f"CROSS JOIN LATERAL ({_country_lateral(lifetime)}) countries")
     return f"""
         WITH r AS MATERIALIZED (
             SELECT q.*, {', '.join(bounds)}
             FROM unnest({customer_ids}::bigint[], {merchant_ids}::bigint[], {country_codes}::text[],
                         {times}::timestamptz[]) WITH ORDINALITY AS q(customer_id, merchant_id, country, t, i)
         )
-        SELECT c.*, m.*, k.* FROM r
-        CROSS JOIN LATERAL (
-            SELECT {', '.join(customer)} FROM (SELECT) one {' '.join(customer_probes)}
-        ) c
-        CROSS JOIN LATERAL (
-            SELECT {', '.join(merchant)} FROM (SELECT) one {' '.join(merchant_probes)}
-        ) m
-        CROSS JOIN LATERAL (
-            SELECT {', '.join(countries)} FROM customer_countries cc WHERE cc.customer_id = r.customer_id
-        ) k
+        SELECT {', '.join(HISTORY_COLUMNS)} FROM r
+        {' '.join(laterals)}
         ORDER BY r.i
     """
 

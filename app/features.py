@@ -42,3 +42,82 @@ TILE_TABLES: dict[Entity, tuple[str, str]] = {  # table, key column
     "customer": ("features", "customer_id"),
     "merchant": ("merchant_features", "merchant_id"),
 }
+
+
+# --- history windows: what a transaction's history holds, declared once -------------------------------------
+# Each window is read online from the tiles' running totals (app.feature_store), rebuilt point-in-time from raw
+# transactions for training (app.point_in_time), defaulted when the store cannot answer, cached per entity in
+# serving, and listed in HISTORY_COLUMNS — all from these declarations. Adding a window is one line below.
+HistoryMeasure = Literal[
+    "count",  # transactions
+    "amount",  # sum of amounts
+    "fraud",  # labelled frauds (only with labels_delayed: a label is known only after the label delay)
+    "max",  # largest amount (minute span only)
+    "std",  # sample std of amounts (minute span only)
+    "country_count",  # the customer's earlier transactions in this transaction's country (lifetime only)
+    "top_country_count",  # ... in the customer's most used country (lifetime only)
+]
+Span = Literal["minute", "lifetime"] | int  # the current clock minute, all time, or whole days back
+
+
+@dataclass(frozen=True)
+class HistoryWindow:
+    name: str
+    entity: Entity
+    measure: HistoryMeasure
+    span: Span
+    labels_delayed: bool = False  # the window ends label-delay days before the transaction's minute
+    empty: float = 0.0  # the value with no history (NaN: undefined, XGBoost's "missing")
+
+    def describe(self) -> str:
+        what = {"count": "transactions", "amount": "amount total", "fraud": "labelled frauds",
+                "max": "largest amount", "std": "amount std", "country_count": "transactions in this country",
+                "top_country_count": "transactions in the top country"}[self.measure]
+        span = {"minute": "earlier in this minute", "lifetime": "ever"}.get(self.span, f"over {self.span} days")  # type: ignore[arg-type]
+        delayed = ", ending the label delay ago" if self.labels_delayed else ""
+        return f"{self.entity} {what} {span}{delayed}"
+
+
+LONG_WINDOWS_DAYS: tuple[int, ...] = (1, 7, 30)
+NAN = float("nan")
+
+HISTORY: tuple[HistoryWindow, ...] = (
+    HistoryWindow("minute_count", "customer", "count", "minute"),
+    HistoryWindow("minute_sum", "customer", "amount", "minute"),
+    HistoryWindow("minute_max", "customer", "max", "minute", empty=NAN),
+    HistoryWindow("minute_std", "customer", "std", "minute", empty=NAN),
+    *(HistoryWindow(f"cust_count_{d}d", "customer", "count", d) for d in LONG_WINDOWS_DAYS),
+    *(HistoryWindow(f"cust_amount_sum_{d}d", "customer", "amount", d) for d in LONG_WINDOWS_DAYS),
+    *(HistoryWindow(f"merchant_count_{d}d", "merchant", "count", d) for d in LONG_WINDOWS_DAYS),
+    *(HistoryWindow(f"merchant_labelled_count_{d}d", "merchant", "count", d, labels_delayed=True)
+      for d in LONG_WINDOWS_DAYS),
+    *(HistoryWindow(f"merchant_labelled_fraud_{d}d", "merchant", "fraud", d, labels_delayed=True)
+      for d in LONG_WINDOWS_DAYS),
+    HistoryWindow("cust_country_count", "customer", "country_count", "lifetime"),
+    HistoryWindow("cust_top_country_count", "customer", "top_country_count", "lifetime"),
+    HistoryWindow("cust_total_count", "customer", "count", "lifetime"),
+)
+
+
+def _check(windows: tuple[HistoryWindow, ...]) -> None:
+    """The combinations the store and the rebuild implement; anything else fails at import, not at serving."""
+    for w in windows:
+        if w.measure == "fraud" and not w.labels_delayed:
+            raise ValueError(f"{w.name}: a fraud label is usable only after the label delay (labels_delayed=True)")
+        if w.measure in ("max", "std") and (w.span != "minute" or w.entity != "customer"):
+            raise ValueError(f"{w.name}: max and std exist only for the customer's current minute")
+        if w.span == "minute" and (w.entity != "customer" or w.labels_delayed):
+            raise ValueError(f"{w.name}: minute windows are the customer's current tile")
+        if w.span == "lifetime" and (w.entity != "customer" or w.measure not in
+                                     ("count", "country_count", "top_country_count")):
+            raise ValueError(f"{w.name}: lifetime windows are the customer's country counts")
+        if w.measure == "amount" and w.entity != "customer":
+            raise ValueError(f"{w.name}: merchant tiles keep no amounts")
+    names = [w.name for w in windows]
+    if len(set(names)) != len(names):
+        raise ValueError("history window names must be unique")
+
+
+_check(HISTORY)
+HISTORY_COLUMNS: tuple[str, ...] = tuple(w.name for w in HISTORY)
+WINDOW_OF: dict[str, HistoryWindow] = {w.name: w for w in HISTORY}

@@ -23,24 +23,15 @@ per request.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
 import numpy as np
 
-LONG_WINDOWS_DAYS: tuple[int, ...] = (1, 7, 30)
-FEATURE_SET = "v1"  # bump when a definition below changes: training_features rows name the set they used
+from app.features import HISTORY, HISTORY_COLUMNS, LONG_WINDOWS_DAYS
 
-# --- history: what the store (or the point-in-time rebuild) supplies for each transaction -----------------
-HISTORY_COLUMNS: tuple[str, ...] = (
-    "minute_count", "minute_sum", "minute_max", "minute_std",
-    *(f"cust_count_{d}d" for d in LONG_WINDOWS_DAYS),
-    *(f"cust_amount_sum_{d}d" for d in LONG_WINDOWS_DAYS),
-    *(f"merchant_count_{d}d" for d in LONG_WINDOWS_DAYS),
-    *(f"merchant_labelled_count_{d}d" for d in LONG_WINDOWS_DAYS),
-    *(f"merchant_labelled_fraud_{d}d" for d in LONG_WINDOWS_DAYS),
-    "cust_country_count", "cust_top_country_count", "cust_total_count",
-)
-
+# --- history: what the store (or the point-in-time rebuild) supplies for each transaction, declared as data in
+# app.features (entity, measure, span, label-delay rule, empty value)
 # --- the transaction's own fields the model uses ---------------------------------------------------------
 RAW_COLUMNS: tuple[str, ...] = ("amount", "timestamp", "country", "device_type", "currency")
 
@@ -60,6 +51,13 @@ CATEGORICAL_FEATURES: tuple[str, ...] = ("country", "device_type", "currency")
 FEATURES: tuple[str, ...] = NUMERIC_FEATURES + CATEGORICAL_FEATURES
 
 NIGHT_HOURS = (22, 6)  # [22:00, 06:00) UTC counts as night
+
+# Names the definitions a model was trained with (training_features rows and MLflow runs carry it), derived from
+# them so a changed window or input cannot keep the old name. model_inputs' arithmetic is code: a change there
+# bumps FEATURE_SET_REVISION.
+FEATURE_SET_REVISION = 2
+FEATURE_SET = f"v{FEATURE_SET_REVISION}-" + hashlib.sha256(
+    repr((HISTORY, NUMERIC_FEATURES, CATEGORICAL_FEATURES, NIGHT_HOURS)).encode()).hexdigest()[:10]
 
 
 def event_time_us(timestamps: np.ndarray) -> np.ndarray:

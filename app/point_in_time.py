@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from app.model_inputs import HISTORY_COLUMNS, LONG_WINDOWS_DAYS, event_time_us, minute_std
+from app.features import HISTORY, HISTORY_COLUMNS, TILE_TABLES
+from app.model_inputs import event_time_us, minute_std
 
 MINUTE_US = 60_000_000
 DAY_MINUTES = 1_440
@@ -86,7 +87,8 @@ def _partial_minute(entity: np.ndarray, minute: np.ndarray, t_us: np.ndarray,
 
 
 def _country_counts(customer: np.ndarray, country: np.ndarray, t_us: np.ndarray) -> dict[str, np.ndarray]:
-    """Earlier transactions of the customer: in this country, in its most used country, in total."""
+    """Earlier transactions of the customer (by lifetime measure): in this country, in its most used country,
+    in total."""
     n = len(customer)
     country_code = pd.factorize(country)[0]
     by_country = np.lexsort((t_us, country_code, customer))
@@ -108,53 +110,61 @@ def _country_counts(customer: np.ndarray, country: np.ndarray, t_us: np.ndarray)
     top_sorted = np.where(first_tied > start, running_top[np.maximum(first_tied - 1, 0)], 0.0)
     top = np.empty(n, dtype=np.float64)
     top[by_time] = top_sorted
-    return {"cust_country_count": country_count, "cust_top_country_count": top, "cust_total_count": total}
+    return {"country_count": country_count, "top_country_count": top, "count": total}
 
 
 def history_frame(transactions: pd.DataFrame, label_delay_days: int) -> pd.DataFrame:
-    """HISTORY_COLUMNS for every row of ``transactions`` (the Kafka message columns), in the same order."""
+    """HISTORY_COLUMNS for every row of ``transactions`` (the Kafka message columns), in the same order: each
+    declared window of app.features.HISTORY rebuilt as the store would have answered at the row's event time."""
     t_us = event_time_us(transactions["timestamp"].to_numpy(dtype="datetime64[us]"))
     minute = t_us // MINUTE_US
-    customer = transactions["customer_id"].to_numpy(dtype=np.int64)
-    merchant = transactions["merchant_id"].to_numpy(dtype=np.int64)
     amount = transactions["amount"].to_numpy(dtype=np.float64)
-    fraud = transactions["is_fraud"].to_numpy(dtype=np.float64)
-    ones = np.ones(len(transactions))
+    measures = {"count": np.ones(len(transactions)), "amount": amount,
+                "fraud": transactions["is_fraud"].to_numpy(dtype=np.float64)}
+    ids = {entity: transactions[key].to_numpy(dtype=np.int64) for entity, (_, key) in TILE_TABLES.items()}
 
-    longest = max(LONG_WINDOWS_DAYS) * DAY_MINUTES
+    longest = max(w.span for w in HISTORY if isinstance(w.span, int)) * DAY_MINUTES
     margin = longest + label_delay_days * DAY_MINUTES + DAY_MINUTES
     base = (int(minute.min()) if len(minute) else 0) - margin
     rel_minute = minute - base  # >= margin, so every window bound stays >= 0 and inside its entity's key range
     span = int(rel_minute.max() if len(minute) else 0) + margin + 1
-    customer_rank = pd.factorize(customer, sort=True)[0].astype(np.int64)
-    merchant_rank = pd.factorize(merchant, sort=True)[0].astype(np.int64)
 
+    partial: dict[str, dict[str, np.ndarray]] = {}  # per entity: its earlier rows in the same minute
+    tiles: dict[str, _Tiles] = {}
+    ranks: dict[str, np.ndarray] = {}
+    for entity in ids:
+        windows = [w for w in HISTORY if w.entity == entity and w.span != "lifetime"]
+        if not windows:
+            continue
+        summed = {w.measure for w in windows if w.measure in measures}
+        undelayed = [w for w in windows if not w.labels_delayed]  # these add the current minute's partial tile
+        if undelayed:
+            wanted = {w.measure: measures[w.measure] for w in undelayed
+                      if w.measure in measures and w.measure != "count"}
+            maxima: tuple[str, ...] = ()
+            if any(w.measure in ("max", "std") for w in windows):
+                wanted |= {"amount": amount, "amount_sq": amount * amount}
+                maxima = ("amount",)
+            partial[entity] = _partial_minute(ids[entity], minute, t_us, wanted, maxima=maxima)
+        ranks[entity] = pd.factorize(ids[entity], sort=True)[0].astype(np.int64)
+        tiles[entity] = _Tiles(ranks[entity], rel_minute, span, {m: measures[m] for m in summed})
+
+    countries = None
     out: dict[str, np.ndarray] = {}
-    cust_partial = _partial_minute(customer, minute, t_us, {"amount": amount, "amount_sq": amount * amount},
-                                   maxima=("amount",))
-    out["minute_count"] = cust_partial["count"]
-    out["minute_sum"] = cust_partial["amount"]
-    out["minute_max"] = cust_partial["amount_max"]
-    out["minute_std"] = minute_std(cust_partial["count"], cust_partial["amount"], cust_partial["amount_sq"])
-
-    cust_tiles = _Tiles(customer_rank, rel_minute, span, {"count": ones, "amount": amount})
-    for d in LONG_WINDOWS_DAYS:
-        first = rel_minute - d * DAY_MINUTES
-        out[f"cust_count_{d}d"] = cust_tiles.range_sum("count", customer_rank, first, rel_minute) + out["minute_count"]
-        out[f"cust_amount_sum_{d}d"] = (cust_tiles.range_sum("amount", customer_rank, first, rel_minute)
-                                        + out["minute_sum"])
-
-    merchant_partial = _partial_minute(merchant, minute, t_us, {})
-    merchant_tiles = _Tiles(merchant_rank, rel_minute, span, {"count": ones, "fraud": fraud})
-    delayed_end = rel_minute - label_delay_days * DAY_MINUTES
-    for d in LONG_WINDOWS_DAYS:
-        first = rel_minute - d * DAY_MINUTES
-        out[f"merchant_count_{d}d"] = (merchant_tiles.range_sum("count", merchant_rank, first, rel_minute)
-                                       + merchant_partial["count"])
-    for d in LONG_WINDOWS_DAYS:
-        first = delayed_end - d * DAY_MINUTES
-        out[f"merchant_labelled_count_{d}d"] = merchant_tiles.range_sum("count", merchant_rank, first, delayed_end)
-        out[f"merchant_labelled_fraud_{d}d"] = merchant_tiles.range_sum("fraud", merchant_rank, first, delayed_end)
-
-    out.update(_country_counts(customer, transactions["country"].to_numpy(dtype=object), t_us))
+    for w in HISTORY:
+        if w.span == "minute":
+            p = partial[w.entity]
+            out[w.name] = {"count": lambda p=p: p["count"], "amount": lambda p=p: p["amount"],
+                           "max": lambda p=p: p["amount_max"],
+                           "std": lambda p=p: minute_std(p["count"], p["amount"], p["amount_sq"])}[w.measure]()
+        elif w.span == "lifetime":
+            if countries is None:
+                countries = _country_counts(ids["customer"], transactions["country"].to_numpy(dtype=object), t_us)
+            out[w.name] = countries[w.measure]
+        else:
+            end = rel_minute - label_delay_days * DAY_MINUTES if w.labels_delayed else rel_minute
+            value = tiles[w.entity].range_sum(w.measure, ranks[w.entity], end - w.span * DAY_MINUTES, end)
+            if not w.labels_delayed:  # the current minute's partial tile: the entity's strictly earlier rows
+                value = value + partial[w.entity][w.measure]
+            out[w.name] = value
     return pd.DataFrame({name: out[name] for name in HISTORY_COLUMNS}, index=transactions.index)

@@ -14,13 +14,11 @@ import httpx
 
 from app.config import Settings
 from app.errors import UserError
+from app.model_artifact import DEFAULT_THRESHOLD, MODEL_FILE, PREPROCESSOR_ARTIFACT, THRESHOLD_TAG, ModelFiles
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "champion_history"
-THRESHOLD_TAG = "threshold"
-MODEL_FILE = "model.ubj"  # the XGBoost flavour's file when logged with model_format="ubj"
-PREPROCESSOR_ARTIFACT = "preprocessor/preprocessor.json"  # run artifact logged beside the model
 
 
 class RegistryError(UserError, RuntimeError):
@@ -34,14 +32,7 @@ class ModelVersion:
     run_id: str
     source: str
     aliases: tuple[str, ...]
-    threshold: float  # the decision threshold chosen at training (tag 'threshold'), 0.5 if unset
-
-
-@dataclass(frozen=True)
-class ModelFiles:
-    version: str
-    booster: bytes
-    preprocessor: str
+    threshold: float  # the decision threshold chosen at training (tag 'threshold'), DEFAULT_THRESHOLD if unset
 
 
 class Registry:
@@ -83,7 +74,7 @@ class Registry:
         tags = {t["key"]: t["value"] for t in payload.get("tags", [])}
         return ModelVersion(payload["name"], str(payload["version"]), payload.get("run_id", ""),
                             payload.get("source", ""), tuple(payload.get("aliases", ())),
-                            float(tags.get(THRESHOLD_TAG, 0.5)))
+                            float(tags.get(THRESHOLD_TAG, DEFAULT_THRESHOLD)))
 
     def by_alias(self, alias: str) -> ModelVersion | None:
         try:
@@ -114,7 +105,7 @@ class Registry:
         return response.content
 
     def download(self, version: ModelVersion) -> ModelFiles:
-        """The booster (XGBoost UBJSON bytes) and preprocessor (JSON) of a model version."""
+        """A model version's files (app.model_artifact's layout) and decision threshold."""
         model_uri = self._call("GET", "/model-versions/get-download-uri",
                                params={"name": self.name, "version": version.version})["artifact_uri"]
         run = self._call("GET", "/runs/get", params={"run_id": version.run_id})["run"]
@@ -122,6 +113,7 @@ class Registry:
             version=version.version,
             booster=self._artifact(model_uri, MODEL_FILE),
             preprocessor=self._artifact(run["info"]["artifact_uri"], PREPROCESSOR_ARTIFACT).decode(),
+            threshold=version.threshold,
         )
 
     def resolve(self, ref: str) -> ModelVersion:

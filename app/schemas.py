@@ -113,11 +113,18 @@ class PredictionRequest(BaseModel):
 
 
 class Contribution(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     feature: str
     contribution: float
 
 
 class PredictionResponse(BaseModel):
+    """What /predict answers, and each item of /predict/batch. The fast path builds the same body as a dict (no
+    model per request); tests/unit/test_response_schemas.py checks every variant against this model."""
+
+    model_config = ConfigDict(extra="forbid")
+
     is_fraud: Literal[0, 1]
     fraud_probability: float = Field(ge=0, le=1)
     latency_ms: float
@@ -129,7 +136,23 @@ class PredictionResponse(BaseModel):
 
 
 class BatchPredictionResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     predictions: list[PredictionResponse]
+
+
+class HealthResponse(BaseModel):
+    """GET /health: 200 with status 'ok' when a model is loaded and the feature store answers, else 503 with
+    status 'unavailable' and the reasons."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["ok", "unavailable"]
+    reasons: list[str] = Field(default_factory=list, description="why it cannot answer well; empty when ok")
+    model_version: str | None = None
+    challenger: str | None = None
+    ab_mode: str | None = None
+    last_reload_error: str | None = Field(default=None, description="the last failed reload; the old model serves")
 
 
 class AbMode(StrEnum):

@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import psycopg2
-from psycopg2 import sql
 
 from app import db, migrate
 from app.config import Settings
@@ -25,15 +24,7 @@ BUSY_MERCHANT_EVERY = 100  # every 100th merchant has a tile every minute; the o
 
 def scratch_database(settings: Settings, name: str) -> Settings:
     """``name`` created if missing, migrated to head and emptied; the settings that point at it."""
-    conn = postgres.superuser_connection(settings)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-        if not cur.fetchone():
-            cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
-                                                                    sql.Identifier(settings.postgres_user)))
-    conn.close()
-    scratch = settings.model_copy(update={"postgres_db": name})
+    scratch = postgres.create_database(settings, name)
     migrate.upgrade(scratch)
     with db.connection(scratch) as conn, conn.cursor() as cur:
         cur.execute(f"TRUNCATE {', '.join(STORE_TABLES)}")

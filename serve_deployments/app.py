@@ -26,6 +26,7 @@ from ray import serve
 from app.config import get_settings
 from app.schemas import (
     BatchPredictionResponse,
+    HealthResponse,
     PredictionRequest,
     PredictionResponse,
     ServeModelConfig,
@@ -44,6 +45,7 @@ api = FastAPI(
 )
 api.add_middleware(PredictFastPath)  # plain POST /predict skips FastAPI's routing; errors and the rest do not
 _batch_adapter = TypeAdapter(list[PredictionRequest])
+REPLICA_HEADER = "x-riskray-replica"  # which replica answered: shows requests spread over replicas
 
 
 class ORJSONResponse(JSONResponse):
@@ -61,7 +63,8 @@ class FraudDetector:
         self.predictor = Predictor(self.settings, metrics)
         self.together = NaturalBatcher(self._answer, self.settings.serve_batch_max_size,
                                        self.settings.serve_batch_concurrency, metrics.batch_size.observe)
-        PredictFastPath.answer_with(self._predict_one)
+        self.replica_header = {REPLICA_HEADER: serve.get_replica_context().replica_id.unique_id}
+        PredictFastPath.answer_with(self._predict_one, self.replica_header)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         self.predictor.reconfigure(user_config)
@@ -88,8 +91,8 @@ class FraudDetector:
         received = time.perf_counter()
         if explain:  # rare and costlier: scored on its own rather than slowing a shared batch
             answers = await asyncio.to_thread(self._answer, [(transaction, received)], True)
-            return ORJSONResponse(answers[0])
-        return ORJSONResponse(await self._predict_one(transaction, received))
+            return ORJSONResponse(answers[0], headers=self.replica_header)
+        return ORJSONResponse(await self._predict_one(transaction, received), headers=self.replica_header)
 
     async def _predict_one(self, transaction: PredictionRequest, received: float) -> dict[str, Any]:
         """One /predict call, scored together with the calls that arrive while a batch is being scored."""
@@ -126,23 +129,19 @@ class FraudDetector:
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
                                          ) from None
         if not requests:
-            return ORJSONResponse({"predictions": []})
+            return ORJSONResponse({"predictions": []}, headers=self.replica_header)
         try:
             answers = await asyncio.to_thread(self.predictor.answer, requests, explain, "batch")
         except Exception:
             self.predictor.failed(len(requests))
             raise
-        return ORJSONResponse({"predictions": answers})
+        return ORJSONResponse({"predictions": answers}, headers=self.replica_header)
 
-    @api.get("/health")
+    @api.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
     def health(self) -> Response:
-        p = self.predictor
-        reasons = p.problems()
-        if reasons:
-            return ORJSONResponse({"status": "unavailable", "reasons": reasons}, status_code=503)
-        return ORJSONResponse({"status": "ok", "model_version": p.champion.version,
-                               "challenger": p.challenger.version if p.challenger else None,
-                               "ab_mode": p.config.ab_mode, "last_reload_error": p.load_error})
+        body = self.predictor.health()
+        return ORJSONResponse(body.model_dump(), status_code=200 if body.status == "ok" else 503,
+                              headers=self.replica_header)
 
     @api.get("/metrics", response_class=PlainTextResponse)
     def prometheus(self) -> Response:

@@ -34,13 +34,15 @@ class PredictFastPath:
     """
 
     handler: ClassVar[PredictHandler | None] = None
+    headers: ClassVar[list[tuple[bytes, bytes]]] = []  # added to every answer (the replica that answered)
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     @classmethod
-    def answer_with(cls, handler: PredictHandler | None) -> None:
+    def answer_with(cls, handler: PredictHandler | None, headers: dict[str, str] | None = None) -> None:
         cls.handler = handler
+        cls.headers = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = PredictFastPath.handler
@@ -59,7 +61,8 @@ class PredictFastPath:
             return
         payload = orjson.dumps(await handler(transaction, received))
         await send({"type": "http.response.start", "status": 200,
-                    "headers": [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]})
+                    "headers": [*_JSON_HEADERS, *PredictFastPath.headers,
+                                (b"content-length", str(len(payload)).encode())]})
         await send({"type": "http.response.body", "body": payload})
 
 

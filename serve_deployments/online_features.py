@@ -25,7 +25,7 @@ import psycopg2.pool
 
 from app.config import Settings
 from app.feature_store import history_matrix, prepare_history
-from app.model_inputs import HISTORY_COLUMNS
+from app.features import HISTORY, HISTORY_COLUMNS
 
 logger = logging.getLogger(__name__)
 CACHE_SIZE = 50_000
@@ -45,16 +45,15 @@ class _StoreConnection(psycopg2.extensions.connection):
         self.autocommit = True
 
 
-# a transaction's history in two parts, cached apart: its merchant's windows, and the rest (its card's)
-MERCHANT_PART = np.array([i for i, name in enumerate(HISTORY_COLUMNS) if name.startswith("merchant_")])
-CARD_PART = np.array([i for i, name in enumerate(HISTORY_COLUMNS) if not name.startswith("merchant_")])
+# a transaction's history in two parts, cached apart: its merchant's windows, and its card's (the customer's)
+MERCHANT_PART = np.array([i for i, w in enumerate(HISTORY) if w.entity == "merchant"])
+CARD_PART = np.array([i for i, w in enumerate(HISTORY) if w.entity == "customer"])
+EMPTY_ROW = np.array([w.empty for w in HISTORY])
 
 
 def empty_history(rows: int) -> np.ndarray:
     """No history at all (rows x HISTORY_COLUMNS): what a first-seen customer looks like."""
-    history = np.zeros((rows, len(HISTORY_COLUMNS)))
-    history[:, [HISTORY_COLUMNS.index("minute_max"), HISTORY_COLUMNS.index("minute_std")]] = np.nan
-    return history
+    return np.tile(EMPTY_ROW, (rows, 1))
 
 
 class OnlineFeatures:

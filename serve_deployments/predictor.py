@@ -4,20 +4,22 @@ it; the serving benchmark's bare uvicorn app wraps the very same object."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from uuid import UUID
 
 import numpy as np
 
 from app.config import Settings
+from app.model_artifact import ScoringModel
 from app.model_inputs import model_inputs
-from app.schemas import PredictionRequest, ServeModelConfig
-from serve_deployments.model import LoadedModel
+from app.schemas import HealthResponse, PredictionRequest, ServeModelConfig
 from serve_deployments.online_features import OnlineFeatures
 from serve_deployments.prediction_log import LoggedPrediction, PredictionLog
 
@@ -39,18 +41,50 @@ class MetricsSink(Protocol):
     reload_failures: Metric
 
 
-class Predictor:
-    """Models, online features, prediction log and metrics behind the endpoints, independent of Serve."""
+class HistorySource(Protocol):
+    """Where a transaction's history comes from (the feature store: ``OnlineFeatures``)."""
 
-    def __init__(self, settings: Settings, metrics: MetricsSink) -> None:
+    def history(self, customers: Sequence[int], merchants: Sequence[int], countries: Sequence[str],
+                times: Sequence[datetime]) -> tuple[dict[str, np.ndarray], bool]: ...
+    def ping(self) -> str | None: ...
+
+
+class PredictionSink(Protocol):
+    """Where answered predictions are written (the predictions table: ``PredictionLog``)."""
+
+    def append(self, rows: list[LoggedPrediction]) -> None: ...
+    def close(self) -> None: ...
+
+
+ModelLoader = Callable[[str], ScoringModel]  # a version number or alias -> the loaded model
+
+
+def canary_draw(transaction_id: UUID | None, fallback: random.Random) -> float:
+    """A number in [0, 1) that decides a canary request: from its transaction id when it has one, so a retried
+    transaction is answered by the same model and a test's split is reproducible; random otherwise."""
+    if transaction_id is None:
+        return fallback.random()
+    digest = hashlib.blake2b(transaction_id.bytes, digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+class Predictor:
+    """Models, online features, prediction log and metrics behind the endpoints, independent of Serve. The
+    collaborators are arguments (defaults: the feature store, the predictions table, the MLflow registry), so
+    routing, error counting and the degraded flag are tested with small real stand-ins."""
+
+    def __init__(self, settings: Settings, metrics: MetricsSink, features: HistorySource | None = None,
+                 log: PredictionSink | None = None, loader: ModelLoader | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.features = OnlineFeatures(self.settings)
-        self.log = PredictionLog(self.settings, lambda rows, reason: self.metrics.log_dropped.inc(
-            rows, tags={"reason": reason}))
+        self.features: HistorySource = features or OnlineFeatures(self.settings)
+        self.log: PredictionSink = log or PredictionLog(
+            self.settings, lambda rows, reason: self.metrics.log_dropped.inc(rows, tags={"reason": reason}))
+        # one request, one core: XGBoost threads cost more than they save here
+        self.loader: ModelLoader = loader or (lambda ref: ScoringModel.load(self.settings, ref, threads=1))
         self.config = ServeModelConfig()
-        self.champion: LoadedModel | None = None
-        self.challenger: LoadedModel | None = None
+        self.champion: ScoringModel | None = None
+        self.challenger: ScoringModel | None = None
         self.load_error: str | None = None
         self._random = random.Random()
 
@@ -74,10 +108,10 @@ class Predictor:
         logger.info("serving model version %s (challenger %s, %s)", champion.version,
                     challenger.version if challenger else None, config.ab_mode)
 
-    def _load(self, ref: str, current: LoadedModel | None) -> LoadedModel:
+    def _load(self, ref: str, current: ScoringModel | None) -> ScoringModel:
         if current is not None and ref == current.version:
             return current
-        return LoadedModel.load(self.settings, ref)
+        return self.loader(ref)
 
     def problems(self) -> list[str]:
         """Why this predictor cannot answer well: no model, or no feature store. Empty when healthy."""
@@ -88,6 +122,14 @@ class Predictor:
         if store:
             reasons.append(store)
         return reasons
+
+    def health(self) -> HealthResponse:
+        reasons = self.problems()
+        if reasons:
+            return HealthResponse(status="unavailable", reasons=reasons, last_reload_error=self.load_error)
+        return HealthResponse(status="ok", model_version=self.champion.version if self.champion else None,
+                              challenger=self.challenger.version if self.challenger else None,
+                              ab_mode=self.config.ab_mode, last_reload_error=self.load_error)
 
     def close(self) -> None:
         self.log.close()
@@ -128,8 +170,8 @@ class Predictor:
         shadow = None
         if challenger is not None and config.ab_mode == "canary":
             _, challenger_probability = challenger.score(inputs)
-            for i in range(len(requests)):
-                if self._random.random() < config.canary_share:
+            for i, request in enumerate(requests):
+                if canary_draw(request.transaction_id, self._random) < config.canary_share:
                     probability[i] = challenger_probability[i]
                     versions[i], thresholds[i], variants[i] = challenger.version, challenger.threshold, "challenger"
         elif challenger is not None and config.ab_mode == "shadow":

@@ -1,4 +1,4 @@
-"""XGBoost on Ray: hyperparameter search by 5-fold stratified CV under Ray Tune, then the final fit under
+"""XGBoost on Ray: hyperparameter search by 5-fold CV (time-forward by default) under Ray Tune, then the final fit under
 Ray Train V2 (``XGBoostTrainer`` with ``train_loop_per_worker``) over N workers.
 
 Two choices come from measurements on a 2-core machine (see ../shared/FACTS.md and the training benchmark):
@@ -24,8 +24,8 @@ import numpy as np
 import xgboost as xgb
 
 from app.errors import UserError
-
-MODEL_FILE = "model.ubj"
+from app.model_artifact import MODEL_FILE
+from training.splits import Folds
 
 
 class ResourcesError(UserError, RuntimeError):
@@ -81,8 +81,9 @@ class CvResult:
 
 
 def _cv_trial(config: dict[str, Any], matrix: np.ndarray, labels: np.ndarray, feature_names: list[str],
-              folds: int, scale_pos_weight: float, seed: int) -> None:
-    """One Tune trial: stratified k-fold CV of one configuration, reporting the CV means as it boosts."""
+              folds: int | Folds, scale_pos_weight: float, seed: int) -> None:
+    """One Tune trial: k-fold CV of one configuration, reporting the CV means as it boosts. ``folds``: explicit
+    (train, validation) rows (time-forward), or a count of stratified random folds."""
     from ray import tune
 
     class Report(xgb.callback.TrainingCallback):
@@ -93,9 +94,11 @@ def _cv_trial(config: dict[str, Any], matrix: np.ndarray, labels: np.ndarray, fe
             return False
 
     dtrain = xgb.DMatrix(matrix, label=labels, feature_names=feature_names)
+    fold_args: dict[str, Any] = ({"nfold": folds, "stratified": True} if isinstance(folds, int)
+                                 else {"folds": folds, "nfold": len(folds)})
     history = xgb.cv(
-        {**base_params(scale_pos_weight), **config}, dtrain, num_boost_round=MAX_ROUNDS, nfold=folds,
-        stratified=True, seed=seed, early_stopping_rounds=EARLY_STOPPING_ROUNDS, callbacks=[Report()],
+        {**base_params(scale_pos_weight), **config}, dtrain, num_boost_round=MAX_ROUNDS, seed=seed,
+        early_stopping_rounds=EARLY_STOPPING_ROUNDS, callbacks=[Report()], **fold_args,
     )
     best = history.iloc[-1]  # xgb.cv trims the history to the best round when it stops early
     tune.report({
@@ -111,10 +114,11 @@ def _last(entry: Any) -> float:
 
 
 def tune_with_cv(matrix: np.ndarray, labels: np.ndarray, feature_names: list[str], *, trials: int,
-                 folds: int, max_concurrent: int, storage: Path, seed: int = 7, cpus_per_trial: float = 0.9
+                 folds: int | Folds, max_concurrent: int, storage: Path, seed: int = 7, cpus_per_trial: float = 0.9
                  ) -> CvResult:
     """Search ``trials`` configurations (the original design's defaults first) by k-fold CV mean average
-    precision; ASHA stops trials that fall behind at the same round count."""
+    precision; ASHA stops trials that fall behind at the same round count. ``folds``: time-forward (train,
+    validation) rows (``training.splits``), or a count of stratified random folds."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import BasicVariantGenerator

@@ -9,17 +9,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from app.config import Settings
+from app.model_artifact import ModelFiles, ScoringModel
 from app.model_inputs import HISTORY_COLUMNS, model_inputs
 from app.point_in_time import history_frame
-from app.preprocessing import Preprocessor
-from app.registry import ModelFiles, Registry
+from app.registry import Registry
 from training import data
 
 PARALLEL_ABOVE_ROWS = 500_000  # below this, Ray Data's start-up costs more than it saves
+SCORING_ACTORS = 2
 
 
 @dataclass
@@ -29,34 +29,29 @@ class ScoreResult:
     version: str
 
 
-def load_model(files: ModelFiles) -> tuple[object, Preprocessor]:
-    import xgboost as xgb
+class BlockScorer:
+    """Scores blocks of rows (raw fields + history columns) with one model, loaded once: in this process, or once
+    per actor of a Ray Data actor pool (never once per block)."""
 
-    booster = xgb.Booster()
-    booster.load_model(bytearray(files.booster))
-    return booster, Preprocessor.model_validate_json(files.preprocessor)
+    def __init__(self, files: ModelFiles) -> None:
+        self.model = ScoringModel.from_files(files)
 
-
-def _score_block(block: pd.DataFrame, files: ModelFiles, threshold: float) -> pd.DataFrame:
-    booster, preprocessor = load_model(files)
-    inputs = model_inputs(data.raw_fields(block), {name: block[name].to_numpy() for name in HISTORY_COLUMNS})
-    probability = booster.inplace_predict(preprocessor.transform(inputs), validate_features=False)  # type: ignore[attr-defined]
-    return pd.DataFrame({
-        "transaction_id": block["transaction_id"].to_numpy(), "customer_id": block["customer_id"].to_numpy(),
-        "timestamp": block["timestamp"].to_numpy(), "fraud_probability": probability.astype(np.float64),
-        "is_fraud_pred": (probability >= threshold).astype(np.int64), "model_version": files.version,
-    })
+    def __call__(self, block: pd.DataFrame) -> pd.DataFrame:
+        inputs = model_inputs(data.raw_fields(block), {name: block[name].to_numpy() for name in HISTORY_COLUMNS})
+        _, probability = self.model.score(inputs)
+        return pd.DataFrame({
+            "transaction_id": block["transaction_id"].to_numpy(), "customer_id": block["customer_id"].to_numpy(),
+            "timestamp": block["timestamp"].to_numpy(), "fraud_probability": probability,
+            "is_fraud_pred": self.model.decide(probability), "model_version": self.model.version,
+        })
 
 
 def score_file(settings: Settings, source: Path, out: Path, since: datetime | None, until: datetime | None,
                model: str, say: Callable[[str], None]) -> ScoreResult:
     transactions = data.read_file(source)  # errors here, before any model download or Ray work
     with Registry(settings) as registry:
-        version = registry.resolve(model)
-        files = registry.download(version)
-        threshold = version.threshold
-    say(f"model version {version.version} (threshold {threshold:.3f}); "
-        f"features for {len(transactions):,} rows")
+        files = registry.download(registry.resolve(model))
+    say(f"model version {files.version} (threshold {files.threshold:.3f}); features for {len(transactions):,} rows")
     history = history_frame(transactions, settings.label_delay_days)
     keep = data.in_period(transactions["timestamp"], since, until)
     if not keep.any():
@@ -69,13 +64,14 @@ def score_file(settings: Settings, source: Path, out: Path, since: datetime | No
 
         ensure_ray(settings)
         scored = ray.data.from_pandas(rows).map_batches(
-            _score_block, batch_format="pandas", fn_kwargs={"files": files, "threshold": threshold},
+            BlockScorer, batch_format="pandas", fn_constructor_kwargs={"files": files},
+            compute=ray.data.ActorPoolStrategy(size=SCORING_ACTORS),
         ).to_pandas()
     else:
-        scored = _score_block(rows, files, threshold)
+        scored = BlockScorer(files)(rows)
     scored = scored.sort_values("timestamp", kind="stable")
     if out.suffix == ".csv":
         scored.to_csv(out, index=False)
     else:
         scored.to_parquet(out, index=False)
-    return ScoreResult(len(scored), int(scored["is_fraud_pred"].sum()), version.version)
+    return ScoreResult(len(scored), int(scored["is_fraud_pred"].sum()), files.version)

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from app.config import PROJECT_ROOT, Settings
-from app.registry import CHALLENGER, THRESHOLD_TAG
+from app.model_artifact import THRESHOLD_TAG
+from app.registry import CHALLENGER
 
 
 def git_commit() -> str:

@@ -13,7 +13,7 @@ import typer
 from app.config import Settings, get_settings
 
 
-class Split(StrEnum):
+class Scheme(StrEnum):
     time = "time"
     stratified = "stratified"
 
@@ -33,22 +33,31 @@ def train(
     from_file: Annotated[Path | None, typer.Option(help="train from a .parquet/.csv of Kafka-message columns")] = None,
     since: Annotated[datetime | None, typer.Option(help="first event time (UTC) of the training period")] = None,
     until: Annotated[datetime | None, typer.Option(help="end of the training period (UTC); default now")] = None,
-    trials: Annotated[int | None, typer.Option(min=0, help="Tune trials (0 = defaults, no search)")] = None,
-    folds: Annotated[int | None, typer.Option(min=2, help="CV folds per trial")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Ray Train workers for the final fit")] = None,
-    split: Annotated[Split, typer.Option(help="time: test on the latest 20 %; stratified: random")] = Split.time,
+    trials: Annotated[int | None, typer.Option(
+        min=0, help="Tune trials (0 = defaults, no search) [RISKRAY_TUNE_TRIALS]")] = None,
+    folds: Annotated[int | None, typer.Option(min=2, help="CV folds per trial [RISKRAY_CV_FOLDS]")] = None,
+    cv: Annotated[Scheme | None, typer.Option(
+        help="CV folds: time = each trains on earlier days than it validates on; stratified = random "
+             "[RISKRAY_CV_SCHEME]")] = None,
+    cv_gap_days: Annotated[float | None, typer.Option(
+        min=0, help="time folds: days between training and validation rows [RISKRAY_CV_GAP_DAYS, default the label "
+                    "delay]")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Ray Train workers [RISKRAY_TRAIN_WORKERS]")] = None,
+    split: Annotated[Scheme | None, typer.Option(
+        help="test part: time = the latest 20 %; stratified = random [RISKRAY_TRAIN_SPLIT]")] = None,
+    seed: Annotated[int | None, typer.Option(help="split, folds and search [RISKRAY_TRAIN_SEED]")] = None,
     register: Annotated[bool, typer.Option(help="log to MLflow and register as 'challenger'")] = True,
 ) -> None:
     """Train a fraud model: snapshot -> point-in-time features -> Tune k-fold CV -> Ray Train -> evaluate ->
     MLflow (new version, alias 'challenger'). The history before --since still feeds the features."""
-    from training.pipeline import TrainOptions, run
+    from training.options import TrainOptions
+    from training.pipeline import run
 
     settings = get_settings()
-    options = TrainOptions(
-        source_file=from_file, since=_utc(since), until=_utc(until),
-        trials=settings.tune_trials if trials is None else trials, folds=folds or settings.cv_folds,
-        workers=workers or settings.train_workers, split=split.value, register_model=register,
-    )
+    options = TrainOptions.from_settings(
+        settings, source_file=from_file, since=_utc(since), until=_utc(until), trials=trials, folds=folds,
+        cv=cv.value if cv else None, cv_gap_days=cv_gap_days, workers=workers, split=split.value if split else None,
+        seed=seed, register_model=register)
     _say(f"training {'from ' + str(from_file) if from_file else 'from the feature store'}")
     report = run(settings, options, _say)
     if report.version:

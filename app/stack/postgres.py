@@ -153,6 +153,35 @@ def superuser_connection(settings: Settings, database: str = "postgres"):
     )
 
 
+def create_database(settings: Settings, name: str, fresh: bool = False) -> Settings:
+    """Database ``name`` owned by the riskray role (dropped first when ``fresh``); the settings that point at it.
+    Scratch databases for tests and benchmarks live on the same server as the real one, never in it."""
+    conn = superuser_connection(settings)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            if fresh:
+                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if not cur.fetchone():
+                cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(name), sql.Identifier(settings.postgres_user)))
+    finally:
+        conn.close()
+    return settings.model_copy(update={"postgres_db": name})
+
+
+def drop_database(settings: Settings, name: str) -> None:
+    """Drop ``name``, closing whatever sessions still hold it (a Serve replica's pool, say)."""
+    conn = superuser_connection(settings)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    finally:
+        conn.close()
+
+
 def check(settings: Settings) -> None:
     conn = superuser_connection(settings)
     try:

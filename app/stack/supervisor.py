@@ -18,7 +18,7 @@ from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from app.config import PROJECT_ROOT, Settings
+from app.config import ENV_PREFIX, PROJECT_ROOT, Settings
 from app.stack.errors import StackError
 
 # AF_UNIX paths are limited to 107 bytes, and Ray nests its sockets ~75 bytes deep under its temp dir
@@ -87,6 +87,14 @@ def render_config(settings: Settings, programs: list[Program]) -> str:
         "directory": str(PROJECT_ROOT),
         "minfds": "10000",
     }
+    # Every program gets the RISKRAY_* settings the stack was started with, written down here: a stack started
+    # for the tests' scratch world (tests/scratch.env) and one started for real work then render different
+    # configs, so neither can be mistaken for the other ("running with other settings").
+    fields = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    settings_env = {k: v for k, v in os.environ.items() if k.upper() in fields}
+    if settings_env:
+        parser["supervisord"]["environment"] = ",".join(
+            f'{key}="{_escape(value)}"' for key, value in sorted(settings_env.items()))
     parser["rpcinterface:supervisor"] = {
         "supervisor.rpcinterface_factory": "supervisor.rpcinterface:make_main_rpcinterface"
     }

@@ -1,14 +1,19 @@
 """Integration tests run against the real local stack (PostgreSQL, Kafka, Ray, MLflow on loopback).
 
 The session fixture brings the stack up if it is not up already (``make test`` has usually done it), so
-``pytest tests/integration`` also works on its own.
+``pytest tests/integration`` also works on its own, then makes the tests' scratch world fresh (tests/scratch.py):
+an empty migrated database, empty topics, no registered model. It is removed again when the session ends, or by
+the stack-teardown test just before it stops the stack.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from app.config import Settings, get_settings
+from tests import scratch
 
 
 @pytest.fixture(scope="session")
@@ -17,8 +22,12 @@ def settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def stack(settings: Settings) -> Settings:
-    from app.stack import manager
+def stack(settings: Settings) -> Iterator[Settings]:
+    from app.stack import manager, supervisor
 
+    scratch.guard(settings)
     manager.up(settings, echo=lambda line: None)
-    return settings
+    scratch.reset(settings)
+    yield settings
+    if supervisor.is_running(settings):  # the teardown test may have stopped it, after removing the world
+        scratch.remove(settings)

@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -151,23 +152,22 @@ def assert_same_features(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
 
 
 # --- history streamed into the store, then probe transactions it has not seen -----------------------------------
-def recent_transactions(seed: int, days: int, customers: int, merchants: int) -> pd.DataFrame:
-    """Simulated transactions of the last ``days`` days, with customer, merchant and transaction ids that no other
-    run or test uses (the store outlives tests), sorted by event time."""
-    import random
-    from datetime import UTC, datetime, timedelta
+# Every streamed world ends here: a fixed moment, never the clock, so a seed gives the same transactions in any run.
+WORLD_END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
+
+def recent_transactions(seed: int, days: int, customers: int, merchants: int) -> pd.DataFrame:
+    """Simulated transactions of the ``days`` days before WORLD_END, sorted by event time. Customer and merchant
+    ids are moved to a range of the seed's own, so tests with other seeds never share an entity in the store."""
     from streaming.simulator import Simulator, SimulatorConfig
 
     simulator = Simulator(SimulatorConfig(seed=seed, customers=customers, merchants=merchants,
                                           compromised_cards_per_day=3, compromised_merchants_per_day=2))
-    now = datetime.now(UTC)
-    frame = pd.concat(list(simulator.backfill(now - timedelta(days=days), days + 1)), ignore_index=True)
-    frame = frame[frame["timestamp"] < pd.Timestamp(now)].drop(columns="scenario")
-    offset = 10**12 + random.randrange(10**9) * 1000
+    frame = pd.concat(list(simulator.backfill(WORLD_END - timedelta(days=days), days + 1)), ignore_index=True)
+    frame = frame[frame["timestamp"] < pd.Timestamp(WORLD_END)].drop(columns="scenario")
+    offset = 10**12 + (seed % 10**9) * 1000
     frame["customer_id"] += offset
     frame["merchant_id"] += offset
-    frame["transaction_id"] = [str(uuid.uuid4()) for _ in range(len(frame))]
     frame["timestamp"] = frame["timestamp"].astype("datetime64[us, UTC]")
     return frame.sort_values("timestamp", ignore_index=True)
 

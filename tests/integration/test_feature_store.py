@@ -12,9 +12,11 @@ from app.feature_store import _HISTORY_SQL, history_for
 
 pytestmark = pytest.mark.integration
 
+SEED = 20261202  # the shuffled write order and the batch's other customers; in each failure message
+
 
 def test_history_sums_the_tiles_inside_each_window_and_delays_merchant_labels(stack: Settings) -> None:
-    customer, merchant = 10**13 + random.randrange(10**9), 10**13 + random.randrange(10**9)
+    customer, merchant = 10**13 + 1, 10**13 + 2  # ids of this test's own (the scratch store is fresh per session)
     t = datetime(2026, 11, 29, 12, 0, 30, tzinfo=UTC)
     floor = t.replace(second=0)
     tiles = [  # (tile start relative to t's minute, count, amount_sum, frauds)
@@ -54,7 +56,7 @@ def test_a_batch_read_gets_a_budget_that_grows_with_its_size(stack: Settings) ->
     finish, on the prepared statement the serving connections use."""
     from serve_deployments.online_features import OnlineFeatures
 
-    customer, merchant = 10**13 + random.randrange(10**9), 10**13 + random.randrange(10**9)
+    customer, merchant = 10**13 + 3, 10**13 + 4
     start = datetime(2026, 11, 29, 11, 0, tzinfo=UTC)
     with db.connection(stack) as conn, conn.cursor() as cur:
         cur.execute(
@@ -68,7 +70,7 @@ def test_a_batch_read_gets_a_budget_that_grows_with_its_size(stack: Settings) ->
         features = OnlineFeatures(settings)
         rows = 2000
         t = start + timedelta(hours=1)
-        customers = [customer, *random.sample(range(1, 10**6), rows - 1)]
+        customers = [customer, *random.Random(SEED).sample(range(1, 10**6), rows - 1)]
         history, degraded = features.history(customers, [merchant] * rows, ["DE"] * rows, [t] * rows)
         assert not degraded, features.last_error
         assert (history["cust_count_1d"][0], history["cust_amount_sum_1d"][0]) == (3, 30.0)
@@ -79,10 +81,10 @@ def test_a_batch_read_gets_a_budget_that_grows_with_its_size(stack: Settings) ->
 
 
 def test_tiles_keep_running_totals_whatever_order_and_updates_they_are_written_in(stack: Settings) -> None:
-    entity = 10**13 + random.randrange(10**9)
+    entity = 10**13 + 5
     start = datetime(2026, 11, 1, tzinfo=UTC)
     minutes = list(range(0, 600, 7))
-    random.shuffle(minutes)
+    random.Random(SEED).shuffle(minutes)
     card = ("INSERT INTO features (customer_id, window_start, window_end, transaction_count, amount_sum, avg_amount, "
             "max_amount) VALUES (%s, %s, %s, %s, %s, 1, 1) ON CONFLICT (customer_id, window_start) DO UPDATE "
             "SET transaction_count = EXCLUDED.transaction_count, amount_sum = EXCLUDED.amount_sum")
@@ -108,7 +110,7 @@ def test_tiles_keep_running_totals_whatever_order_and_updates_they_are_written_i
         merchants = cur.fetchall()
         conn.rollback()
     for tiles in (cards, merchants):
-        assert tiles[0][0] == 50 and len(tiles) == len(minutes)
+        assert tiles[0][0] == 50 and len(tiles) == len(minutes), f"seed {SEED}"
         for column, total in ((0, 2), (1, 3)):
             values = [t[column] for t in tiles]
             assert [t[total] for t in tiles] == pytest.approx([sum(values[: i + 1]) for i in range(len(tiles))])
@@ -117,7 +119,7 @@ def test_tiles_keep_running_totals_whatever_order_and_updates_they_are_written_i
 def test_a_read_probes_a_few_tiles_however_busy_the_card_and_the_merchant(stack: Settings) -> None:
     """A card and a merchant with a tile every minute for a month and a half: the read probes their running
     totals instead of summing ~65,000 tiles each per request."""
-    entity = 10**13 + random.randrange(10**9)
+    entity = 10**13 + 6
     t = datetime(2026, 11, 29, 12, 0, 30, tzinfo=UTC)
     minutes = 45 * 24 * 60
     every_minute = ("FROM generate_series(0, %s) AS m, LATERAL (SELECT %s - m * interval '1 minute' AS w) s")

@@ -5,7 +5,6 @@ from collections.abc import Iterator
 
 import psycopg2
 import pytest
-from psycopg2 import sql
 
 from app import db, migrate
 from app.config import Settings
@@ -21,17 +20,10 @@ TABLES = {"transactions", "features", "merchant_features", "training_features", 
 def scratch_db(stack: Settings) -> Iterator[Settings]:
     """A throwaway database on the real server, so migrations run from nothing without touching real data."""
     name = f"riskray_migration_{uuid.uuid4().hex[:8]}"
-    admin = postgres.superuser_connection(stack)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        owner = sql.Identifier(stack.postgres_user)
-        cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), owner))
     try:
-        yield stack.model_copy(update={"postgres_db": name})
+        yield postgres.create_database(stack, name)
     finally:
-        with admin.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.close()
+        postgres.drop_database(stack, name)
 
 
 def _tables(settings: Settings) -> set[str]:

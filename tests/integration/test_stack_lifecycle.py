@@ -6,6 +6,7 @@ import pytest
 
 from app.config import Settings
 from app.stack import manager, ray_head
+from tests import scratch
 from tests.helpers import riskray
 
 pytestmark = pytest.mark.integration
@@ -29,6 +30,7 @@ def test_up_again_is_harmless(stack: Settings) -> None:
 
 @pytest.mark.stack_teardown
 def test_down_leaves_no_listening_port_or_process_behind(stack: Settings) -> None:
+    scratch.remove(stack)  # the session's scratch world goes while the stack can still remove it
     result = riskray("stack", "down")
     assert result.returncode == 0, result.stderr
     assert manager.listening_ports(stack) == []

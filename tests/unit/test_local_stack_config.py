@@ -52,7 +52,9 @@ def test_kafka_cluster_ids_never_start_with_a_dash_the_storage_tool_would_read_a
 
 
 def test_transactions_topic_has_twelve_partitions_and_seven_day_retention(tmp_path: Path) -> None:
-    transactions, dlq = kafka.topics(Settings(state_dir=tmp_path))
+    # the product's own names, not the tests' scratch topics in the environment
+    defaults = {name: Settings.model_fields[name].default for name in ("kafka_topic", "kafka_dlq_topic")}
+    transactions, dlq = kafka.topics(Settings(state_dir=tmp_path, **defaults))
     assert (transactions.name, transactions.num_partitions) == ("transactions", 12)
     assert transactions.topic_configs["retention.ms"] == str(7 * 24 * 3600 * 1000)
     assert dlq.name == "transactions.dlq"

@@ -1,0 +1,116 @@
+"""A trained model as a set of files, and the one way to load and score it.
+
+Layout (a training run's model folder, and the same files in MLflow):
+
+* ``model.ubj``: the XGBoost booster (UBJSON; MLflow's xgboost flavour logs it under ``model/``);
+* ``preprocessor.json``: the fitted :class:`app.preprocessing.Preprocessor` (a run artifact ``preprocessor/``);
+* the decision threshold: the model version's ``threshold`` tag in the registry, ``threshold.json`` in a folder.
+
+Training writes it (:func:`save`), evaluation, batch scoring and serving read it through :class:`ScoringModel`, the
+registry helpers fetch its files (``app.registry.Registry.download``). XGBoost is imported only when a model is
+loaded, so importing ``app`` stays light.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from app.preprocessing import FILE_NAME as PREPROCESSOR_FILE
+from app.preprocessing import Preprocessor
+
+if TYPE_CHECKING:
+    import xgboost as xgb
+
+    from app.config import Settings
+
+MODEL_FILE = "model.ubj"  # the XGBoost flavour's file when logged with model_format="ubj"
+PREPROCESSOR_ARTIFACT = f"preprocessor/{PREPROCESSOR_FILE}"  # run artifact logged beside the model
+THRESHOLD_FILE = "threshold.json"
+THRESHOLD_TAG = "threshold"  # model-version tag in the registry
+DEFAULT_THRESHOLD = 0.5
+TOP_CONTRIBUTIONS = 3
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """A model's files as bytes, wherever they came from (a folder, or the registry)."""
+
+    version: str
+    booster: bytes
+    preprocessor: str
+    threshold: float = DEFAULT_THRESHOLD
+
+
+def save(directory: Path, booster: xgb.Booster, preprocessor: Preprocessor, threshold: float | None = None) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    booster.save_model(str(directory / MODEL_FILE))
+    preprocessor.save(directory)
+    if threshold is not None:
+        (directory / THRESHOLD_FILE).write_text(json.dumps({"threshold": threshold}))
+    return directory
+
+
+def read_folder(directory: Path, version: str = "local") -> ModelFiles:
+    threshold_path = directory / THRESHOLD_FILE
+    threshold = json.loads(threshold_path.read_text())["threshold"] if threshold_path.exists() else DEFAULT_THRESHOLD
+    return ModelFiles(version, (directory / MODEL_FILE).read_bytes(), (directory / PREPROCESSOR_FILE).read_text(),
+                      threshold)
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    """Booster, preprocessor, version and decision threshold, scoring column arrays with ``inplace_predict``
+    (no DataFrame, no DMatrix per call)."""
+
+    version: str
+    booster: Any  # xgboost.Booster
+    preprocessor: Preprocessor
+    threshold: float
+
+    @classmethod
+    def from_files(cls, files: ModelFiles, threads: int | None = None) -> ScoringModel:
+        import xgboost as xgb
+
+        booster = xgb.Booster()
+        booster.load_model(bytearray(files.booster))
+        if threads is not None:
+            booster.set_param({"nthread": threads})
+        return cls(files.version, booster, Preprocessor.model_validate_json(files.preprocessor), files.threshold)
+
+    @classmethod
+    def load(cls, settings: Settings, ref: str, threads: int | None = None) -> ScoringModel:
+        """A registered version: ``ref`` is an alias ('champion') or a version number."""
+        from app.registry import Registry
+
+        with Registry(settings) as registry:
+            files = registry.download(registry.resolve(ref))
+        return cls.from_files(files, threads)
+
+    def probabilities(self, matrix: np.ndarray) -> np.ndarray:
+        """Scores of an already preprocessed matrix."""
+        return np.asarray(self.booster.inplace_predict(matrix, validate_features=False), dtype=np.float64)
+
+    def score(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(preprocessed matrix, fraud probability) of model-input columns (``app.model_inputs``)."""
+        matrix = self.preprocessor.transform(inputs)
+        return matrix, self.probabilities(matrix)
+
+    def decide(self, probability: np.ndarray) -> np.ndarray:
+        return (probability >= self.threshold).astype(np.int64)
+
+    def explain(self, matrix: np.ndarray) -> list[list[dict[str, Any]]]:
+        """The largest |contribution| features per row (XGBoost pred_contribs, in log-odds)."""
+        import xgboost as xgb
+
+        names = self.preprocessor.output_names
+        contributions = self.booster.predict(xgb.DMatrix(matrix, feature_names=names), pred_contribs=True)[:, :-1]
+        out = []
+        for row in contributions:  # the last column (dropped) is the bias
+            top = np.argsort(-np.abs(row))[:TOP_CONTRIBUTIONS]
+            out.append([{"feature": names[i], "contribution": float(row[i])} for i in top])
+        return out
