@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     tune_trials: int = Field(default=8, ge=0, description="0: the original design's parameters, no search")
     tune_max_concurrent: int = Field(default=2, ge=1, description="Tune trials at once; each runs a 5-fold CV.")
     cv_folds: int = Field(default=5, ge=2)
+    score_parallel_above_rows: int = Field(
+        default=500_000, ge=0, description="`riskray score`: more rows than this are scored by a Ray Data actor pool "
+                                           "(below it Ray's start-up costs more than it saves)")
     cv_scheme: Literal["time", "stratified"] = Field(
         default="time", description="time: each fold validates on a later period than it trains on (label delay "
                                     "between them); stratified: random folds, which leak the future")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from datetime import UTC
 
 import numpy as np
 
@@ -58,6 +59,32 @@ NIGHT_HOURS = (22, 6)  # [22:00, 06:00) UTC counts as night
 FEATURE_SET_REVISION = 2
 FEATURE_SET = f"v{FEATURE_SET_REVISION}-" + hashlib.sha256(
     repr((HISTORY, NUMERIC_FEATURES, CATEGORICAL_FEATURES, NIGHT_HOURS)).encode()).hexdigest()[:10]
+
+
+def raw_columns(fields: Mapping[str, object]) -> dict[str, np.ndarray]:
+    """RAW_COLUMNS as model_inputs reads them, from any column source (a DataFrame's columns, lists built from
+    API requests): amounts float64, event times UTC datetime64[us], the rest object arrays ('' when unknown)."""
+    out: dict[str, np.ndarray] = {}
+    for name in RAW_COLUMNS:
+        values = fields[name]
+        if name == "amount":
+            out[name] = np.asarray(values, dtype=np.float64)
+        elif name == "timestamp":
+            out[name] = _utc_micros(values)
+        else:
+            out[name] = np.asarray(values, dtype=object)
+    return out
+
+
+def _utc_micros(values: object) -> np.ndarray:
+    """UTC datetime64[us] from a datetime64 array, a pandas column (tz-aware: converted to UTC), or a list of
+    datetimes (aware ones converted to UTC, naive ones taken as UTC). No pandas for a list: it is the request path."""
+    if isinstance(values, np.ndarray) and np.issubdtype(values.dtype, np.datetime64):
+        return values.astype("datetime64[us]")
+    if hasattr(values, "to_numpy"):  # a pandas Series: its datetime64 values are UTC
+        return values.to_numpy(dtype="datetime64[us]")  # type: ignore[union-attr]
+    return np.array([t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t for t in values],  # type: ignore[union-attr]
+                    dtype="datetime64[us]")
 
 
 def event_time_us(timestamps: np.ndarray) -> np.ndarray:

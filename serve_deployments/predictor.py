@@ -18,7 +18,7 @@ import numpy as np
 
 from app.config import Settings
 from app.model_artifact import ScoringModel
-from app.model_inputs import model_inputs
+from app.model_inputs import model_inputs, raw_columns
 from app.schemas import HealthResponse, PredictionRequest, ServeModelConfig
 from serve_deployments.online_features import OnlineFeatures
 from serve_deployments.prediction_log import LoggedPrediction, PredictionLog
@@ -149,13 +149,11 @@ class Predictor:
         countries = [r.country or "" for r in requests]
         history, degraded = self.features.history([r.customer_id for r in requests],
                                                   [r.merchant_id for r in requests], countries, times)
-        raw = {
-            "amount": np.fromiter((r.amount for r in requests), dtype=np.float64, count=len(requests)),
-            "timestamp": np.array([t.replace(tzinfo=None) for t in times], dtype="datetime64[us]"),
-            "country": np.array(countries, dtype=object),
-            "device_type": np.array([r.device_type.value if r.device_type else "" for r in requests], dtype=object),
-            "currency": np.array([r.currency or "" for r in requests], dtype=object),
-        }
+        raw = raw_columns({
+            "amount": [r.amount for r in requests], "timestamp": times, "country": countries,
+            "device_type": [r.device_type.value if r.device_type else "" for r in requests],
+            "currency": [r.currency or "" for r in requests],
+        })
         overrides = {
             "transaction_count": np.array([np.nan if r.transaction_count is None else r.transaction_count
                                            for r in requests], dtype=np.float64),

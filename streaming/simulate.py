@@ -19,7 +19,8 @@ Progress = Callable[[float], None]  # called with the amount of work done since 
 @dataclass
 class RunStats:
     events: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # producing: the loop that paces events (live) or writes them (backfill)
+    flush_seconds: float = 0.0  # waiting for the sink to deliver what was produced, after the loop
     by_scenario: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -47,9 +48,14 @@ def run_backfill(simulator: Simulator, sink: Sink, days: int, end: datetime | No
         sink.write(frame)
         stats.add(frame)
         progress(1)
-    sink.close()
-    stats.seconds = time.monotonic() - began
+    _close(sink, stats, began)
     return stats
+
+
+def _close(sink: Sink, stats: RunStats, began: float) -> None:
+    stats.seconds = time.monotonic() - began
+    sink.close()
+    stats.flush_seconds = time.monotonic() - began - stats.seconds
 
 
 def run_live(simulator: Simulator, sink: Sink, rate: float, duration_s: float, tick_s: float = 0.05,
@@ -78,6 +84,5 @@ def run_live(simulator: Simulator, sink: Sink, rate: float, duration_s: float, t
         last_wall = now_wall
         time.sleep(max(0.0, tick_s - (time.monotonic() - began - elapsed)))
         progress(min(time.monotonic() - began, duration_s) - min(elapsed, duration_s))
-    sink.close()
-    stats.seconds = time.monotonic() - began
+    _close(sink, stats, began)
     return stats

@@ -252,6 +252,16 @@ class FeatureWriter:
 
 
 # --- progress ------------------------------------------------------------------------------------------------
+def _offsets(value: object) -> dict | None:
+    """A Kafka source's offsets as Spark reports them (a JSON string or already parsed)."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None
+
+
 class ProgressLog(StreamingQueryListener):
     """One JSON line per micro-batch: rows, durations, watermark, rows dropped as late."""
 
@@ -271,6 +281,8 @@ class ProgressLog(StreamingQueryListener):
             "batch_ms": p.batchDuration, "watermark": p.eventTime.get("watermark"),
             "late_rows_dropped": dropped,
             "state_rows": sum(op.numRowsTotal for op in p.stateOperators),
+            # how far into the topic the batch read, {topic: {partition: offset}}: lag = the topic's end - this
+            "end_offsets": _offsets(p.sources[0].endOffset) if p.sources else None,
         }
         with self.path.open("a") as out:
             out.write(json.dumps(record) + "\n")

@@ -17,7 +17,7 @@ import pandas as pd
 
 from app.config import Settings
 from app.errors import UserError
-from app.model_inputs import FEATURES, LONG_WINDOWS_DAYS, RAW_COLUMNS, model_inputs
+from app.model_inputs import FEATURES, LONG_WINDOWS_DAYS, model_inputs, raw_columns
 from app.point_in_time import history_frame
 from app.schemas import Transaction
 
@@ -148,13 +148,6 @@ def in_period(timestamps: pd.Series, since: datetime | None, until: datetime | N
     return keep
 
 
-def raw_fields(transactions: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The transaction fields model_inputs reads, timestamps as UTC datetime64."""
-    raw = {name: transactions[name].to_numpy() for name in RAW_COLUMNS if name != "timestamp"}
-    raw["timestamp"] = transactions["timestamp"].to_numpy(dtype="datetime64[us]")
-    return raw
-
-
 def build_examples(snapshot: pd.DataFrame, settings: Settings, since: datetime | None,
                    until: datetime | None) -> Examples:
     """Point-in-time model inputs for the transactions in [since, until); all of ``snapshot`` is history."""
@@ -163,7 +156,7 @@ def build_examples(snapshot: pd.DataFrame, settings: Settings, since: datetime |
     if not keep.any():
         raise TrainingDataError("no labelled transactions in the training period")
     part, part_history = snapshot[keep], history[keep]
-    inputs = model_inputs(raw_fields(part), {name: part_history[name].to_numpy() for name in part_history.columns})
+    inputs = model_inputs(raw_columns(part), {name: part_history[name].to_numpy() for name in part_history.columns})
     frame = pd.DataFrame({
         "transaction_id": part["transaction_id"].to_numpy(),
         "customer_id": part["customer_id"].to_numpy(),

@@ -13,12 +13,11 @@ import pandas as pd
 
 from app.config import Settings
 from app.model_artifact import ModelFiles, ScoringModel
-from app.model_inputs import HISTORY_COLUMNS, model_inputs
+from app.model_inputs import HISTORY_COLUMNS, model_inputs, raw_columns
 from app.point_in_time import history_frame
 from app.registry import Registry
 from training import data
 
-PARALLEL_ABOVE_ROWS = 500_000  # below this, Ray Data's start-up costs more than it saves
 SCORING_ACTORS = 2
 
 
@@ -37,7 +36,7 @@ class BlockScorer:
         self.model = ScoringModel.from_files(files)
 
     def __call__(self, block: pd.DataFrame) -> pd.DataFrame:
-        inputs = model_inputs(data.raw_fields(block), {name: block[name].to_numpy() for name in HISTORY_COLUMNS})
+        inputs = model_inputs(raw_columns(block), {name: block[name].to_numpy() for name in HISTORY_COLUMNS})
         _, probability = self.model.score(inputs)
         return pd.DataFrame({
             "transaction_id": block["transaction_id"].to_numpy(), "customer_id": block["customer_id"].to_numpy(),
@@ -57,7 +56,7 @@ def score_file(settings: Settings, source: Path, out: Path, since: datetime | No
     if not keep.any():
         raise data.TrainingDataError(f"{source}: no transactions in the period to score")
     rows = pd.concat([transactions[keep], history[keep]], axis=1)
-    if len(rows) > PARALLEL_ABOVE_ROWS:
+    if len(rows) > settings.score_parallel_above_rows:
         import ray.data
 
         from training.pipeline import ensure_ray
@@ -65,7 +64,8 @@ def score_file(settings: Settings, source: Path, out: Path, since: datetime | No
         ensure_ray(settings)
         scored = ray.data.from_pandas(rows).map_batches(
             BlockScorer, batch_format="pandas", fn_constructor_kwargs={"files": files},
-            compute=ray.data.ActorPoolStrategy(size=SCORING_ACTORS),
+            # half a CPU each, from one actor up: scoring starts even while Serve replicas hold some of the CPUs
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=SCORING_ACTORS), num_cpus=0.5,
         ).to_pandas()
     else:
         scored = BlockScorer(files)(rows)

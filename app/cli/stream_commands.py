@@ -75,6 +75,7 @@ def simulate(
     table.add_row("events", f"{stats.events:,}")
     table.add_row("seconds", f"{stats.seconds:.1f}")
     table.add_row("events/s", f"{stats.rate:,.0f}")
+    table.add_row("delivery after (s)", f"{stats.flush_seconds:.1f}")
     table.add_row("fraud share", f"{stats.fraud_share():.3%}")
     for name in SCENARIOS:
         table.add_row(f"  {name}", f"{stats.share(name):.3%}")

@@ -96,6 +96,29 @@ class StreamHarness:
         marks = [pd.Timestamp(m) for m in marks if m]
         return max(marks) if marks else None
 
+    def caught_up(self) -> bool:
+        """Both queries have committed a batch that read to the end of every partition of the topic: whatever was
+        sent is in the store, and no later batch can change it (Spark reports progress after a batch commits)."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        path = progress_log(self.settings)
+        if not path.exists():
+            return False
+        latest: dict[str, dict] = {}
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("end_offsets"):
+                latest[record["query"]] = record["end_offsets"].get(self.settings.kafka_topic, {})
+        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
+        try:
+            partitions = [TopicPartition(self.settings.kafka_topic, p)
+                          for p in consumer.partitions_for_topic(self.settings.kafka_topic) or ()]
+            ends = {str(tp.partition): offset for tp, offset in consumer.end_offsets(partitions).items()}
+        finally:
+            consumer.close()
+        queries = (raw_query_name(self.settings), features_query_name(self.settings))
+        return all(q in latest and all(latest[q].get(p, 0) >= end for p, end in ends.items()) for q in queries)
+
     def wait_until(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
         while not condition():

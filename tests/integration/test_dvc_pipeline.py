@@ -1,9 +1,10 @@
-"""The DVC pipeline (dvc.yaml + params.yaml) for real: `dvc repro` runs extract -> train -> evaluate with the
-project's code, DVC records the snapshot's hash, `dvc push` stores data and model in a local remote, and an
-unchanged snapshot skips retraining."""
+"""The DVC pipeline (dvc.yaml + params.yaml) for real: `dvc repro` runs snapshot -> features -> train -> evaluate
+with the project's code, DVC records the snapshot's hash, `dvc push` stores data and model in a local remote, an
+unchanged snapshot skips retraining, and a RISKRAY_* setting reaches the stages as it reaches `riskray train`."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -21,8 +22,8 @@ from streaming.simulator import Simulator, SimulatorConfig
 pytestmark = pytest.mark.integration
 
 
-def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+def _run(*args: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **settings}
     return subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -35,21 +36,24 @@ def test_dvc_repro_runs_the_pipeline_and_pushes_data_and_model(stack: Settings, 
     frame = pd.concat(list(Simulator(SimulatorConfig(seed=5)).backfill(datetime(2026, 3, 1, tzinfo=UTC), 1)))
     frame.drop(columns="scenario").to_parquet(tmp_path / "transactions.parquet")
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    params["train"].update(source_file=str(tmp_path / "transactions.parquet"), trials=1, folds=2,
+    # trials and folds come from the settings, as `riskray train` reads them; the rest from params.yaml
+    params["train"].update(source_file=str(tmp_path / "transactions.parquet"), cv_gap_days=0.1,
                            register_model=False)
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     for command in (["git", "init", "-q"], ["dvc", "init", "-q"],
                     ["dvc", "remote", "add", "-d", "local", str(tmp_path / "remote")]):
         assert _run(*command, cwd=repo).returncode == 0, command
 
-    first = _run("dvc", "repro", cwd=repo)
+    one_trial = {"RISKRAY_TUNE_TRIALS": "1", "RISKRAY_CV_FOLDS": "2"}
+    first = _run("dvc", "repro", cwd=repo, **one_trial)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     work = repo / ".riskray" / "training"
-    for path in ("snapshot.parquet", "model/model.ubj", "model/preprocessor.json", "report/metrics.json",
-                 "report/roc_curve.png", "report/pr_curve.png", "report/confusion_matrix.png"):
+    for path in ("snapshot.parquet", "features.parquet", "model/model.ubj", "model/preprocessor.json",
+                 "model/threshold.json", "report/metrics.json", "report/cv_vs_test.json", "report/roc_curve.png",
+                 "report/pr_curve.png", "report/confusion_matrix.png"):
         assert (work / path).exists(), path
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    snapshot_out = next(o for o in lock["stages"]["extract"]["outs"] if o["path"].endswith("snapshot.parquet"))
+    snapshot_out = next(o for o in lock["stages"]["snapshot"]["outs"] if o["path"].endswith("snapshot.parquet"))
     assert len(snapshot_out["md5"]) == 32
 
     pushed = _run("dvc", "push", cwd=repo)
@@ -57,6 +61,13 @@ def test_dvc_repro_runs_the_pipeline_and_pushes_data_and_model(stack: Settings, 
     stored = {p.name for p in (tmp_path / "remote").rglob("*") if p.is_file()}
     assert snapshot_out["md5"][2:] in stored  # content-addressed: the MLflow tag data_md5 finds it here
 
-    again = _run("dvc", "repro", cwd=repo)
+    assert json.loads((work / "model" / "training.json").read_text())["trials"] == 1
+
+    again = _run("dvc", "repro", cwd=repo, **one_trial)
     assert again.returncode == 0, again.stderr
     assert "Stage 'train' didn't change, skipping" in again.stdout
+
+    no_search = _run("dvc", "repro", cwd=repo, **{**one_trial, "RISKRAY_TUNE_TRIALS": "0"})
+    assert no_search.returncode == 0, no_search.stdout[-3000:] + no_search.stderr[-3000:]
+    assert "Running stage 'train'" in no_search.stdout  # the setting changed options.json, so train re-ran
+    assert json.loads((work / "model" / "training.json").read_text())["trials"] == 0

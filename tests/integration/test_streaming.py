@@ -18,6 +18,7 @@ from app.config import Settings
 from streaming.simulator import message_values
 
 from .stream_harness import (
+    WORLD_END,
     StreamHarness,
     assert_same_features,
     expected_features,
@@ -37,17 +38,22 @@ def harness(stack: Settings, tmp_path: Path) -> Iterator[StreamHarness]:
     job.stop()
 
 
+# Known sets start from a fixed moment, never the clock: the stream keys on event time only.
+START = (WORLD_END - timedelta(minutes=30)).replace(second=0, microsecond=0)
+
+
 def transactions(customers: list[int], start: datetime, minutes: int, per_minute: int, seed: int) -> pd.DataFrame:
     """A known set: every customer has ``per_minute`` (+-2) transactions in each of ``minutes`` windows, at five
-    merchants whose ids, like the customers', no other run uses."""
-    rng = random.Random(seed)
+    merchants whose ids, like the customers', no other test uses; transaction ids, too, are the world's own (the
+    raw path keeps one row per id across the table)."""
+    rng = random.Random(f"{seed}:{customers[0]}")
     merchants = [customers[0] + 10**6 + i for i in range(5)]
     rows = []
     for customer in customers:
         for minute in range(minutes):
             for _ in range(max(1, per_minute + rng.randint(-2, 2))):
                 rows.append({
-                    "transaction_id": str(uuid.uuid4()),  # unique across runs: the table outlives tests
+                    "transaction_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
                     "customer_id": customer, "merchant_id": rng.choice(merchants),
                     "amount": round(rng.uniform(1, 500), 2), "currency": "EUR",
                     "timestamp": pd.Timestamp(start + timedelta(minutes=minute, seconds=rng.uniform(0, 59.9))),
@@ -63,9 +69,9 @@ def as_messages(frame: pd.DataFrame) -> list[tuple[bytes, bytes]]:
     return list(zip((str(c).encode() for c in frame["customer_id"]), message_values(frame), strict=True))
 
 
-def fresh_customers(count: int) -> list[int]:
-    base = 10**12 + random.randrange(10**9) * 1000  # unused by the simulator or other runs
-    return [base + i for i in range(count)]
+def fresh_customers(count: int, block: int) -> list[int]:
+    """Customer ids of their own for each ``block`` (one per test and parameter), unused by the simulator."""
+    return [10**12 + block * 10**6 + i for i in range(count)]
 
 
 MALFORMED = [
@@ -83,8 +89,8 @@ MALFORMED = [
 def test_known_transactions_become_exact_windows_with_duplicates_late_events_and_dead_letters(
     harness: StreamHarness,
 ) -> None:
-    customers = fresh_customers(5)
-    start = (datetime.now(UTC) - timedelta(minutes=30)).replace(second=0, microsecond=0)
+    customers = fresh_customers(5, block=1)
+    start = START
     on_time = transactions(customers, start, minutes=4, per_minute=5, seed=1)
     # One event well ahead pushes the watermark past the first windows, so the late ones below are late.
     ahead = transactions(customers[:1], start + timedelta(minutes=8), minutes=1, per_minute=2, seed=2)
@@ -107,7 +113,7 @@ def test_known_transactions_become_exact_windows_with_duplicates_late_events_and
 
     expected = expected_features(valid)  # late rows are stored raw but never counted in a window
     harness.wait_until(lambda: len(stored_features(settings, customers)) == len(expected), 60, "feature rows")
-    time.sleep(3)  # a few more triggers: nothing may change any more
+    harness.wait_until(harness.caught_up, 60, "both queries past every message")  # nothing may change any more
     assert_same_features(stored_features(settings, customers), expected)
     merchants = sorted(valid["merchant_id"].unique().tolist())
     assert_same_features(stored_merchant_features(settings, merchants), expected_merchant_features(valid))
@@ -138,14 +144,14 @@ def test_sigkilled_driver_restarts_without_double_counting_or_losing_rows(
     harness = StreamHarness(stack, tmp_path, RISKRAY_STREAM_OUTPUT_MODE=output_mode,
                             RISKRAY_SPARK_STATE_STORE=state_store)
     try:
-        _kill_and_restart(harness, closing=output_mode == "append")
+        _kill_and_restart(harness, closing=output_mode == "append", block=10 if output_mode == "update" else 20)
     finally:
         harness.stop()
 
 
-def _kill_and_restart(harness: StreamHarness, closing: bool) -> None:
-    customers = fresh_customers(40)
-    start = (datetime.now(UTC) - timedelta(minutes=20)).replace(second=0, microsecond=0)
+def _kill_and_restart(harness: StreamHarness, closing: bool, block: int) -> None:
+    customers = fresh_customers(40, block)
+    start = START
     all_rows = transactions(customers, start, minutes=6, per_minute=4, seed=5)
     chunks = [all_rows[all_rows["timestamp"] < pd.Timestamp(start + timedelta(minutes=m + 1))]
               .loc[lambda f, m=m: f["timestamp"] >= pd.Timestamp(start + timedelta(minutes=m))] for m in range(6)]
@@ -165,7 +171,8 @@ def _kill_and_restart(harness: StreamHarness, closing: bool) -> None:
         harness.send(as_messages(chunk))
         time.sleep(1)
     if closing:  # append mode emits a window once the watermark passes its end: push it past the last one
-        closer = transactions(fresh_customers(1), start + timedelta(minutes=9), minutes=1, per_minute=3, seed=9)
+        closer = transactions(fresh_customers(1, block + 1), start + timedelta(minutes=9), minutes=1, per_minute=3,
+                              seed=9)
         harness.send(as_messages(closer))
 
     settings = harness.settings
@@ -174,6 +181,6 @@ def _kill_and_restart(harness: StreamHarness, closing: bool) -> None:
     harness.wait_until(lambda: len(stored_features(settings, customers)) == len(expected), 120, "feature rows")
     harness.wait_until(lambda: stored_features(settings, customers)["transaction_count"].sum() == len(all_rows),
                        60, "final window counts")
-    time.sleep(3)
+    harness.wait_until(harness.caught_up, 60, "both queries past every message")
     assert_same_features(stored_features(settings, customers), expected)
     assert len(stored_transactions(settings, customers)) == len(all_rows)
