@@ -16,8 +16,9 @@ pytestmark = pytest.mark.integration
 
 def test_message_produced_to_transactions_is_consumed_back_intact(stack: Settings) -> None:
     sent = Transaction(
-        transaction_id=uuid.uuid4(), customer_id=4242, merchant_id=7, amount=19.99, currency="EUR",
-        timestamp=datetime.now(UTC), card_last_4="1234", is_fraud=0, country="FR", device_type="web",
+        transaction_id=uuid.UUID("5f0c8a52-6d1e-4b7a-9c3d-2e8f1a4b6c70"), customer_id=4242, merchant_id=7,
+        amount=19.99, currency="EUR", timestamp=datetime(2026, 11, 20, 12, 0, tzinfo=UTC), card_last_4="1234",
+        is_fraud=0, country="FR", device_type="web",
     )
     producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
     metadata = producer.send(stack.kafka_topic, key=sent.kafka_key(), value=sent.kafka_value()).get(timeout=30)
