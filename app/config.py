@@ -104,6 +104,19 @@ class Settings(BaseSettings):
     registered_model_name: str = "riskray-fraud"
     mlflow_experiment: str = "riskray-fraud"
 
+    # --- monitoring --------------------------------------------------------------------------------------
+    prometheus_port: int = Field(default=29090, ge=1, le=65535)
+    alertmanager_port: int = Field(default=29095, ge=1, le=65535)
+    alert_webhook_port: int = Field(
+        default=29096, ge=1, le=65535, description="The local receiver that logs alerts when no URL is set.")
+    alert_slack_webhook_url: SecretStr | None = Field(
+        default=None, description="Slack incoming webhook for warnings; unset: the local receiver logs them.")
+    alert_pagerduty_routing_key: SecretStr | None = Field(
+        default=None, description="PagerDuty Events API v2 routing key for critical alerts; unset: logged locally.")
+    alert_pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    drift_psi_warn: float = Field(default=0.1, gt=0, description="PSI above this: a feature has drifted (warn).")
+    drift_psi_act: float = Field(default=0.25, gt=0, description="PSI above this: retrain (act; the alert rule).")
+
     # --- features and training -----------------------------------------------------------------------------
     label_delay_days: int = Field(
         default=7, ge=0, description="How old a fraud label must be before features may use it (chargeback delay)."

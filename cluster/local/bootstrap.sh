@@ -4,6 +4,8 @@
 #   - installs the PostgreSQL server from Debian when no server binaries are present
 #   - installs uv (pinned) and the locked Python dependencies into .venv (uv.lock)
 #   - fetches the Kafka broker jars and Spark's Kafka connector from Maven Central into the state folder
+#   - unpacks Debian's Prometheus 2.42 and Alertmanager 0.25 (with promtool and amtool) into the state folder:
+#     `apt-get download` + `dpkg -x`, so no system service is installed or started
 # A second run with nothing to do finishes in seconds.
 set -euo pipefail
 
@@ -37,6 +39,28 @@ if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && [ -z "${RISKRAY_PO
   apt_install postgresql
 fi
 step "postgresql $(ls -d /usr/lib/postgresql/*/ 2>/dev/null | xargs -n1 basename | sort -n | tail -n1) ok"
+
+# --- Prometheus and Alertmanager -----------------------------------------------------------------------------------
+# The versions the rules and routing tests are written for (promtool 2.42 has no fuzzy_compare).
+PROM_DIR="$STATE/tools/prometheus"
+PROM_VERSIONS="prometheus 2.42 prometheus-alertmanager 0.25"
+if ! [ -f "$PROM_DIR/.complete" ] || [ "$(cat "$PROM_DIR/.complete")" != "$PROM_VERSIONS" ]; then
+  step "unpacking prometheus and prometheus-alertmanager from Debian into $PROM_DIR"
+  command -v dpkg >/dev/null || fail "dpkg is needed to unpack Debian's prometheus packages"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
+  work="$(mktemp -d)"
+  (cd "$work" && apt-get download prometheus prometheus-alertmanager >"$STATE/logs/apt-prometheus.log" 2>&1) \
+    || fail "could not download prometheus/prometheus-alertmanager from Debian; see $STATE/logs/apt-prometheus.log"
+  rm -rf "$PROM_DIR" && mkdir -p "$PROM_DIR"
+  for deb in "$work"/*.deb; do dpkg -x "$deb" "$PROM_DIR"; done
+  rm -rf "$work"
+  "$PROM_DIR/usr/bin/promtool" --version 2>&1 | grep -q "version 2\.42\." \
+    || fail "Debian's promtool is not 2.42 (the rule tests are written for it): $("$PROM_DIR/usr/bin/promtool" --version 2>&1 | head -n1)"
+  "$PROM_DIR/usr/bin/amtool" --version 2>&1 | grep -q "version 0\.25\." \
+    || fail "Debian's amtool is not 0.25: $("$PROM_DIR/usr/bin/amtool" --version 2>&1 | head -n1)"
+  echo "$PROM_VERSIONS" >"$PROM_DIR/.complete"
+fi
+step "prometheus $("$PROM_DIR/usr/bin/prometheus" --version 2>&1 | sed -n 's/.*version \([0-9.]*\).*/\1/p' | head -n1), alertmanager $("$PROM_DIR/usr/bin/prometheus-alertmanager" --version 2>&1 | sed -n 's/.*version \([0-9.]*\).*/\1/p' | head -n1) ok"
 
 # --- Python ----------------------------------------------------------------------------------------------------
 command -v "$PYTHON" >/dev/null || fail "$PYTHON not found (riskray needs CPython 3.11; set RISKRAY_PYTHON)"

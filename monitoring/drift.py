@@ -1,0 +1,184 @@
+"""Data drift of the model's inputs: a reference frozen at training, compared with the inputs actually served.
+
+Choices, from what goes wrong with the usual recipes (../shared/FACTS.md):
+
+* **Bins are frozen at training**, on the training data's quantiles, with open outer bins and a bin of their own
+  for missing values (NaN: "no history"), so a window's edges never move with the window and a heavy tail keeps
+  its own bins. Categorical inputs keep their category shares (unseen categories in one "other" bin).
+* **PSI** on those bins, empty bins smoothed (a share of 0 would make PSI infinite), and for numeric inputs the
+  **KS statistic** against the reference's quantiles — the statistic, not its p-value, which is always tiny at
+  10^5 rows.
+* **A sample-size floor.** PSI of two samples of one distribution is about (1/n + 1/m) χ²(B − 1), so a fixed
+  threshold misfires on a small window; below the size at which the 99th percentile of that noise reaches half
+  the warn threshold, a feature's result is "not enough data", never a misleading number.
+
+Pure: arrays in, pydantic results out; reading the served inputs and writing reports live in the adapters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from app.model_inputs import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+
+BINS = 10
+QUANTILES = 101  # the reference's quantile grid, for the KS statistic
+SMOOTHING = 1e-4  # the share an empty bin is given (on both sides), so PSI stays finite
+OTHER = "__other__"
+
+Status = Literal["ok", "warn", "act", "not enough data"]
+
+
+class NumericReference(BaseModel):
+    name: str
+    edges: list[float] = Field(description="interior bin edges (quantiles of the training values); outer bins open")
+    shares: list[float] = Field(description="share of training values per bin, then the missing-value share")
+    quantiles: list[float] = Field(description=f"{QUANTILES} quantiles of the non-missing training values")
+    rows: int
+
+
+class CategoricalReference(BaseModel):
+    name: str
+    shares: dict[str, float] = Field(description=f"share per category seen in training; '{OTHER}' for the rest")
+    rows: int
+
+
+class DriftReference(BaseModel):
+    """Saved with the model (MLflow artifact ``reference/drift_reference.json``)."""
+
+    feature_set: str
+    numeric: list[NumericReference]
+    categorical: list[CategoricalReference]
+    score: NumericReference = Field(description="the model's scores on the training data")
+
+
+class FeatureDrift(BaseModel):
+    name: str
+    kind: Literal["numeric", "categorical", "score"]
+    rows: int
+    psi: float | None = Field(description="None below the sample-size floor")
+    ks: float | None = Field(default=None, description="numeric inputs: the KS statistic; None below the floor")
+    status: Status
+    min_rows: int = Field(description="the sample-size floor: fewer rows than this are not enough data")
+
+
+class Thresholds(BaseModel):
+    warn: float = Field(default=0.1, gt=0)
+    act: float = Field(default=0.25, gt=0)
+
+
+# --- reference --------------------------------------------------------------------------------------------
+def _bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts per bin (len(edges) + 1 open-ended bins), then the count of missing values."""
+    missing = np.isnan(values)
+    counts = np.bincount(np.searchsorted(edges, values[~missing], side="right"), minlength=len(edges) + 1)
+    return np.append(counts, missing.sum()).astype(np.float64)
+
+
+def numeric_reference(name: str, values: np.ndarray, bins: int = BINS) -> NumericReference:
+    values = np.asarray(values, dtype=np.float64)
+    present = values[~np.isnan(values)]
+    if present.size:
+        edges = np.unique(np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1]))
+        quantiles = np.quantile(present, np.linspace(0, 1, QUANTILES))
+    else:
+        edges, quantiles = np.zeros(0), np.zeros(0)
+    counts = _bin_counts(values, edges)
+    return NumericReference(name=name, edges=edges.tolist(), shares=(counts / max(len(values), 1)).tolist(),
+                            quantiles=quantiles.tolist(), rows=len(values))
+
+
+def categorical_reference(name: str, values: np.ndarray) -> CategoricalReference:
+    labels, counts = np.unique(np.asarray(values, dtype=str), return_counts=True)
+    shares = {str(k): float(c) / len(values) for k, c in zip(labels, counts, strict=True)}
+    shares.setdefault(OTHER, 0.0)
+    return CategoricalReference(name=name, shares=shares, rows=len(values))
+
+
+def build_reference(inputs: Mapping[str, np.ndarray], scores: np.ndarray, feature_set: str) -> DriftReference:
+    """The reference of every model input (``app.model_inputs``) and of the scores, from the training data."""
+    return DriftReference(
+        feature_set=feature_set,
+        numeric=[numeric_reference(name, inputs[name]) for name in NUMERIC_FEATURES],
+        categorical=[categorical_reference(name, inputs[name]) for name in CATEGORICAL_FEATURES],
+        score=numeric_reference("score", scores),
+    )
+
+
+# --- comparison -------------------------------------------------------------------------------------------
+def psi(expected_shares: np.ndarray, actual_counts: np.ndarray) -> float:
+    """Population stability index of current counts against reference shares, empty bins smoothed."""
+    expected = np.maximum(np.asarray(expected_shares, dtype=np.float64), SMOOTHING)
+    actual = np.maximum(actual_counts / max(actual_counts.sum(), 1.0), SMOOTHING)
+    expected, actual = expected / expected.sum(), actual / actual.sum()
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def ks_statistic(reference_quantiles: np.ndarray, values: np.ndarray) -> float | None:
+    """sup |F_ref − F_current| over the non-missing values, F_ref interpolated from the reference's quantiles."""
+    present = np.sort(values[~np.isnan(values)])
+    if present.size == 0 or len(reference_quantiles) == 0:
+        return None
+    grid = np.linspace(0, 1, len(reference_quantiles))
+    points = np.unique(np.concatenate([present, reference_quantiles]))
+    f_ref = np.interp(points, reference_quantiles, grid, left=0.0, right=1.0)
+    f_cur = np.searchsorted(present, points, side="right") / present.size
+    return float(np.max(np.abs(f_ref - f_cur)))
+
+
+def min_rows(bins: int, reference_rows: int, thresholds: Thresholds) -> int:
+    """Fewest current rows at which same-distribution noise stays under half the warn threshold (99th percentile
+    of (1/n + 1/m) χ²(bins − 1)); below it a PSI is not trusted."""
+    from scipy.stats import chi2
+
+    noise = chi2.ppf(0.99, max(bins - 1, 1))
+    room = thresholds.warn / 2 - noise / max(reference_rows, 1)
+    return int(np.ceil(noise / room)) if room > 0 else np.iinfo(np.int32).max
+
+
+def _status(value: float, thresholds: Thresholds) -> Status:
+    return "act" if value > thresholds.act else "warn" if value > thresholds.warn else "ok"
+
+
+def _numeric(reference: NumericReference, values: np.ndarray, thresholds: Thresholds,
+             kind: Literal["numeric", "score"]) -> FeatureDrift:
+    values = np.asarray(values, dtype=np.float64)
+    bins = len(reference.shares) - (0 if reference.shares[-1] > 0 else 1)  # the missing bin counts when used
+    floor = min_rows(bins, reference.rows, thresholds)
+    if len(values) < floor:
+        return FeatureDrift(name=reference.name, kind=kind, rows=len(values), psi=None, status="not enough data",
+                            min_rows=floor)
+    value = psi(np.asarray(reference.shares), _bin_counts(values, np.asarray(reference.edges)))
+    return FeatureDrift(name=reference.name, kind=kind, rows=len(values), psi=value,
+                        ks=ks_statistic(np.asarray(reference.quantiles), values), status=_status(value, thresholds),
+                        min_rows=floor)
+
+
+def _categorical(reference: CategoricalReference, values: np.ndarray, thresholds: Thresholds) -> FeatureDrift:
+    known = list(reference.shares)
+    index = {k: i for i, k in enumerate(known)}
+    other = index[OTHER]
+    codes = np.fromiter((index.get(str(v), other) for v in values), dtype=np.int64, count=len(values))
+    floor = min_rows(len(known), reference.rows, thresholds)
+    if len(values) < floor:
+        return FeatureDrift(name=reference.name, kind="categorical", rows=len(values), psi=None,
+                            status="not enough data", min_rows=floor)
+    value = psi(np.array([reference.shares[k] for k in known]),
+                np.bincount(codes, minlength=len(known)).astype(np.float64))
+    return FeatureDrift(name=reference.name, kind="categorical", rows=len(values), psi=value,
+                        status=_status(value, thresholds), min_rows=floor)
+
+
+def compare(reference: DriftReference, inputs: Mapping[str, np.ndarray], scores: np.ndarray | None,
+            thresholds: Thresholds | None = None) -> list[FeatureDrift]:
+    """Drift of every model input (and of the scores, when given) against the reference."""
+    thresholds = thresholds or Thresholds()
+    out = [_numeric(r, inputs[r.name], thresholds, "numeric") for r in reference.numeric]
+    out += [_categorical(r, inputs[r.name], thresholds) for r in reference.categorical]
+    if scores is not None:
+        out.append(_numeric(reference.score, scores, thresholds, "score"))
+    return out
