@@ -4,7 +4,8 @@ Layout (a training run's model folder, and the same files in MLflow):
 
 * ``model.ubj``: the XGBoost booster (UBJSON; MLflow's xgboost flavour logs it under ``model/``);
 * ``preprocessor.json``: the fitted :class:`app.preprocessing.Preprocessor` (a run artifact ``preprocessor/``);
-* the decision threshold: the model version's ``threshold`` tag in the registry, ``threshold.json`` in a folder.
+* the decision threshold: the model version's ``threshold`` tag in the registry (chosen by evaluation on the
+  validation part; a training folder's ``report/metrics.json`` holds it too).
 
 Training writes it (:func:`save`), evaluation, batch scoring and serving read it through :class:`ScoringModel`, the
 registry helpers fetch its files (``app.registry.Registry.download``). XGBoost is imported only when a model is
@@ -13,7 +14,6 @@ loaded, so importing ``app`` stays light.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "model.ubj"  # the XGBoost flavour's file when logged with model_format="ubj"
 PREPROCESSOR_ARTIFACT = f"preprocessor/{PREPROCESSOR_FILE}"  # run artifact logged beside the model
-THRESHOLD_FILE = "threshold.json"
 THRESHOLD_TAG = "threshold"  # model-version tag in the registry
 DEFAULT_THRESHOLD = 0.5
 TOP_CONTRIBUTIONS = 3
@@ -46,18 +45,14 @@ class ModelFiles:
     threshold: float = DEFAULT_THRESHOLD
 
 
-def save(directory: Path, booster: xgb.Booster, preprocessor: Preprocessor, threshold: float | None = None) -> Path:
+def save(directory: Path, booster: xgb.Booster, preprocessor: Preprocessor) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     booster.save_model(str(directory / MODEL_FILE))
     preprocessor.save(directory)
-    if threshold is not None:
-        (directory / THRESHOLD_FILE).write_text(json.dumps({"threshold": threshold}))
     return directory
 
 
-def read_folder(directory: Path, version: str = "local") -> ModelFiles:
-    threshold_path = directory / THRESHOLD_FILE
-    threshold = json.loads(threshold_path.read_text())["threshold"] if threshold_path.exists() else DEFAULT_THRESHOLD
+def read_folder(directory: Path, version: str = "local", threshold: float = DEFAULT_THRESHOLD) -> ModelFiles:
     return ModelFiles(version, (directory / MODEL_FILE).read_bytes(), (directory / PREPROCESSOR_FILE).read_text(),
                       threshold)
 

@@ -225,12 +225,12 @@ class Report:
 
 
 def evaluate(settings: Settings, options: TrainOptions, p: Prepared, model_dir: Path, say: Say) -> dict[str, float]:
-    """Threshold on validation, metrics and plots on the test part, CV against test side by side."""
+    """Threshold on validation, metrics and plots on the test part, CV against test side by side. Writes only
+    into the report folder (the model folder is the fit stage's output; the threshold travels in the metrics)."""
     from training import evaluation
 
     model = model_artifact.ScoringModel.from_files(model_artifact.read_folder(model_dir))
     threshold = evaluation.f1_threshold(p.labels(p.valid_rows), model.probabilities(p.matrix(p.valid_rows)))
-    model_artifact.save(model_dir, model.booster, p.preprocessor, threshold)
     test_scores = model.probabilities(p.matrix(p.test_rows))
     result = evaluation.evaluate(p.examples.frame.iloc[p.test_rows], test_scores, threshold)
     importance = evaluation.feature_importance(model.booster, p.preprocessor.output_names)
@@ -293,7 +293,7 @@ def register(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
         tracking.log_artifacts([*sorted(report_dir.glob("*.png")), report_dir / "feature_importance.csv",
                                 report_dir / METRICS_FILE, report_dir / CV_VS_TEST_FILE], "report")
         example = pd.DataFrame(p.matrix(p.test_rows[:5]), columns=p.preprocessor.output_names)
-        version = tracking.log_model(model.booster, example, settings.registered_model_name, model.threshold)
+        version = tracking.log_model(model.booster, example, settings.registered_model_name, metrics["threshold"])
         run_id = run.info.run_id
     say(f"register: MLflow run {run_id}, {settings.registered_model_name} version {version} -> alias 'challenger'")
     return Report(metrics, version, run_id, model_dir)

@@ -67,6 +67,10 @@ def score_file(settings: Settings, source: Path, out: Path, since: datetime | No
             # half a CPU each, from one actor up: scoring starts even while Serve replicas hold some of the CPUs
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=SCORING_ACTORS), num_cpus=0.5,
         ).to_pandas()
+        # Ray Data hands back Arrow-backed columns: the same dtypes as the in-process path, whichever ran
+        scored = scored.astype({"transaction_id": object, "customer_id": "int64", "fraud_probability": "float64",
+                                "is_fraud_pred": "int64", "model_version": object})
+        scored["timestamp"] = scored["timestamp"].astype("datetime64[us, UTC]")
     else:
         scored = BlockScorer(files)(rows)
     scored = scored.sort_values("timestamp", kind="stable")

@@ -179,16 +179,17 @@ def assert_same_features(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
 WORLD_END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-def recent_transactions(seed: int, days: int, customers: int, merchants: int) -> pd.DataFrame:
+def recent_transactions(seed: int, days: int, customers: int, merchants: int, block: int) -> pd.DataFrame:
     """Simulated transactions of the ``days`` days before WORLD_END, sorted by event time. Customer and merchant
-    ids are moved to a range of the seed's own, so tests with other seeds never share an entity in the store."""
+    ids are moved to the range of ``block`` (one per test), so no two tests share an entity in the store, whatever
+    their seeds."""
     from streaming.simulator import Simulator, SimulatorConfig
 
     simulator = Simulator(SimulatorConfig(seed=seed, customers=customers, merchants=merchants,
                                           compromised_cards_per_day=3, compromised_merchants_per_day=2))
     frame = pd.concat(list(simulator.backfill(WORLD_END - timedelta(days=days), days + 1)), ignore_index=True)
     frame = frame[frame["timestamp"] < pd.Timestamp(WORLD_END)].drop(columns="scenario")
-    offset = 10**12 + (seed % 10**9) * 1000
+    offset = 2 * 10**12 + block * 10**6  # apart from the ranges of tests/integration/test_streaming.py
     frame["customer_id"] += offset
     frame["merchant_id"] += offset
     frame["timestamp"] = frame["timestamp"].astype("datetime64[us, UTC]")

@@ -49,7 +49,7 @@ def test_dvc_repro_runs_the_pipeline_and_pushes_data_and_model(stack: Settings, 
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     work = repo / ".riskray" / "training"
     for path in ("snapshot.parquet", "features.parquet", "model/model.ubj", "model/preprocessor.json",
-                 "model/threshold.json", "report/metrics.json", "report/cv_vs_test.json", "report/roc_curve.png",
+                 "report/metrics.json", "report/cv_vs_test.json", "report/roc_curve.png",
                  "report/pr_curve.png", "report/confusion_matrix.png"):
         assert (work / path).exists(), path
     lock = yaml.safe_load((repo / "dvc.lock").read_text())

@@ -38,7 +38,7 @@ def harness(stack: Settings, tmp_path: Path) -> Iterator[StreamHarness]:
 def test_serving_features_from_the_streamed_store_equal_the_training_features(
     stack: Settings, harness: StreamHarness
 ) -> None:
-    frame = recent_transactions(SEED, DAYS, customers=150, merchants=40)
+    frame = recent_transactions(SEED, DAYS, customers=150, merchants=40, block=1)
     cutoff = frame["timestamp"].iloc[int(len(frame) * 0.97)]
     history = frame[frame["timestamp"] < cutoff]
     probes = probes_after(frame, cutoff, 25)

@@ -358,7 +358,7 @@ def test_batch_scoring_of_a_file_reproduces_the_served_probabilities(
     the store) and by `riskray score` (history from the file): same probabilities."""
     harness = StreamHarness(stack, tmp_path, RISKRAY_STREAM_WATERMARK_SECONDS=str(12 * 86_400))
     try:
-        frame = recent_transactions(SEED, 9, customers=120, merchants=40)
+        frame = recent_transactions(SEED, 9, customers=120, merchants=40, block=2)
         cutoff = frame["timestamp"].iloc[int(len(frame) * 0.97)]
         history = frame[frame["timestamp"] < cutoff]
         probes = probes_after(frame, cutoff, 20)
