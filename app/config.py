@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     mlflow_experiment: str = "riskray-fraud"
 
     # --- monitoring --------------------------------------------------------------------------------------
+    monitoring_work_dir: Path | None = Field(
+        default=None, description="Prometheus/Alertmanager data and configs, received alerts, plots; default: the "
+                                  "state folder's monitoring/")
+    monitoring_host: str = Field(default="127.0.0.1", description="Prometheus, Alertmanager, exporter, receiver")
     prometheus_port: int = Field(default=29090, ge=1, le=65535)
     alertmanager_port: int = Field(default=29095, ge=1, le=65535)
     alert_webhook_port: int = Field(
@@ -116,6 +120,21 @@ class Settings(BaseSettings):
     alert_pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
     drift_psi_warn: float = Field(default=0.1, gt=0, description="PSI above this: a feature has drifted (warn).")
     drift_psi_act: float = Field(default=0.25, gt=0, description="PSI above this: retrain (act; the alert rule).")
+    drift_window_days: float = Field(
+        default=7, gt=0, description="`riskray drift` compares the inputs served in the last N days (whole weeks "
+                                     "keep weekday inputs comparable with training)")
+    accuracy_window_days: float = Field(
+        default=30, gt=0, description="Realised AUC over predictions of the last N days whose labels have matured")
+    accuracy_max_drop: float = Field(
+        default=0.05, gt=0, lt=1, description="Retrain when realised AUC falls more than this share under the "
+                                              "champion's training AUC")
+    accuracy_min_positives: int = Field(
+        default=10, ge=1, description="Fewer labelled frauds than this in the window: AUC is 'not enough data'")
+    accuracy_bootstrap: int = Field(default=200, ge=0, description="Bootstrap resamples of the AUC interval")
+    prometheus_scrape_interval_s: int = Field(default=15, ge=1, description="Scrape and rule evaluation interval")
+    prometheus_retention: str = Field(default="7d", description="How long the local Prometheus keeps samples")
+    exporter_port: int = Field(
+        default=29097, ge=1, le=65535, description="riskray's own exporter (stream lag, freshness, prediction log)")
 
     # --- features and training -----------------------------------------------------------------------------
     label_delay_days: int = Field(
@@ -160,7 +179,7 @@ class Settings(BaseSettings):
     stream_max_offsets_per_trigger: int = Field(default=200_000, ge=1)
     stream_query_prefix: str = Field(default="transactions", description="Names the queries and their checkpoints.")
 
-    @field_validator("training_work_dir")
+    @field_validator("training_work_dir", "monitoring_work_dir")
     @classmethod
     def _from_project_root(cls, value: Path | None) -> Path | None:
         # a Ray job runs in a working directory of its own: a relative path means the checkout's
@@ -210,6 +229,16 @@ class Settings(BaseSettings):
     @property
     def checkpoints_dir(self) -> Path:
         return self.state_dir / "checkpoints"
+
+    @property
+    def monitoring_dir(self) -> Path:
+        """Prometheus and Alertmanager data, their rendered configs, received alerts, plots."""
+        return self.monitoring_work_dir or self.state_dir / "monitoring"
+
+    @property
+    def prometheus_bin_dir(self) -> Path:
+        """Debian's prometheus, promtool, prometheus-alertmanager and amtool, unpacked by the bootstrap."""
+        return self.state_dir / "tools" / "prometheus" / "usr" / "bin"
 
     @property
     def training_dir(self) -> Path:

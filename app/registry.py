@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import httpx
 
+from app import drift_reference
 from app.config import Settings
+from app.drift_reference import DriftReference
 from app.errors import UserError
 from app.model_artifact import DEFAULT_THRESHOLD, MODEL_FILE, PREPROCESSOR_ARTIFACT, THRESHOLD_TAG, ModelFiles
 
@@ -115,6 +117,17 @@ class Registry:
             preprocessor=self._artifact(run["info"]["artifact_uri"], PREPROCESSOR_ARTIFACT).decode(),
             threshold=version.threshold,
         )
+
+    def drift_reference(self, version: ModelVersion) -> DriftReference:
+        """The drift reference saved with the version at training."""
+        run = self._call("GET", "/runs/get", params={"run_id": version.run_id})["run"]
+        path = f"{drift_reference.ARTIFACT_DIR}/{drift_reference.FILE}"
+        return DriftReference.model_validate_json(self._artifact(run["info"]["artifact_uri"], path))
+
+    def run_metrics(self, version: ModelVersion) -> dict[str, float]:
+        """The metrics of the training run that made the version (test_roc_auc, cv_auc_mean, ...)."""
+        run = self._call("GET", "/runs/get", params={"run_id": version.run_id})["run"]
+        return {m["key"]: float(m["value"]) for m in run.get("data", {}).get("metrics", [])}
 
     def resolve(self, ref: str) -> ModelVersion:
         """An alias ('champion', 'challenger') or a version number."""

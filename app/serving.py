@@ -129,7 +129,8 @@ class ServeClient:
                 time.sleep(3)
 
     def shutdown(self) -> None:
-        self._request("DELETE", "/applications/")
+        # the call returns once every replica has stopped: more than the default 30 s on a busy 2-core machine
+        self._request("DELETE", "/applications/", timeout=180)
 
     def wait_running(self, timeout_s: float, say: Callable[[str], None]) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s

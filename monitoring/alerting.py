@@ -18,7 +18,7 @@ SLACK = "slack"
 
 
 def local_webhook_url(settings: Settings) -> str:
-    return f"http://127.0.0.1:{settings.alert_webhook_port}/alerts"
+    return f"http://{settings.monitoring_host}:{settings.alert_webhook_port}/alerts"
 
 
 def alertmanager_config(settings: Settings) -> dict[str, Any]:

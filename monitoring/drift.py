@@ -12,7 +12,8 @@ Choices, from what goes wrong with the usual recipes (../shared/FACTS.md):
   threshold misfires on a small window; below the size at which the 99th percentile of that noise reaches half
   the warn threshold, a feature's result is "not enough data", never a misleading number.
 
-Pure: arrays in, pydantic results out; reading the served inputs and writing reports live in the adapters.
+The reference itself (bins, shares, quantiles) is built at training by ``app.drift_reference``.
+Pure: arrays in, pydantic results out; reading the served inputs and writing reports live in ``monitoring.run``.
 """
 
 from __future__ import annotations
@@ -23,90 +24,20 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from app.model_inputs import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from app.drift_reference import (
+    OTHER,
+    CategoricalReference,
+    DriftReference,
+    NumericReference,
+    bin_counts,
+)
+from app.reports import FeatureDrift, Status
 
-BINS = 10
-QUANTILES = 101  # the reference's quantile grid, for the KS statistic
 SMOOTHING = 1e-4  # the share an empty bin is given (on both sides), so PSI stays finite
-OTHER = "__other__"
-
-Status = Literal["ok", "warn", "act", "not enough data"]
-
-
-class NumericReference(BaseModel):
-    name: str
-    edges: list[float] = Field(description="interior bin edges (quantiles of the training values); outer bins open")
-    shares: list[float] = Field(description="share of training values per bin, then the missing-value share")
-    quantiles: list[float] = Field(description=f"{QUANTILES} quantiles of the non-missing training values")
-    rows: int
-
-
-class CategoricalReference(BaseModel):
-    name: str
-    shares: dict[str, float] = Field(description=f"share per category seen in training; '{OTHER}' for the rest")
-    rows: int
-
-
-class DriftReference(BaseModel):
-    """Saved with the model (MLflow artifact ``reference/drift_reference.json``)."""
-
-    feature_set: str
-    numeric: list[NumericReference]
-    categorical: list[CategoricalReference]
-    score: NumericReference = Field(description="the model's scores on the training data")
-
-
-class FeatureDrift(BaseModel):
-    name: str
-    kind: Literal["numeric", "categorical", "score"]
-    rows: int
-    psi: float | None = Field(description="None below the sample-size floor")
-    ks: float | None = Field(default=None, description="numeric inputs: the KS statistic; None below the floor")
-    status: Status
-    min_rows: int = Field(description="the sample-size floor: fewer rows than this are not enough data")
-
 
 class Thresholds(BaseModel):
     warn: float = Field(default=0.1, gt=0)
     act: float = Field(default=0.25, gt=0)
-
-
-# --- reference --------------------------------------------------------------------------------------------
-def _bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Counts per bin (len(edges) + 1 open-ended bins), then the count of missing values."""
-    missing = np.isnan(values)
-    counts = np.bincount(np.searchsorted(edges, values[~missing], side="right"), minlength=len(edges) + 1)
-    return np.append(counts, missing.sum()).astype(np.float64)
-
-
-def numeric_reference(name: str, values: np.ndarray, bins: int = BINS) -> NumericReference:
-    values = np.asarray(values, dtype=np.float64)
-    present = values[~np.isnan(values)]
-    if present.size:
-        edges = np.unique(np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1]))
-        quantiles = np.quantile(present, np.linspace(0, 1, QUANTILES))
-    else:
-        edges, quantiles = np.zeros(0), np.zeros(0)
-    counts = _bin_counts(values, edges)
-    return NumericReference(name=name, edges=edges.tolist(), shares=(counts / max(len(values), 1)).tolist(),
-                            quantiles=quantiles.tolist(), rows=len(values))
-
-
-def categorical_reference(name: str, values: np.ndarray) -> CategoricalReference:
-    labels, counts = np.unique(np.asarray(values, dtype=str), return_counts=True)
-    shares = {str(k): float(c) / len(values) for k, c in zip(labels, counts, strict=True)}
-    shares.setdefault(OTHER, 0.0)
-    return CategoricalReference(name=name, shares=shares, rows=len(values))
-
-
-def build_reference(inputs: Mapping[str, np.ndarray], scores: np.ndarray, feature_set: str) -> DriftReference:
-    """The reference of every model input (``app.model_inputs``) and of the scores, from the training data."""
-    return DriftReference(
-        feature_set=feature_set,
-        numeric=[numeric_reference(name, inputs[name]) for name in NUMERIC_FEATURES],
-        categorical=[categorical_reference(name, inputs[name]) for name in CATEGORICAL_FEATURES],
-        score=numeric_reference("score", scores),
-    )
 
 
 # --- comparison -------------------------------------------------------------------------------------------
@@ -152,7 +83,7 @@ def _numeric(reference: NumericReference, values: np.ndarray, thresholds: Thresh
     if len(values) < floor:
         return FeatureDrift(name=reference.name, kind=kind, rows=len(values), psi=None, status="not enough data",
                             min_rows=floor)
-    value = psi(np.asarray(reference.shares), _bin_counts(values, np.asarray(reference.edges)))
+    value = psi(np.asarray(reference.shares), bin_counts(values, np.asarray(reference.edges)))
     return FeatureDrift(name=reference.name, kind=kind, rows=len(values), psi=value,
                         ks=ks_statistic(np.asarray(reference.quantiles), values), status=_status(value, thresholds),
                         min_rows=floor)

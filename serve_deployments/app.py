@@ -33,7 +33,7 @@ from app.schemas import (
 )
 from serve_deployments.batching import NaturalBatcher
 from serve_deployments.fast_path import PredictFastPath
-from serve_deployments.metrics import PredictionMetrics, gauge_lines, merged_text
+from serve_deployments.metrics import LatestReport, PredictionMetrics, gauge_lines, merged_text
 from serve_deployments.predictor import Predictor
 
 logger = logging.getLogger("ray.serve")
@@ -63,6 +63,7 @@ class FraudDetector:
         self.predictor = Predictor(self.settings, metrics)
         self.together = NaturalBatcher(self._answer, self.settings.serve_batch_max_size,
                                        self.settings.serve_batch_concurrency, metrics.batch_size.observe)
+        self.latest_report = LatestReport(self.settings)
         self.replica_header = {REPLICA_HEADER: serve.get_replica_context().replica_id.unique_id}
         PredictFastPath.answer_with(self._predict_one, self.replica_header)
 
@@ -150,7 +151,8 @@ class FraudDetector:
         versions = {"champion": p.champion.version} if p.champion else {}
         if p.challenger is not None:
             versions["challenger"] = p.challenger.version
-        text = merged_text(url, gauge_lines(versions, {}, {}))
+        drift, accuracy, training_auc = self.latest_report.gauges()
+        text = merged_text(url, gauge_lines(versions, accuracy, drift, training_auc))
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 

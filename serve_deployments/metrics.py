@@ -9,11 +9,18 @@ contract's names. (On a multi-node cluster, scrape every node's metrics port; /m
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import defaultdict
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from ray.util import metrics
+
+from app import reports
+from app.config import Settings
+
+logger = logging.getLogger("ray.serve")
 
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -47,41 +54,84 @@ class PredictionMetrics:
              "prediction_log_dropped_total", "model_reload_failures_total")
 
 
-def gauge_lines(versions: dict[str, str], accuracy: dict[str, float], drift: dict[str, float]) -> list[str]:
-    """model_version_info{model_version,variant}, model_accuracy{model_version}, data_drift_score{feature}.
+class LatestReport:
+    """The newest monitoring report (``app.reports``), read at most every ``ttl_s``: the gauges of /metrics.
+    No report, or no database: no gauge values (never a misleading 0)."""
+
+    def __init__(self, settings: Settings, ttl_s: float = 10.0) -> None:
+        self.settings = settings
+        self.ttl_s = ttl_s
+        self._read_at = float("-inf")
+        self._gauges: tuple[dict[str, float], dict[str, float], dict[str, float]] = ({}, {}, {})
+
+    def gauges(self) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+        """(data drift per feature, realised AUC per version, training AUC per version)."""
+        now = time.monotonic()
+        if now - self._read_at >= self.ttl_s:
+            self._read_at = now
+            try:
+                report = reports.latest(self.settings)
+                self._gauges = report.gauges() if report else ({}, {}, {})
+            except Exception as error:  # a scrape must not fail on the report: the rest of /metrics still counts
+                logger.warning("metrics: latest monitoring report unreadable: %s", str(error).splitlines()[0][:200])
+                self._gauges = ({}, {}, {})
+        return self._gauges
+
+
+def gauge_lines(versions: dict[str, str], accuracy: dict[str, float], drift: dict[str, float],
+                training_auc: dict[str, float] | None = None) -> list[str]:
+    """model_version_info{model_version,variant}, model_accuracy{model_version}, model_training_auc{model_version},
+    data_drift_score{feature}.
 
     Gauges are rendered by the replica answering /metrics from its own state: Ray 2.60's Python gauges
     (OpenTelemetry observable gauges) never reached the node's metrics export in our tests; counters and
     histograms do, and are summed over replicas above.
 
-    ``accuracy`` (realised AUC) and ``drift`` are empty until the monitoring job computes them; the families are
-    still declared so dashboards and alert rules find them."""
+    ``accuracy``, ``training_auc`` and ``drift`` come from the latest monitoring report (`riskray drift`) and are
+    empty before one exists; the families are still declared so dashboards and alert rules find them."""
     lines = ["# HELP model_version_info 1 for each model version being served, by variant",
              "# TYPE model_version_info gauge"]
     lines += [f'model_version_info{{model_version="{v}",variant="{variant}"}} 1' for variant, v in versions.items()]
     lines += ["# HELP model_accuracy Realised AUC of a model version on labelled predictions",
               "# TYPE model_accuracy gauge"]
     lines += [f'model_accuracy{{model_version="{v}"}} {value}' for v, value in accuracy.items()]
-    lines += ["# HELP data_drift_score Drift of a feature against the training data (0-1)",
+    lines += ["# HELP model_training_auc AUC of a model version on its training run's test set",
+              "# TYPE model_training_auc gauge"]
+    lines += [f'model_training_auc{{model_version="{v}"}} {value}' for v, value in (training_auc or {}).items()]
+    lines += ["# HELP data_drift_score PSI of a model input against the champion's training data",
               "# TYPE data_drift_score gauge"]
     lines += [f'data_drift_score{{feature="{f}"}} {value}' for f, value in drift.items()]
     return lines
+
+
+# Counters Ray exports only once incremented, shown at 0 until then: a panel or rule then finds the series
+# ("nothing degraded") instead of no data. Name -> (help, label sets).
+ZERO_UNTIL_COUNTED: dict[str, tuple[str, tuple[dict[str, str], ...]]] = {
+    "features_degraded_total": ("Predictions answered without the feature store (slow or down)", ({},)),
+    "prediction_log_dropped_total": ("Predictions not written to the predictions table",
+                                     ({"reason": "overflow"}, {"reason": "write_failed"})),
+    "model_reload_failures_total": ("Model reloads that failed (the old model kept serving)", ({},)),
+}
 
 
 def merged_text(agent_url: str, extra_lines: list[str], timeout_s: float = 2.0) -> str:
     """Prometheus text of riskray's metrics from a node's export, summed over replicas, plus ``extra_lines``."""
     response = httpx.get(agent_url, timeout=timeout_s)
     response.raise_for_status()
+    return merge(response.text, extra_lines)
+
+
+def merge(export: str, extra_lines: list[str]) -> str:
+    """riskray's families of a Ray node's export text under their public names, summed over processes."""
     wanted = {RAY_PREFIX + name for name in PredictionMetrics.NAMES}
-    lines: list[str] = []
-    for family in text_string_to_metric_families(response.text):
+    # public family name -> (help, type, {(sample name, labels): value}); a family's samples stay together
+    families: dict[str, tuple[str, str, dict[tuple[str, tuple], float]]] = {}
+    for family in text_string_to_metric_families(export):
         base = family.name
         if base not in wanted and base + "_total" not in wanted:
             continue
         public = base[len(RAY_PREFIX):]
         kind = family.type if family.type in {"counter", "gauge", "histogram"} else "untyped"
-        lines.append(f"# HELP {public} {family.documentation}")
-        lines.append(f"# TYPE {public} {kind}")
         sums: dict[tuple[str, tuple], float] = defaultdict(float)
         for sample in family.samples:
             labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k not in PROCESS_LABELS))
@@ -90,7 +140,19 @@ def merged_text(agent_url: str, extra_lines: list[str], timeout_s: float = 2.0) 
                 sums[(name, labels)] = max(sums.get((name, labels), float("-inf")), sample.value)
             else:
                 sums[(name, labels)] += sample.value
-        for (name, labels), value in sorted(sums.items()):
-            rendered = ",".join(f'{k}="{v}"' for k, v in labels)
-            lines.append(f"{name}{{{rendered}}} {value}" if rendered else f"{name} {value}")
+        families[public] = (family.documentation, kind, sums)
+    for name, (documentation, label_sets) in ZERO_UNTIL_COUNTED.items():
+        family_name = name.removesuffix("_total")
+        _, _, sums = families.setdefault(family_name, (documentation, "counter", defaultdict(float)))
+        for label_set in label_sets:
+            sums.setdefault((name, tuple(sorted(label_set.items()))), 0.0)
+    lines: list[str] = []
+    for public, (documentation, kind, sums) in families.items():
+        lines += [f"# HELP {public} {documentation}", f"# TYPE {public} {kind}"]
+        lines += [_sample(name, labels, value) for (name, labels), value in sorted(sums.items())]
     return "\n".join([*lines, *extra_lines]) + "\n"
+
+
+def _sample(name: str, labels: tuple, value: float) -> str:
+    rendered = ",".join(f'{k}="{v}"' for k, v in labels)
+    return f"{name}{{{rendered}}} {value}" if rendered else f"{name} {value}"

@@ -1,7 +1,10 @@
 """Every prediction into ``predictions``, off the request path: requests append to a bounded in-memory buffer,
 a background thread writes it in batches (when it holds ``serve_log_flush_rows`` rows or every
 ``serve_log_flush_s``) with one COPY. A full buffer drops the newest rows and a failed write drops its batch;
-both are counted, neither ever blocks or fails a request."""
+both are counted, neither ever blocks or fails a request.
+
+Each row also carries the model inputs it was answered with (for drift, ``monitoring``): the request path only
+keeps a reference to its batch's input arrays; the text of the arrays is built here, in the writer thread."""
 
 from __future__ import annotations
 
@@ -13,13 +16,37 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 import psycopg2
 
 from app.config import Settings
+from app.model_inputs import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
 logger = logging.getLogger(__name__)
 COLUMNS = ("transaction_id", "customer_id", "merchant_id", "model_version", "variant", "fraud_probability",
-           "is_fraud", "latency_ms", "features_degraded", "predicted_at")
+           "is_fraud", "latency_ms", "features_degraded", "predicted_at", "event_time", "feature_set",
+           "numeric_inputs", "categorical_inputs")
+
+
+@dataclass(frozen=True)
+class BatchInputs:
+    """The model inputs of one scored batch, shared by its rows: a (rows x NUMERIC_FEATURES) matrix and the
+    categorical columns, as ``app.model_inputs.model_inputs`` returned them."""
+
+    feature_set: str
+    numeric: np.ndarray
+    categorical: tuple[np.ndarray, ...]
+
+    @classmethod
+    def of(cls, inputs: dict[str, np.ndarray], feature_set: str) -> BatchInputs:
+        return cls(feature_set, np.column_stack([inputs[name] for name in NUMERIC_FEATURES]).astype(np.float32),
+                   tuple(inputs[name] for name in CATEGORICAL_FEATURES))
+
+    def csv_fields(self, row: int) -> str:
+        """feature_set, numeric_inputs, categorical_inputs of one row as CSV fields (arrays quoted)."""
+        numbers = ",".join("NaN" if v != v else repr(float(v)) for v in self.numeric[row])
+        labels = ",".join(f'""{c[row]}""' for c in self.categorical)  # letters only (schema), quoted for ''
+        return f'{self.feature_set},"{{{numbers}}}","{{{labels}}}"'
 
 
 @dataclass(frozen=True)
@@ -34,11 +61,17 @@ class LoggedPrediction:
     latency_ms: float
     features_degraded: bool
     predicted_at: datetime
+    event_time: datetime | None = None
+    inputs: BatchInputs | None = None
+    row: int = 0  # this prediction's row in ``inputs``
 
     def csv_line(self) -> str:
-        return (f"{self.transaction_id or ''},{self.customer_id},{self.merchant_id},{self.model_version},"
+        head = (f"{self.transaction_id or ''},{self.customer_id},{self.merchant_id},{self.model_version},"
                 f"{self.variant},{self.fraud_probability!r},{self.is_fraud},{self.latency_ms:.3f},"
-                f"{'t' if self.features_degraded else 'f'},{self.predicted_at.isoformat()}\n")
+                f"{'t' if self.features_degraded else 'f'},{self.predicted_at.isoformat()},"
+                f"{self.event_time.isoformat() if self.event_time else ''}")
+        tail = self.inputs.csv_fields(self.row) if self.inputs is not None else ",,"
+        return f"{head},{tail}\n"
 
 
 class PredictionLog:

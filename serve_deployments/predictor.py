@@ -18,10 +18,10 @@ import numpy as np
 
 from app.config import Settings
 from app.model_artifact import ScoringModel
-from app.model_inputs import model_inputs, raw_columns
+from app.model_inputs import FEATURE_SET, model_inputs, raw_columns
 from app.schemas import HealthResponse, PredictionRequest, ServeModelConfig
 from serve_deployments.online_features import OnlineFeatures
-from serve_deployments.prediction_log import LoggedPrediction, PredictionLog
+from serve_deployments.prediction_log import BatchInputs, LoggedPrediction, PredictionLog
 
 logger = logging.getLogger("ray.serve")
 
@@ -180,6 +180,7 @@ class Predictor:
         latencies_ms = [(done - (received[i] if received else started)) * 1000 for i in range(len(requests))]
         answers = []
         logged = []
+        batch_inputs = BatchInputs.of(inputs, FEATURE_SET)
         for i, request in enumerate(requests):
             latency_ms = latencies_ms[i]
             answer = {"is_fraud": int(decisions[i]), "fraud_probability": float(probability[i]),
@@ -190,11 +191,12 @@ class Predictor:
             transaction_id = str(request.transaction_id) if request.transaction_id else None
             logged.append(LoggedPrediction(transaction_id, request.customer_id, request.merchant_id, versions[i],
                                            variants[i], float(probability[i]), int(decisions[i]), latency_ms,
-                                           degraded, now))
+                                           degraded, now, times[i], batch_inputs, i))
             if shadow is not None:
                 logged.append(LoggedPrediction(transaction_id, request.customer_id, request.merchant_id,
                                                challenger.version, "shadow", float(shadow[i]),
-                                               int(shadow[i] >= challenger.threshold), latency_ms, degraded, now))
+                                               int(shadow[i] >= challenger.threshold), latency_ms, degraded, now,
+                                               times[i], batch_inputs, i))
         self.log.append(logged)
         results = ("fraud" if decision else "legit" for decision in decisions)
         counts = Counter(zip(versions, results, strict=True))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from app import db
 from app.config import Settings
+from app.stack import stream as stack_stream
+from app.stack.stream import progress_log_path
 
 
 def raw_query_name(settings: Settings) -> str:
@@ -20,7 +21,7 @@ def features_query_name(settings: Settings) -> str:
 
 
 def progress_log(settings: Settings) -> Path:
-    return settings.state_dir / "stream" / f"{settings.stream_query_prefix}-progress.jsonl"
+    return progress_log_path(settings)
 
 
 def checkpoint_dir(settings: Settings) -> Path:
@@ -57,14 +58,7 @@ def query_status(settings: Settings, name: str) -> QueryStatus:
 
 def late_rows_dropped(settings: Settings) -> int:
     """Rows Spark's window aggregation dropped behind the watermark, summed over the progress log."""
-    path = progress_log(settings)
-    if not path.exists():
-        return 0
-    total = 0
-    with path.open() as lines:
-        for line in lines:
-            total += json.loads(line).get("late_rows_dropped", 0)
-    return total
+    return stack_stream.late_rows_dropped(settings)
 
 
 def last_failure(log: Path) -> str | None:

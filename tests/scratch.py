@@ -78,6 +78,8 @@ def _remove_local_state(settings: Settings) -> None:
     shutil.rmtree(checkpoint_dir(settings), ignore_errors=True)
     progress_log(settings).unlink(missing_ok=True)
     shutil.rmtree(settings.training_dir, ignore_errors=True)
+    # alerts received in an earlier session (Prometheus' own data stays: the running server holds it)
+    (settings.monitoring_dir / "alerts.jsonl").unlink(missing_ok=True)
 
 
 def reset(settings: Settings) -> None:

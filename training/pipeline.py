@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from app import model_artifact
+from app import drift_reference, model_artifact
 from app.config import Settings
 from app.model_inputs import FEATURE_SET, FEATURES
 from app.preprocessing import Preprocessor
@@ -244,6 +244,11 @@ def evaluate(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
                     "test_average_precision": m["average_precision"], "cv_roc_auc": cv["auc_mean"],
                     "test_roc_auc": m["roc_auc"]}
     (report_dir / CV_VS_TEST_FILE).write_text(json.dumps(side_by_side, indent=1))
+    # what the model learned from (fit + validation rows): drift compares served inputs and scores with it
+    train_rows = p.train_rows
+    reference = drift_reference.build_reference(p.examples.inputs(train_rows),
+                                                model.probabilities(p.matrix(train_rows)), FEATURE_SET)
+    (report_dir / drift_reference.FILE).write_text(reference.model_dump_json())
     say(f"evaluate: test AUC {m['roc_auc']:.4f}, AP {m['average_precision']:.4f}, precision {m['precision']:.3f}, "
         f"recall {m['recall']:.3f}, F1 {m['f1']:.3f} @ {threshold:.3f}, CP@100 {m['card_precision_at_100']:.3f}")
     if cv["aucpr_mean"] == cv["aucpr_mean"]:  # NaN when tuning was skipped
@@ -292,6 +297,7 @@ def register(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
                                "preprocessor")
         tracking.log_artifacts([*sorted(report_dir.glob("*.png")), report_dir / "feature_importance.csv",
                                 report_dir / METRICS_FILE, report_dir / CV_VS_TEST_FILE], "report")
+        tracking.log_artifacts([report_dir / drift_reference.FILE], drift_reference.ARTIFACT_DIR)
         example = pd.DataFrame(p.matrix(p.test_rows[:5]), columns=p.preprocessor.output_names)
         version = tracking.log_model(model.booster, example, settings.registered_model_name, metrics["threshold"])
         run_id = run.info.run_id

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from app.cli import model_commands, serve_commands, stack_commands, stream_commands
+from app.cli import model_commands, monitor_commands, serve_commands, stack_commands, stream_commands
 from app.config import Settings, SettingsError, get_settings
 
 cli = typer.Typer(
@@ -25,6 +25,8 @@ cli.command("train")(model_commands.train)
 cli.command("promote")(model_commands.promote)
 cli.command("rollback")(model_commands.rollback)
 cli.command("score")(model_commands.score)
+cli.command("drift")(monitor_commands.drift)
+cli.add_typer(monitor_commands.monitor, name="monitor")
 db = typer.Typer(help="The feature-store database.", no_args_is_help=True)
 cli.add_typer(db, name="db")
 

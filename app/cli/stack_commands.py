@@ -6,7 +6,8 @@ import typer
 
 from app.config import get_settings
 
-stack = typer.Typer(help="The local stack: PostgreSQL, Kafka, Ray head, MLflow on loopback.", no_args_is_help=True)
+stack = typer.Typer(help="The local stack on loopback: PostgreSQL, Kafka, Ray head, MLflow, Prometheus, Alertmanager.",
+                    no_args_is_help=True)
 
 
 @stack.command("up")

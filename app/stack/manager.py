@@ -8,12 +8,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 import psutil
 
 from app.config import Settings
 from app.stack import kafka, mlflow_server, postgres, ray_head, stream, supervisor
+from app.stack import monitoring as monitoring_services
 from app.stack.errors import StackError
 from app.stack.java import java_major_version
 
@@ -23,7 +24,7 @@ Echo = Callable[[str], None]
 @dataclass(frozen=True)
 class Service:
     name: str
-    module: ModuleType  # prepare(settings), program(settings), check(settings), provision(settings)
+    module: Any  # a module or object with prepare(settings), program(settings), check(settings), provision(settings)
     ports: Callable[[Settings], list[int]]
     start_timeout_s: float
 
@@ -31,7 +32,7 @@ class Service:
         host = {
             "postgres": settings.postgres_host, "kafka": settings.kafka_host,
             "ray": settings.ray_host, "mlflow": settings.mlflow_host,
-        }[self.name]
+        }.get(self.name, settings.monitoring_host)
         return f"{host}:{self.ports(settings)[0]}"
 
 
@@ -40,6 +41,7 @@ SERVICES: list[Service] = [
     Service("kafka", kafka, lambda s: [s.kafka_port, s.kafka_controller_port], 90),
     Service("ray", ray_head, lambda s: [s.ray_dashboard_port, s.ray_gcs_port, s.ray_client_port], 120),
     Service("mlflow", mlflow_server, lambda s: [s.mlflow_port], 120),
+    *(Service(m.name, m, lambda s, m=m: [m.port(s)], 60) for m in monitoring_services.SERVICES),
 ]
 
 
@@ -181,6 +183,7 @@ def stray_processes(settings: Settings) -> list[psutil.Process]:
         str(postgres.data_dir(settings)),
         str(mlflow_server.artifacts_dir(settings)),
         str(supervisor.config_path(settings)),
+        str(settings.monitoring_dir),  # on the command line of every monitoring program
     )
     me = psutil.Process().pid
     found = []

@@ -60,6 +60,15 @@ if ! [ -f "$PROM_DIR/.complete" ] || [ "$(cat "$PROM_DIR/.complete")" != "$PROM_
     || fail "Debian's amtool is not 0.25: $("$PROM_DIR/usr/bin/amtool" --version 2>&1 | head -n1)"
   echo "$PROM_VERSIONS" >"$PROM_DIR/.complete"
 fi
+# Debian's Alertmanager reads its notification templates from this fixed path (no flag moves it; upstream embeds
+# them): put the package's own copies there, as installing the package would, and nothing else.
+AM_TEMPLATES=/usr/share/prometheus/alertmanager
+for tmpl in default.tmpl email.tmpl; do
+  if ! cmp -s "$PROM_DIR$AM_TEMPLATES/$tmpl" "$AM_TEMPLATES/$tmpl" 2>/dev/null; then
+    as_root install -D -m 0644 "$PROM_DIR$AM_TEMPLATES/$tmpl" "$AM_TEMPLATES/$tmpl" \
+      || fail "Alertmanager needs $AM_TEMPLATES/$tmpl (Debian's build reads it there); could not install it"
+  fi
+done
 step "prometheus $("$PROM_DIR/usr/bin/prometheus" --version 2>&1 | sed -n 's/.*version \([0-9.]*\).*/\1/p' | head -n1), alertmanager $("$PROM_DIR/usr/bin/prometheus-alertmanager" --version 2>&1 | sed -n 's/.*version \([0-9.]*\).*/\1/p' | head -n1) ok"
 
 # --- Python ----------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from confluent_kafka import Producer
@@ -23,24 +24,30 @@ from app.config import Settings
 from app.stack.kafka import admin
 from streaming.status import features_query_name, progress_log, raw_query_name
 
+if TYPE_CHECKING:
+    from streaming.simulator import DriftConfig
+
 
 class StreamHarness:
-    def __init__(self, settings: Settings, log_dir: Path, **environment: str) -> None:
+    def __init__(self, settings: Settings, log_dir: Path, stack_names: bool = False, **environment: str) -> None:
+        """Topics and query names of its own, unless ``stack_names``: then the stack's (scratch) topics and
+        queries, so what the stack watches (the exporter) sees this job."""
         tag = uuid.uuid4().hex[:8]
         self.environment = environment
-        self.settings = settings.model_copy(update={
+        self.settings = settings if stack_names else settings.model_copy(update={
             "kafka_topic": f"test-{tag}.transactions",
             "kafka_dlq_topic": f"test-{tag}.transactions.dlq",
             "stream_query_prefix": f"test-{tag}",
         })
         self.log_path = log_dir / f"stream-{tag}.log"
         self.process: subprocess.Popen[bytes] | None = None
-        client = admin(settings)
-        try:
-            client.create_topics([NewTopic(self.settings.kafka_topic, 12, 1),
-                                  NewTopic(self.settings.kafka_dlq_topic, 1, 1)])
-        finally:
-            client.close()
+        if not stack_names:
+            client = admin(settings)
+            try:
+                client.create_topics([NewTopic(self.settings.kafka_topic, 12, 1),
+                                      NewTopic(self.settings.kafka_dlq_topic, 1, 1)])
+            finally:
+                client.close()
         self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "partitioner": "murmur2_random"})
 
     # --- the job ------------------------------------------------------------------------------------------
@@ -77,8 +84,13 @@ class StreamHarness:
     # --- input --------------------------------------------------------------------------------------------
     def send(self, messages: Iterable[tuple[bytes | None, bytes | None]]) -> None:
         for key, value in messages:
-            self.producer.produce(self.settings.kafka_topic, key=key, value=value)
-        assert self.producer.flush(30) == 0
+            while True:
+                try:
+                    self.producer.produce(self.settings.kafka_topic, key=key, value=value)
+                    break
+                except BufferError:  # the local queue (100,000 messages) is full: let deliveries drain it
+                    self.producer.poll(0.5)
+        assert self.producer.flush(60) == 0
 
     # --- observation --------------------------------------------------------------------------------------
     def committed_batches(self, raw: bool = True) -> int:
@@ -179,14 +191,16 @@ def assert_same_features(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
 WORLD_END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-def recent_transactions(seed: int, days: int, customers: int, merchants: int, block: int) -> pd.DataFrame:
+def recent_transactions(seed: int, days: int, customers: int, merchants: int, block: int,
+                        drift: DriftConfig | None = None) -> pd.DataFrame:
     """Simulated transactions of the ``days`` days before WORLD_END, sorted by event time. Customer and merchant
     ids are moved to the range of ``block`` (one per test), so no two tests share an entity in the store, whatever
-    their seeds."""
-    from streaming.simulator import Simulator, SimulatorConfig
+    their seeds. ``drift``: the simulator's drift switch (amounts and fraud mix change from its ``at``)."""
+    from streaming.simulator import DriftConfig, Simulator, SimulatorConfig
 
     simulator = Simulator(SimulatorConfig(seed=seed, customers=customers, merchants=merchants,
-                                          compromised_cards_per_day=3, compromised_merchants_per_day=2))
+                                          compromised_cards_per_day=3, compromised_merchants_per_day=2,
+                                          drift=drift or DriftConfig()))
     frame = pd.concat(list(simulator.backfill(WORLD_END - timedelta(days=days), days + 1)), ignore_index=True)
     frame = frame[frame["timestamp"] < pd.Timestamp(WORLD_END)].drop(columns="scenario")
     offset = 2 * 10**12 + block * 10**6  # apart from the ranges of tests/integration/test_streaming.py

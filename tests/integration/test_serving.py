@@ -25,6 +25,7 @@ from app.schemas import ServeModelConfig
 from streaming.simulator import Simulator, SimulatorConfig
 from tests.helpers import riskray
 
+from .serve_app import deploy
 from .stream_harness import StreamHarness, probes_after, recent_transactions, stream_into_store
 
 pytestmark = pytest.mark.integration
@@ -57,26 +58,9 @@ def versions(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> tuple
     return first, second
 
 
-def _deploy(settings: Settings, models: ServeModelConfig, replicas: int = 1) -> None:
-    config = serving.local_config(settings, serving.resolve_models(settings, models))
-    autoscaling = config["applications"][0]["deployments"][0]["autoscaling_config"]
-    autoscaling.update(min_replicas=replicas, max_replicas=max(replicas, autoscaling["max_replicas"]))
-    with serving.ServeClient(settings) as client:
-        client.deploy(config)
-        client.wait_running(300, lambda line: None)
-        deadline = time.monotonic() + 120
-        while True:  # every replica up, not only the first
-            app = client.application()
-            running = [r for r in app["deployments"]["FraudDetector"].get("replicas", []) if r["state"] == "RUNNING"]
-            if len(running) >= replicas:
-                break
-            assert time.monotonic() < deadline, app
-            time.sleep(1)
-
-
 @pytest.fixture(scope="module")
 def api(stack: Settings, versions: tuple[str, str]) -> Iterator[httpx.Client]:
-    _deploy(stack, ServeModelConfig(champion=versions[0]), replicas=2)
+    deploy(stack, ServeModelConfig(champion=versions[0]), replicas=2)
     with httpx.Client(base_url=f"http://{stack.ray_host}:{stack.serve_port}", timeout=30) as client:
         yield client
     with serving.ServeClient(stack) as serve_client:
@@ -261,7 +245,7 @@ def test_moving_the_champion_alias_under_load_switches_version_without_a_failed_
 
 def test_shadow_mode_logs_both_models_and_returns_only_the_champion(stack: Settings, versions) -> None:
     first, second = versions
-    _deploy(stack, ServeModelConfig(champion=first, challenger=second, ab_mode="shadow"))
+    deploy(stack, ServeModelConfig(champion=first, challenger=second, ab_mode="shadow"))
     ids = [str(i) for i in _ids(20, block=3)]
     with httpx.Client(base_url=f"http://{stack.ray_host}:{stack.serve_port}", timeout=30) as client:
         for transaction_id in ids:
@@ -277,7 +261,7 @@ def test_shadow_mode_logs_both_models_and_returns_only_the_champion(stack: Setti
             break
         time.sleep(0.5)
     assert logged == {("champion", first): len(ids), ("shadow", second): len(ids)}
-    _deploy(stack, ServeModelConfig(champion=first))
+    deploy(stack, ServeModelConfig(champion=first))
 
 
 def test_canary_answers_its_share_with_the_challenger_and_the_split_is_the_transactions_own(
@@ -287,14 +271,14 @@ def test_canary_answers_its_share_with_the_challenger_and_the_split_is_the_trans
 
     first, second = versions
     share = 0.3
-    _deploy(stack, ServeModelConfig(champion=first, challenger=second, ab_mode="canary", canary_share=share))
+    deploy(stack, ServeModelConfig(champion=first, challenger=second, ab_mode="canary", canary_share=share))
     ids = _ids(400, block=4)
     try:
         with httpx.Client(base_url=f"http://{stack.ray_host}:{stack.serve_port}", timeout=30) as client:
             served = [client.post("/predict", json={**GOOD, "transaction_id": str(i)}).json()["model_version"]
                       for i in ids]
     finally:
-        _deploy(stack, ServeModelConfig(champion=first))
+        deploy(stack, ServeModelConfig(champion=first))
     expected = [second if canary_draw(i, None) < share else first for i in ids]  # type: ignore[arg-type]
     assert served == expected  # the split is a function of the transaction id: same answer on a retry
     observed = served.count(second) / len(ids)
@@ -320,7 +304,7 @@ def test_a_failed_reload_keeps_the_old_model_serving_and_counts_the_failure(
         answer = api.post("/predict", json=GOOD)
         assert answer.status_code == 200 and answer.json()["model_version"] == first
         assert health.status_code == 200 and health.json()["model_version"] == first
-    _deploy(stack, ServeModelConfig(champion=first), replicas=2)
+    deploy(stack, ServeModelConfig(champion=first), replicas=2)
     assert api.get("/health").json()["last_reload_error"] is None
 
 
@@ -348,7 +332,7 @@ def test_health_is_503_naming_the_feature_store_when_the_database_is_unreachable
             answer = api.post("/predict", json=GOOD)  # still answered, from request values and defaults
             assert answer.status_code == 200 and answer.json()["features_degraded"] is True
     finally:
-        _deploy(stack, ServeModelConfig(champion=versions[0]), replicas=2)
+        deploy(stack, ServeModelConfig(champion=versions[0]), replicas=2)
 
 
 def test_batch_scoring_of_a_file_reproduces_the_served_probabilities(

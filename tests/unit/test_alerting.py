@@ -19,7 +19,7 @@ RULE_TESTS = PROJECT_ROOT / "monitoring" / "prometheus" / "tests"
 
 
 def _tool(name: str) -> Path:
-    path = Settings().state_dir / "tools" / "prometheus" / "usr" / "bin" / name
+    path = Settings().prometheus_bin_dir / name
     assert path.exists(), f"{path} missing: run cluster/local/bootstrap.sh (make test does)"
     return path
 

@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from monitoring.drift import (
-    OTHER,
-    Thresholds,
-    categorical_reference,
-    ks_statistic,
-    min_rows,
-    numeric_reference,
-    psi,
-)
+from app.drift_reference import OTHER, categorical_reference, numeric_reference
+from monitoring.drift import Thresholds, ks_statistic, min_rows, psi
 from monitoring.drift import _categorical as categorical_drift
 from monitoring.drift import _numeric as numeric_drift
 

@@ -21,7 +21,7 @@ def test_supervisor_config_has_every_service_and_escapes_percent(tmp_path: Path)
     parser = configparser.RawConfigParser()
     parser.read_string(supervisor.render_config(settings, manager.programs(settings)))
     assert [s.removeprefix("program:") for s in parser.sections() if s.startswith("program:")] == [
-        "postgres", "kafka", "ray", "mlflow", "stream"]
+        "postgres", "kafka", "ray", "mlflow", "exporter", "alerts", "alertmanager", "prometheus", "stream"]
     assert "50%%25off" in parser["program:mlflow"]["environment"]
     assert all(parser[f"program:{name}"]["autostart"] == "false" for name in ("postgres", "kafka"))
     assert parser["program:postgres"]["stopsignal"] == "INT"

@@ -1,0 +1,83 @@
+"""The drift reference of a model: its training data's inputs and scores, frozen when it is trained.
+
+Saved with the model (MLflow artifact ``reference/drift_reference.json``) by training, read by the drift job
+(``monitoring.drift``), so both sides bin a value the same way. Bins are the training data's quantiles with open
+outer bins and a bin of their own for missing values (NaN: "no history"); categorical inputs keep their category
+shares, unseen categories later falling into one "other" bin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from app.model_inputs import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+
+BINS = 10
+QUANTILES = 101  # the reference's quantile grid, for the KS statistic
+OTHER = "__other__"
+ARTIFACT_DIR = "reference"
+FILE = "drift_reference.json"
+
+
+class NumericReference(BaseModel):
+    name: str
+    edges: list[float] = Field(description="interior bin edges (quantiles of the training values); outer bins open")
+    shares: list[float] = Field(description="share of training values per bin, then the missing-value share")
+    quantiles: list[float] = Field(description=f"{QUANTILES} quantiles of the non-missing training values")
+    rows: int
+
+
+class CategoricalReference(BaseModel):
+    name: str
+    shares: dict[str, float] = Field(description=f"share per category seen in training; '{OTHER}' for the rest")
+    rows: int
+
+
+class DriftReference(BaseModel):
+    """Saved with the model (MLflow artifact ``reference/drift_reference.json``)."""
+
+    feature_set: str
+    numeric: list[NumericReference]
+    categorical: list[CategoricalReference]
+    score: NumericReference = Field(description="the model's scores on the training data")
+
+
+# --- building --------------------------------------------------------------------------------------------
+def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts per bin (len(edges) + 1 open-ended bins), then the count of missing values."""
+    missing = np.isnan(values)
+    counts = np.bincount(np.searchsorted(edges, values[~missing], side="right"), minlength=len(edges) + 1)
+    return np.append(counts, missing.sum()).astype(np.float64)
+
+
+def numeric_reference(name: str, values: np.ndarray, bins: int = BINS) -> NumericReference:
+    values = np.asarray(values, dtype=np.float64)
+    present = values[~np.isnan(values)]
+    if present.size:
+        edges = np.unique(np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1]))
+        quantiles = np.quantile(present, np.linspace(0, 1, QUANTILES))
+    else:
+        edges, quantiles = np.zeros(0), np.zeros(0)
+    counts = bin_counts(values, edges)
+    return NumericReference(name=name, edges=edges.tolist(), shares=(counts / max(len(values), 1)).tolist(),
+                            quantiles=quantiles.tolist(), rows=len(values))
+
+
+def categorical_reference(name: str, values: np.ndarray) -> CategoricalReference:
+    labels, counts = np.unique(np.asarray(values, dtype=str), return_counts=True)
+    shares = {str(k): float(c) / len(values) for k, c in zip(labels, counts, strict=True)}
+    shares.setdefault(OTHER, 0.0)
+    return CategoricalReference(name=name, shares=shares, rows=len(values))
+
+
+def build_reference(inputs: Mapping[str, np.ndarray], scores: np.ndarray, feature_set: str) -> DriftReference:
+    """The reference of every model input (``app.model_inputs``) and of the scores, from the training data."""
+    return DriftReference(
+        feature_set=feature_set,
+        numeric=[numeric_reference(name, inputs[name]) for name in NUMERIC_FEATURES],
+        categorical=[categorical_reference(name, inputs[name]) for name in CATEGORICAL_FEATURES],
+        score=numeric_reference("score", scores),
+    )

@@ -1,0 +1,57 @@
+"""Drift and realised AUC over time, one PNG from the stored monitoring reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.reports import MonitoringReport
+
+TOP_FEATURES = 6
+
+
+def drift_over_time(history: list[MonitoringReport], path: Path, warn: float, act: float) -> Path:
+    """PSI of the most drifted inputs and the champion's realised AUC (with its interval and training AUC),
+    one point per report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    worst: dict[str, float] = {}
+    for report in history:
+        for d in report.drift:
+            if d.psi is not None and d.kind != "score":
+                worst[d.name] = max(worst.get(d.name, 0.0), d.psi)
+    top = sorted(worst, key=worst.__getitem__, reverse=True)[:TOP_FEATURES]
+    fig, (ax_drift, ax_auc) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    for name in top:
+        points = [(r.as_of, d.psi) for r in history for d in r.drift if d.name == name and d.psi is not None]
+        ax_drift.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+    ax_drift.axhline(warn, color="orange", linestyle="--", label=f"warn {warn}")
+    ax_drift.axhline(act, color="red", linestyle="--", label=f"act {act}")
+    ax_drift.set_ylabel("PSI")
+    ax_drift.set_title("Input drift against the champion's training data (most drifted inputs)")
+    ax_drift.legend(fontsize=8, loc="upper left")
+    champion = [(r.as_of, a) for r in history for a in r.accuracy
+                if a.model_version == r.model_version and a.variant == "champion" and a.roc_auc is not None]
+    if champion:
+        times = [c[0] for c in champion]
+        ax_auc.plot(times, [c[1].roc_auc for c in champion], marker="o", label="realised AUC (champion)")
+        lows = [c[1].auc_low if c[1].auc_low is not None else c[1].roc_auc for c in champion]
+        highs = [c[1].auc_high if c[1].auc_high is not None else c[1].roc_auc for c in champion]
+        ax_auc.fill_between(times, lows, highs, alpha=0.2, label="bootstrap 95 %")
+        baselines = [c[1].baseline_auc for c in champion]
+        if all(b is not None for b in baselines):
+            ax_auc.plot(times, baselines, linestyle="--", color="grey", label="training AUC")
+    else:
+        ax_auc.text(0.5, 0.5, "not enough data: no matured labels yet", ha="center", va="center",
+                    transform=ax_auc.transAxes)
+    ax_auc.set_ylabel("ROC AUC")
+    ax_auc.set_xlabel("as of (event time)")
+    ax_auc.legend(fontsize=8, loc="lower left")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

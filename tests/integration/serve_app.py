@@ -1,0 +1,26 @@
+"""Deploying the prediction API on the stack's Ray head for a test, every replica running before it returns."""
+
+from __future__ import annotations
+
+import time
+
+from app import serving
+from app.config import Settings
+from app.schemas import ServeModelConfig
+
+
+def deploy(settings: Settings, models: ServeModelConfig, replicas: int = 1) -> None:
+    config = serving.local_config(settings, serving.resolve_models(settings, models))
+    autoscaling = config["applications"][0]["deployments"][0]["autoscaling_config"]
+    autoscaling.update(min_replicas=replicas, max_replicas=max(replicas, autoscaling["max_replicas"]))
+    with serving.ServeClient(settings) as client:
+        client.deploy(config)
+        client.wait_running(300, lambda line: None)
+        deadline = time.monotonic() + 120
+        while True:  # every replica up, not only the first
+            app = client.application()
+            running = [r for r in app["deployments"]["FraudDetector"].get("replicas", []) if r["state"] == "RUNNING"]
+            if len(running) >= replicas:
+                break
+            assert time.monotonic() < deadline, app
+            time.sleep(1)
