@@ -13,7 +13,7 @@ from app.stack import postgres
 pytestmark = pytest.mark.integration
 
 TABLES = {"transactions", "features", "merchant_features", "training_features", "predictions",
-          "stream_batch_commits", "customer_countries"}
+          "stream_batch_commits", "customer_countries", "monitoring_reports"}
 
 
 @pytest.fixture()
