@@ -17,14 +17,14 @@ def test_status_shows_every_service_healthy_after_up(stack: Settings) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("postgres", "kafka", "ray", "mlflow"):
         assert name in result.stdout
-    assert result.stdout.count("healthy") == 4
+    assert result.stdout.count("healthy") == len(manager.SERVICES)
     assert str(stack.logs_dir) in result.stdout
 
 
 def test_up_again_is_harmless(stack: Settings) -> None:
     result = riskray("stack", "up")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("already running") == 4
+    assert result.stdout.count("already running") == len(manager.SERVICES)
     assert all(item.healthy for item in manager.status(stack))
 
 
