@@ -104,6 +104,23 @@ class Settings(BaseSettings):
     registered_model_name: str = "riskray-fraud"
     mlflow_experiment: str = "riskray-fraud"
 
+    compare_days: float = Field(
+        default=7, gt=0, description="`riskray compare`: the held-out period, the latest N days with matured labels")
+    promotion_metric: Literal["roc_auc", "average_precision"] = Field(
+        default="roc_auc", description="What the challenger must beat the champion on to be promoted")
+    promotion_margin: float = Field(
+        default=0.005, ge=-1, le=1, description="... by at least this much (0: a tie promotes)")
+
+    # --- Airflow (`riskray stack up --with airflow`) -------------------------------------------------------
+    airflow_host: str = "127.0.0.1"
+    airflow_port: int = Field(default=28080, ge=1, le=65535, description="Airflow's api-server (UI and REST API)")
+    airflow_db: str = Field(default="airflow", description="Airflow's metadata database on the stack's PostgreSQL")
+    airflow_work_dir: Path | None = Field(
+        default=None, description="AIRFLOW_HOME (logs, generated secrets); default: the state folder's airflow/")
+    airflow_admin_user: str = "admin"
+    airflow_admin_password: SecretStr | None = Field(
+        default=None, description="The admin login's password; unset: generated once into AIRFLOW_HOME")
+
     # --- monitoring --------------------------------------------------------------------------------------
     monitoring_work_dir: Path | None = Field(
         default=None, description="Prometheus/Alertmanager data and configs, received alerts, plots; default: the "
@@ -179,7 +196,7 @@ class Settings(BaseSettings):
     stream_max_offsets_per_trigger: int = Field(default=200_000, ge=1)
     stream_query_prefix: str = Field(default="transactions", description="Names the queries and their checkpoints.")
 
-    @field_validator("training_work_dir", "monitoring_work_dir")
+    @field_validator("training_work_dir", "monitoring_work_dir", "airflow_work_dir")
     @classmethod
     def _from_project_root(cls, value: Path | None) -> Path | None:
         # a Ray job runs in a working directory of its own: a relative path means the checkout's
@@ -234,6 +251,19 @@ class Settings(BaseSettings):
     def monitoring_dir(self) -> Path:
         """Prometheus and Alertmanager data, their rendered configs, received alerts, plots."""
         return self.monitoring_work_dir or self.state_dir / "monitoring"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.airflow_work_dir or self.state_dir / "airflow"
+
+    @property
+    def airflow_venv(self) -> Path:
+        """Airflow's own environment (cluster/local/airflow/uv.lock), made by the bootstrap."""
+        return self.state_dir / "airflow-venv"
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://{self.airflow_host}:{self.airflow_port}"
 
     @property
     def prometheus_bin_dir(self) -> Path:

@@ -138,6 +138,10 @@ class Registry:
             raise RegistryError(f"model {self.name} has no alias '{ref}'")
         return found
 
+    def set_version_tag(self, version: str, key: str, value: str) -> None:
+        self._call("POST", "/model-versions/set-tag",
+                   json={"name": self.name, "version": version, "key": key, "value": value[:5000]})
+
     def set_alias(self, alias: str, version: str) -> None:
         self._call("POST", "/registered-models/alias", json={"name": self.name, "alias": alias, "version": version})
 

@@ -164,11 +164,19 @@ def reload(settings: Settings, say: Callable[[str], None]) -> tuple[str | None, 
     running riskray. Returns (old, new) versions."""
     with ServeClient(settings) as client:
         current = client.deployed_models()
-    if current is None:
-        return None
-    wanted = resolve_models(settings, current.model_copy(update={"champion": "champion"}))
-    if wanted.champion == current.champion:
-        return current.champion, current.champion
-    deploy(settings, wanted.model_copy(update={"challenger": current.challenger}), say)
+        if current is None:
+            return None
+        wanted = resolve_models(settings, current.model_copy(update={"champion": "champion"}))
+        if wanted.champion == current.champion:
+            return current.champion, current.champion
+        models = wanted.model_copy(update={"challenger": current.challenger})
+        # Only user_config changes: the deployed app's runtime_env, replicas and options stay as they are, so the
+        # replicas reconfigure in place, whoever calls this (a Ray job's environment is not the deployer's).
+        app_config = client.application()["deployed_app_config"]  # type: ignore[index]
+        _deployment({"applications": [app_config]})["user_config"] = models.model_dump()
+        config = local_config(settings, models)
+        config["applications"] = [app_config]
+        client.deploy(config)
+        client.wait_running(300, say)
     return current.champion, wanted.champion
 

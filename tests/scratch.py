@@ -37,14 +37,37 @@ def apply() -> None:
 
 def guard(settings: Settings) -> None:
     """Stop before a test could write into the real store or registry."""
-    for name in ("postgres_db", "registered_model_name", "kafka_topic", "mlflow_experiment"):
+    for name in ("postgres_db", "registered_model_name", "kafka_topic", "mlflow_experiment", "airflow_db"):
         value = Settings.model_fields[name].default
         if getattr(settings, name) == value:
             raise RuntimeError(f"tests would use the real {name} {value!r}: run them through `make test` "
                                f"(or with {ENV_FILE} in the environment)")
 
 
-def _delete_topics(settings: Settings) -> None:
+def fresh_stream(settings: Settings) -> None:
+    """The stack's (scratch) topics empty and its streaming job without state, for a test that runs the job
+    under the stack's own names: whatever earlier tests sent to the topic stays out of its first batch."""
+    from app.stack import kafka
+
+    guard(settings)
+    _delete_topics(settings, harness_topics=False)
+    kafka.provision(settings)
+    _remove_stream_state(settings)
+
+
+def empty_tables(settings: Settings, *tables: str) -> None:
+    """Scratch tables emptied, for a test whose assertions cover every row (the drift job reads the whole
+    prediction log of a window, whichever test wrote it)."""
+    from psycopg2 import sql
+
+    from app import db
+
+    guard(settings)
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, tables))))
+
+
+def _delete_topics(settings: Settings, harness_topics: bool = True) -> None:
     from kafka.errors import UnknownTopicOrPartitionError
 
     from app.stack.kafka import admin
@@ -52,7 +75,7 @@ def _delete_topics(settings: Settings) -> None:
     client = admin(settings)
     try:
         mine = [t for t in client.list_topics()
-                if t in (settings.kafka_topic, settings.kafka_dlq_topic) or t.startswith("test-")]
+                if t in (settings.kafka_topic, settings.kafka_dlq_topic) or (harness_topics and t.startswith("test-"))]
         if mine:
             with contextlib.suppress(UnknownTopicOrPartitionError):
                 client.delete_topics(mine, timeout_ms=30_000)
@@ -72,12 +95,17 @@ def _delete_registered_model(settings: Settings) -> None:
         response.raise_for_status()
 
 
-def _remove_local_state(settings: Settings) -> None:
+def _remove_stream_state(settings: Settings) -> None:
     from streaming.status import checkpoint_dir, progress_log
 
     shutil.rmtree(checkpoint_dir(settings), ignore_errors=True)
     progress_log(settings).unlink(missing_ok=True)
+
+
+def _remove_local_state(settings: Settings) -> None:
+    _remove_stream_state(settings)
     shutil.rmtree(settings.training_dir, ignore_errors=True)
+    shutil.rmtree(settings.airflow_home, ignore_errors=True)  # task logs and generated secrets of earlier sessions
     # alerts received in an earlier session (Prometheus' own data stays: the running server holds it)
     (settings.monitoring_dir / "alerts.jsonl").unlink(missing_ok=True)
 
@@ -90,6 +118,7 @@ def reset(settings: Settings) -> None:
 
     guard(settings)
     postgres.create_database(settings, settings.postgres_db, fresh=True)
+    postgres.drop_database(settings, settings.airflow_db)  # Airflow migrates a fresh one when it starts
     migrate.upgrade(settings)
     _delete_topics(settings)
     kafka.provision(settings)
@@ -103,6 +132,7 @@ def remove(settings: Settings) -> None:
 
     guard(settings)
     postgres.drop_database(settings, settings.postgres_db)
+    postgres.drop_database(settings, settings.airflow_db)
     _delete_topics(settings)
     _delete_registered_model(settings)
     _remove_local_state(settings)

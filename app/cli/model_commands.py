@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -50,6 +51,7 @@ def train(
 ) -> None:
     """Train a fraud model: snapshot -> point-in-time features -> Tune k-fold CV -> Ray Train -> evaluate ->
     MLflow (new version, alias 'challenger'). The history before --since still feeds the features."""
+    from app import job_results
     from training.options import TrainOptions
     from training.pipeline import run
 
@@ -63,6 +65,8 @@ def train(
     if report.version:
         typer.echo(f"model {settings.registered_model_name} version {report.version} is the challenger; "
                    f"`riskray promote {report.version}` makes it the champion")
+        typer.echo(job_results.line(job_results.MODEL, json.dumps(
+            {"version": report.version, "run_id": report.run_id, "test_roc_auc": report.metrics.get("roc_auc")})))
 
 
 def promote(version: Annotated[str | None, typer.Argument(help="version to serve; default: the challenger")] = None
@@ -98,6 +102,39 @@ def _reload_serve(settings: Settings) -> None:
         return  # no Ray head: the next `riskray serve deploy` picks the alias up
     if result is not None and result[0] != result[1]:
         typer.echo(f"Serve now answers with version {result[1]} (was {result[0]})")
+
+
+class Metric(StrEnum):
+    roc_auc = "roc_auc"
+    average_precision = "average_precision"
+
+
+def compare(
+    since: Annotated[datetime | None, typer.Option(
+        help="first event time (UTC) of the held-out period; default --until minus RISKRAY_COMPARE_DAYS")] = None,
+    until: Annotated[datetime | None, typer.Option(
+        help="end of the period (UTC); default now minus the label delay (labels matured)")] = None,
+    challenger: Annotated[str, typer.Option(help="version or alias")] = "challenger",
+    champion: Annotated[str, typer.Option(help="version or alias")] = "champion",
+    metric: Annotated[Metric | None, typer.Option(help="[RISKRAY_PROMOTION_METRIC]")] = None,
+    margin: Annotated[float | None, typer.Option(
+        help="the challenger must beat the champion by this much [RISKRAY_PROMOTION_MARGIN]")] = None,
+) -> None:
+    """Challenger vs champion on the same held-out period from the store: AUC and AP of each, logged to MLflow;
+    the last line is the verdict as JSON (what the retraining DAG reads)."""
+    from datetime import timedelta
+
+    from app import job_results
+    from training.compare import compare as run_compare
+
+    settings = get_settings()
+    end = _utc(until) or datetime.now(UTC) - timedelta(days=settings.label_delay_days)
+    start = _utc(since) or end - timedelta(days=settings.compare_days)
+    if start >= end:
+        raise typer.BadParameter(f"{start:%Y-%m-%d %H:%M} is not before {end:%Y-%m-%d %H:%M}", param_hint="--since")
+    result = run_compare(settings, start, end, (metric.value if metric else settings.promotion_metric),
+                         settings.promotion_margin if margin is None else margin, challenger, champion, _say)
+    typer.echo(job_results.line(job_results.COMPARISON, result.model_dump_json()))
 
 
 def score(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from app.config import get_settings
+
+if TYPE_CHECKING:
+    from app.reports import MonitoringReport
 
 monitor = typer.Typer(help="Prometheus panels and alerts of the local stack.", no_args_is_help=True)
 
@@ -23,10 +26,7 @@ def drift(
     """Compare the inputs served in the last RISKRAY_DRIFT_WINDOW_DAYS with the champion's training data (PSI,
     KS), compute realised AUC on predictions whose labels have matured, store the report (Serve's /metrics shows
     it) and say whether retraining is due."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from app import reports
+    from app import job_results, reports
     from monitoring.plots import drift_over_time
     from monitoring.run import run
 
@@ -38,6 +38,15 @@ def drift(
     if json_out:
         typer.echo(report.model_dump_json(indent=1))
         return
+    _print_tables(report)
+    typer.echo(f"plot: {path}")
+    typer.echo(job_results.line(job_results.REPORT, report.model_dump_json()))
+
+
+def _print_tables(report: MonitoringReport) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console(width=140)
     table = Table("input", "kind", "rows", "PSI", "KS", "status", title=(
         f"drift of model {report.model_version} inputs, {report.window_start:%Y-%m-%d %H:%M} .. "
@@ -60,7 +69,6 @@ def drift(
     console.print(accuracy)
     verdict = "RETRAIN" if report.retrain else report.status
     typer.echo(f"verdict: {verdict} — {'; '.join(report.reasons)}")
-    typer.echo(f"plot: {path}")
 
 
 @monitor.command("snapshot")

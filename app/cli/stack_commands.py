@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from app.config import get_settings
@@ -11,11 +13,31 @@ stack = typer.Typer(help="The local stack on loopback: PostgreSQL, Kafka, Ray he
 
 
 @stack.command("up")
-def up() -> None:
+def up(
+    with_groups: Annotated[list[str] | None, typer.Option(
+        "--with", help="optional services to start too: airflow (api-server, scheduler, dag-processor, "
+                       "triggerer)")] = None,
+) -> None:
     """Start every service in order with health waits; apply migrations; create topics. Safe to repeat."""
-    from app.stack import manager
+    from app.stack import airflow, manager
 
-    manager.up(get_settings(), echo=typer.echo)
+    settings = get_settings()
+    groups = tuple(with_groups or ())
+    manager.up(settings, echo=typer.echo, groups=groups)
+    if airflow.GROUP in groups:
+        typer.echo(f"airflow   UI and REST API on {settings.airflow_url}, user {settings.airflow_admin_user}, "
+                   f"password: {airflow.admin_password_source(settings)}")
+
+
+@stack.command("stop")
+def stop(group: Annotated[str, typer.Argument(help="optional service group: airflow")]) -> None:
+    """Stop an optional group of services (`stack up --with GROUP` started), the rest of the stack untouched."""
+    from app.stack import manager
+    from app.stack.errors import StackError
+
+    if group not in manager.GROUPS:
+        raise StackError(f"no optional service group {group}; there is {', '.join(manager.GROUPS)}")
+    manager.stop_group(get_settings(), group, echo=typer.echo)
 
 
 @stack.command("status")
@@ -29,7 +51,8 @@ def status() -> None:
     report = manager.status(get_settings())
     table = Table("service", "address", "state", "health", "log")
     for item in report:
-        health = "[green]healthy[/green]" if item.healthy else f"[red]{item.detail}[/red]"
+        health = (f"[dim]{item.detail}[/dim]" if item.state == "OFF" else
+                  "[green]healthy[/green]" if item.healthy else f"[red]{item.detail}[/red]")
         table.add_row(item.name, item.address, item.state, health, str(item.log))
     Console(width=200).print(table)
     if not all(item.healthy for item in report):

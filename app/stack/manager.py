@@ -13,7 +13,7 @@ from typing import Any
 import psutil
 
 from app.config import Settings
-from app.stack import kafka, mlflow_server, postgres, ray_head, stream, supervisor
+from app.stack import airflow, kafka, mlflow_server, postgres, ray_head, stream, supervisor
 from app.stack import monitoring as monitoring_services
 from app.stack.errors import StackError
 from app.stack.java import java_major_version
@@ -27,13 +27,15 @@ class Service:
     module: Any  # a module or object with prepare(settings), program(settings), check(settings), provision(settings)
     ports: Callable[[Settings], list[int]]
     start_timeout_s: float
+    group: str | None = None  # an optional part of the stack, started by `stack up --with <group>`
 
     def address(self, settings: Settings) -> str:
         host = {
             "postgres": settings.postgres_host, "kafka": settings.kafka_host,
             "ray": settings.ray_host, "mlflow": settings.mlflow_host,
-        }.get(self.name, settings.monitoring_host)
-        return f"{host}:{self.ports(settings)[0]}"
+        }.get(self.name, settings.airflow_host if self.group == airflow.GROUP else settings.monitoring_host)
+        ports = self.ports(settings) or [settings.airflow_port]  # Airflow's components report through the api-server
+        return f"{host}:{ports[0]}"
 
 
 SERVICES: list[Service] = [
@@ -42,7 +44,11 @@ SERVICES: list[Service] = [
     Service("ray", ray_head, lambda s: [s.ray_dashboard_port, s.ray_gcs_port, s.ray_client_port], 120),
     Service("mlflow", mlflow_server, lambda s: [s.mlflow_port], 120),
     *(Service(m.name, m, lambda s, m=m: [m.port(s)], 60) for m in monitoring_services.SERVICES),
+    # the api-server owns the port; the others report through its health endpoint
+    *(Service(c.name, c, lambda s, c=c: [s.airflow_port] if c is airflow.API_SERVER else [], 180, airflow.GROUP)
+      for c in airflow.COMPONENTS),
 ]
+GROUPS = sorted({s.group for s in SERVICES if s.group})
 
 
 @dataclass(frozen=True)
@@ -91,12 +97,18 @@ def programs(settings: Settings) -> list[supervisor.Program]:
     return [service.module.program(settings) for service in SERVICES] + [stream.program(settings)]
 
 
-def up(settings: Settings, echo: Echo = print) -> None:
-    """Start every service in order, each after the previous one is healthy. Running it again is harmless."""
+def up(settings: Settings, echo: Echo = print, groups: tuple[str, ...] = ()) -> None:
+    """Start every service in order (the optional ones of ``groups`` too), each after the previous one is
+    healthy. Running it again is harmless."""
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        raise StackError(f"no optional service group {', '.join(sorted(unknown))}; there is {', '.join(GROUPS)}")
     java_major_version(settings.java_bin)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     supervisor.ensure_running(settings, programs(settings))
     for service in SERVICES:
+        if service.group and service.group not in groups:
+            continue
         state = supervisor.process_state(settings, service.name)
         if state == "RUNNING" and _failure(service, settings) is None:
             echo(f"{service.name:<9} already running  {service.address(settings)}")
@@ -123,6 +135,11 @@ def status(settings: Settings) -> list[ServiceStatus]:
     report = []
     for service in SERVICES:
         state = supervisor.process_state(settings, service.name) if running else "DOWN"
+        if service.group and state not in {"RUNNING", "STARTING"}:  # optional and not started: not a problem
+            report.append(ServiceStatus(name=service.name, address=service.address(settings), state="OFF",
+                                        healthy=True, detail=f"off (stack up --with {service.group})",
+                                        log=supervisor.log_path(settings, service.name)))
+            continue
         reason = _failure(service, settings) if state == "RUNNING" else "not running"
         if reason is None:
             reason = _extra_problems(service, settings)
@@ -184,6 +201,7 @@ def stray_processes(settings: Settings) -> list[psutil.Process]:
         str(mlflow_server.artifacts_dir(settings)),
         str(supervisor.config_path(settings)),
         str(settings.monitoring_dir),  # on the command line of every monitoring program
+        str(settings.airflow_home),  # ... and of every Airflow program
     )
     me = psutil.Process().pid
     found = []
@@ -192,6 +210,16 @@ def stray_processes(settings: Settings) -> list[psutil.Process]:
         if proc.pid != me and any(marker in cmdline for marker in markers):
             found.append(proc)
     return found
+
+
+def stop_group(settings: Settings, group: str, echo: Echo = print) -> None:
+    """Stop the running services of an optional group, the rest of the stack untouched."""
+    if not supervisor.is_running(settings):
+        return
+    for service in reversed(SERVICES):
+        if service.group == group and supervisor.process_state(settings, service.name) in {"RUNNING", "STARTING"}:
+            echo(f"{service.name:<9} stopping ...")
+            supervisor.stop(settings, service.name)
 
 
 def listening_ports(settings: Settings) -> list[int]:

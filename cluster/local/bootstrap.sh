@@ -2,7 +2,8 @@
 # Idempotent set-up of everything riskray needs on this machine; both README commands run it first.
 #   - checks Java 17+ (Kafka broker, Spark)
 #   - installs the PostgreSQL server from Debian when no server binaries are present
-#   - installs uv (pinned) and the locked Python dependencies into .venv (uv.lock)
+#   - installs uv (pinned) and the locked Python dependencies into .venv (uv.lock), and Airflow's into the state
+#     folder's airflow-venv (cluster/local/airflow/uv.lock)
 #   - fetches the Kafka broker jars and Spark's Kafka connector from Maven Central into the state folder
 #   - unpacks Debian's Prometheus 2.42 and Alertmanager 0.25 (with promtool and amtool) into the state folder:
 #     `apt-get download` + `dpkg -x`, so no system service is installed or started
@@ -81,6 +82,10 @@ if ! [ -x "$UV" ] || [ "$("$UV" --version | cut -d' ' -f2)" != "$UV_VERSION" ]; 
 fi
 step "python dependencies (uv sync --frozen)"
 "$UV" sync --frozen --quiet --python "$PYTHON" --project "$ROOT"
+# Airflow in its own environment: airflow-core pins fastapi below Ray Serve's window
+step "airflow environment (uv sync --frozen, cluster/local/airflow)"
+UV_PROJECT_ENVIRONMENT="$STATE/airflow-venv" "$UV" sync --frozen --quiet --python "$PYTHON" \
+  --project "$ROOT/cluster/local/airflow"
 
 # --- JVM jars --------------------------------------------------------------------------------------------------
 POM="$ROOT/cluster/local/jars/pom.xml"

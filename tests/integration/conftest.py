@@ -15,6 +15,8 @@ import pytest
 from app.config import Settings, get_settings
 from tests import scratch
 
+from .served_world import World, served
+
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
@@ -31,3 +33,10 @@ def stack(settings: Settings) -> Iterator[Settings]:
     yield settings
     if supervisor.is_running(settings):  # the teardown test may have stopped it, after removing the world
         scratch.remove(settings)
+
+
+@pytest.fixture(scope="session")
+def served_world(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The pinned served world of the monitoring and retraining tests, built once (the suite's slowest setup)."""
+    with served(stack, tmp_path_factory.mktemp("served-world")) as world:
+        yield world

@@ -23,6 +23,7 @@ from app import db
 from app.config import Settings
 from app.stack.kafka import admin
 from streaming.status import features_query_name, progress_log, raw_query_name
+from tests import scratch
 
 if TYPE_CHECKING:
     from streaming.simulator import DriftConfig
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
 class StreamHarness:
     def __init__(self, settings: Settings, log_dir: Path, stack_names: bool = False, **environment: str) -> None:
         """Topics and query names of its own, unless ``stack_names``: then the stack's (scratch) topics and
-        queries, so what the stack watches (the exporter) sees this job."""
+        queries, so what the stack watches (the exporter) sees this job; those topics are emptied and the stack's
+        stream state removed first, so no earlier test's messages reach this job."""
         tag = uuid.uuid4().hex[:8]
         self.environment = environment
         self.settings = settings if stack_names else settings.model_copy(update={
@@ -41,7 +43,9 @@ class StreamHarness:
         })
         self.log_path = log_dir / f"stream-{tag}.log"
         self.process: subprocess.Popen[bytes] | None = None
-        if not stack_names:
+        if stack_names:
+            scratch.fresh_stream(settings)
+        else:
             client = admin(settings)
             try:
                 client.create_topics([NewTopic(self.settings.kafka_topic, 12, 1),
@@ -131,12 +135,23 @@ class StreamHarness:
         queries = (raw_query_name(self.settings), features_query_name(self.settings))
         return all(q in latest and all(latest[q].get(p, 0) >= end for p, end in ends.items()) for q in queries)
 
-    def wait_until(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    def wait_until(self, condition: Callable[[], bool], timeout_s: float, what: str,
+                   progress: Callable[[], str] | None = None) -> None:
+        """``progress``: what the failure message says was reached instead."""
         deadline = time.monotonic() + timeout_s
         while not condition():
             self.assert_alive()
-            assert time.monotonic() < deadline, f"timed out waiting for {what}; log: {self.log_path}"
+            if time.monotonic() > deadline:
+                reached = f" ({progress()})" if progress else ""
+                raise AssertionError(f"timed out waiting for {what}{reached}; the job's last reports:\n"
+                                     + "\n".join(self.reports()[-8:]) + f"\nlog: {self.log_path}")
             time.sleep(0.5)
+
+    def reports(self) -> list[str]:
+        """The job's own log lines (batches, late rows dropped), without Spark's and Py4J's."""
+        if not self.log_path.exists():
+            return []
+        return [line for line in self.log_path.read_text(errors="replace").splitlines() if "riskray.stream" in line]
 
 
 def _query(settings: Settings, sql: str, params: tuple) -> pd.DataFrame:

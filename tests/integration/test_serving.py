@@ -25,6 +25,7 @@ from app.schemas import ServeModelConfig
 from streaming.simulator import Simulator, SimulatorConfig
 from tests.helpers import riskray
 
+from .model_copies import copy_version
 from .serve_app import deploy
 from .stream_harness import StreamHarness, probes_after, recent_transactions, stream_into_store
 
@@ -53,7 +54,8 @@ def _train_version(settings: Settings, tmp: Path, seed: int) -> str:
 def versions(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """Two registered versions; the first is the champion."""
     tmp = tmp_path_factory.mktemp("models")
-    first, second = _train_version(stack, tmp, 1), _train_version(stack, tmp, 2)
+    first = _train_version(stack, tmp, 1)
+    second = copy_version(stack, first)  # two versions to switch between; one training
     assert riskray("promote", first).returncode == 0
     return first, second
 
@@ -308,33 +310,6 @@ def test_a_failed_reload_keeps_the_old_model_serving_and_counts_the_failure(
     assert api.get("/health").json()["last_reload_error"] is None
 
 
-def test_health_is_503_naming_the_feature_store_when_the_database_is_unreachable(stack: Settings, versions) -> None:
-    import socket
-
-    with socket.socket() as probe:  # a port nothing listens on: the database is down as far as Serve knows
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
-    config = serving.local_config(stack, serving.resolve_models(stack, ServeModelConfig(champion=versions[0])))
-    application = config["applications"][0]
-    application.setdefault("runtime_env", {}).setdefault("env_vars", {})["RISKRAY_POSTGRES_PORT"] = str(closed)
-    try:
-        with serving.ServeClient(stack) as client:
-            client.deploy(config)
-            client.wait_running(300, lambda line: None)
-        with httpx.Client(base_url=f"http://{stack.ray_host}:{stack.serve_port}", timeout=30) as api:
-            deadline = time.monotonic() + 120
-            while (health := api.get("/health")).status_code != 503:  # until the new replicas answer
-                assert time.monotonic() < deadline, health.text
-                time.sleep(1)
-            body = health.json()
-            assert body["status"] == "unavailable"
-            assert any(reason.startswith("feature store unreachable") for reason in body["reasons"]), body
-            answer = api.post("/predict", json=GOOD)  # still answered, from request values and defaults
-            assert answer.status_code == 200 and answer.json()["features_degraded"] is True
-    finally:
-        deploy(stack, ServeModelConfig(champion=versions[0]), replicas=2)
-
-
 def test_batch_scoring_of_a_file_reproduces_the_served_probabilities(
     stack: Settings, versions, api: httpx.Client, tmp_path: Path
 ) -> None:
@@ -373,3 +348,28 @@ def test_batch_scoring_of_a_file_reproduces_the_served_probabilities(
         assert answer["model_version"] == scores.loc[transaction_id, "model_version"] == versions[0]
         assert np.isclose(answer["fraud_probability"], scores.loc[transaction_id, "fraud_probability"],
                           rtol=1e-6, atol=1e-7), f"seed {SEED}: {transaction_id}"
+
+
+def test_health_is_503_naming_the_feature_store_when_the_database_is_unreachable(stack: Settings, versions) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: the database is down as far as Serve knows
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    config = serving.local_config(stack, serving.resolve_models(stack, ServeModelConfig(champion=versions[0])))
+    application = config["applications"][0]
+    application.setdefault("runtime_env", {}).setdefault("env_vars", {})["RISKRAY_POSTGRES_PORT"] = str(closed)
+    # The module's last test: the api fixture's teardown shuts this broken deployment down (no redeploy).
+    with serving.ServeClient(stack) as client:
+        client.deploy(config)
+        client.wait_running(300, lambda line: None)
+    with httpx.Client(base_url=f"http://{stack.ray_host}:{stack.serve_port}", timeout=30) as api:
+        deadline = time.monotonic() + 120
+        while (health := api.get("/health")).status_code != 503:  # until the new replicas answer
+            assert time.monotonic() < deadline, health.text
+            time.sleep(1)
+        body = health.json()
+        assert body["status"] == "unavailable"
+        assert any(reason.startswith("feature store unreachable") for reason in body["reasons"]), body
+        answer = api.post("/predict", json=GOOD)  # still answered, from request values and defaults
+        assert answer.status_code == 200 and answer.json()["features_degraded"] is True

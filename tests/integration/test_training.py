@@ -5,9 +5,7 @@ rollback; batch scoring with the registered model."""
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,6 +21,8 @@ from streaming.simulator import Simulator, SimulatorConfig
 from streaming.store_writer import insert_transactions
 from tests.helpers import riskray
 from tests.model import behaviour
+
+from .model_copies import copy_version
 
 pytestmark = pytest.mark.integration
 
@@ -122,40 +122,8 @@ def test_training_from_the_store_registers_a_challenger_with_every_artifact(
     assert stored > 40_000 and stored == with_features
 
 
-def test_the_same_training_runs_as_a_ray_job(stack: Settings, period: tuple[datetime, datetime]) -> None:
-    from ray.job_submission import JobStatus, JobSubmissionClient
-
-    since, until = period
-    client = JobSubmissionClient(stack.ray_dashboard_url)
-    # the job runs in the Ray head's environment; the scratch world's settings travel with it
-    scratch_env = {k: v for k, v in os.environ.items() if k.startswith("RISKRAY_")}
-    job_id = client.submit_job(
-        entrypoint=f"python -m training --since {_cli(since)} --until {_cli(until)} {' '.join(TRAIN)}",
-        runtime_env={"env_vars": scratch_env})
-    deadline = time.monotonic() + 900
-    while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
-        assert time.monotonic() < deadline, "training job did not finish"
-        time.sleep(2)
-    logs = client.get_job_logs(job_id)
-    assert status == JobStatus.SUCCEEDED, logs[-4000:]
-    assert "register: MLflow run" in logs
-
-
-def _copy_version(settings: Settings, of: str) -> str:
-    """A new version of the registered model with the files of version ``of`` (no training needed)."""
-    with Registry(settings) as registry:
-        source = registry.version(of)
-    body = {"name": settings.registered_model_name, "source": source.source, "run_id": source.run_id}
-    if source.source.startswith("models:/"):  # MLflow 3: a logged model's source needs its id beside it
-        body["model_id"] = source.source.removeprefix("models:/")
-    response = httpx.post(f"{settings.mlflow_tracking_uri}/api/2.0/mlflow/model-versions/create", timeout=30,
-                          json=body)
-    assert response.status_code == 200, (source, response.text)
-    return str(response.json()["model_version"]["version"])
-
-
 def test_promote_and_rollback_move_the_champion_alias(stack: Settings, trained: Trained) -> None:
-    earlier, later = _copy_version(stack, trained.version), _copy_version(stack, trained.version)
+    earlier, later = copy_version(stack, trained.version), copy_version(stack, trained.version)
     assert riskray("promote", earlier).returncode == 0
     result = riskray("promote", later)
     assert result.returncode == 0 and result.stdout.strip().endswith(f"-> {later}")

@@ -21,10 +21,39 @@ def test_supervisor_config_has_every_service_and_escapes_percent(tmp_path: Path)
     parser = configparser.RawConfigParser()
     parser.read_string(supervisor.render_config(settings, manager.programs(settings)))
     assert [s.removeprefix("program:") for s in parser.sections() if s.startswith("program:")] == [
-        "postgres", "kafka", "ray", "mlflow", "exporter", "alerts", "alertmanager", "prometheus", "stream"]
+        "postgres", "kafka", "ray", "mlflow", "exporter", "alerts", "alertmanager", "prometheus", "airflow-api",
+        "airflow-scheduler", "airflow-dags", "airflow-triggerer", "stream"]
     assert "50%%25off" in parser["program:mlflow"]["environment"]
     assert all(parser[f"program:{name}"]["autostart"] == "false" for name in ("postgres", "kafka"))
     assert parser["program:postgres"]["stopsignal"] == "INT"
+
+
+def test_airflow_runs_on_loopback_with_its_secrets_and_connections_off_the_command_line(tmp_path: Path) -> None:
+    import json
+
+    from app.stack import airflow
+
+    settings = Settings(state_dir=tmp_path, postgres_password="s3cret", airflow_db="af",
+                        airflow_work_dir=tmp_path / "airflow")
+    env = airflow.environment(settings)
+    assert env["AIRFLOW__API__HOST"] == "127.0.0.1" and env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith(":25432/af")
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(airflow.DAGS_DIR)
+    assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == airflow.environment(settings)["AIRFLOW__API_AUTH__JWT_SECRET"]
+    assert oct((tmp_path / "airflow" / "jwt-secret").stat().st_mode & 0o777) == "0o600"
+    ray = json.loads(env["AIRFLOW_CONN_RISKRAY_RAY"])
+    assert (ray["host"], ray["port"]) == ("127.0.0.1", 8265)
+    mlflow = json.loads(env["AIRFLOW_CONN_RISKRAY_MLFLOW"])
+    assert mlflow["extra"] == {"registered_model": settings.registered_model_name}
+    assert "AIRFLOW_CONN_RISKRAY_SLACK" not in env  # unset: the DAG posts nothing
+    from pydantic import SecretStr
+
+    with_slack = airflow.environment(settings.model_copy(
+        update={"alert_slack_webhook_url": SecretStr("https://hooks.x/T/B")}))
+    assert json.loads(with_slack["AIRFLOW_CONN_RISKRAY_SLACK"])["password"] == "https://hooks.x/T/B"
+    for component in airflow.COMPONENTS:
+        command = " ".join(component.program(settings).command)
+        assert "s3cret" not in command and str(settings.airflow_home) in command
 
 
 def test_sockets_move_to_a_short_path_when_the_state_folder_is_deep(tmp_path: Path) -> None:

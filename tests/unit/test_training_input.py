@@ -26,10 +26,24 @@ def _good(n: int = 40) -> pd.DataFrame:
     (lambda f: f.assign(amount=["abc"] + [1.0] * (len(f) - 1)), "column 'amount' must be a number; row 0 has 'abc'"),
     (lambda f: f.assign(customer_id=[1.5] + [1] * (len(f) - 1)), "column 'customer_id' must be an integer; row 0"),
     (lambda f: f.assign(timestamp="yesterday"), "column 'timestamp' must be ISO 8601 times; row 0 has 'yesterday'"),
-    (lambda f: f.assign(is_fraud=0), "no positive labels (is_fraud = 1)"),
     (lambda f: f.assign(is_fraud=2), "column 'is_fraud' must be 0 or 1; row 0 has 2"),
 ])
-def test_bad_training_file_is_one_line_naming_what_is_wrong(tmp_path: Path, change, message: str) -> None:
+def test_bad_training_file_is_an_error_naming_the_file_and_what_is_wrong(tmp_path: Path, change, message: str) -> None:
+    from training.data import TrainingDataError, read_file
+
+    path = tmp_path / "transactions.csv"
+    change(_good()).to_csv(path, index=False)
+    with pytest.raises(TrainingDataError) as error:
+        read_file(path)
+    assert str(error.value).startswith(f"{path}: ") and message in str(error.value)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda f: f.drop(columns=["amount", "country"]), "missing column(s) amount, country"),
+    (lambda f: f.assign(is_fraud=0), "no positive labels (is_fraud = 1)"),
+])
+def test_bad_training_file_is_one_line_from_the_cli_before_anything_starts(tmp_path: Path, change,
+                                                                           message: str) -> None:
     path = tmp_path / "transactions.csv"
     change(_good()).to_csv(path, index=False)
     # an unreachable MLflow and Ray prove nothing was started before the check
