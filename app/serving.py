@@ -128,9 +128,15 @@ class ServeClient:
                     raise
                 time.sleep(3)
 
-    def shutdown(self) -> None:
-        # the call returns once every replica has stopped: more than the default 30 s on a busy 2-core machine
-        self._request("DELETE", "/applications/", timeout=180)
+    def shutdown(self, timeout_s: float = 180) -> None:
+        """Delete the apps and wait until Serve is gone: the dashboard answers the DELETE after its own 30 s even
+        while the controller is still stopping replicas, and a deploy sent then is accepted and lost."""
+        self._request("DELETE", "/applications/", timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while (details := self.details()).get("applications") or details.get("controller_info"):
+            if time.monotonic() > deadline:
+                raise ServeError(f"Serve still shutting down after {timeout_s:.0f} s")
+            time.sleep(1)
 
     def wait_running(self, timeout_s: float, say: Callable[[str], None]) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s

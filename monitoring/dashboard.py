@@ -59,7 +59,8 @@ PANELS: tuple[Panel, ...] = (
     Panel("Data drift per feature (PSI)", "none", (Target("max by (feature) (data_drift_score)", "{{feature}}"),),
           False),
     Panel("Serve replicas", "none", (
-        Target('sum(ray_serve_deployment_replica_healthy{deployment="FraudDetector"})', "healthy replicas"),
+        Target('count(ray_serve_replica_processing_queries{deployment="FraudDetector"})', "running replicas"),
+        Target('max(ray_serve_autoscaling_target_replicas{deployment="FraudDetector"})', "target replicas"),
         Target("sum(model_version_info) by (variant)", "{{variant}} models")), False),
     Panel("CPU", "percent", (Target("avg by (instance) (ray_node_cpu_utilization)", "node {{instance}}"),), False),
     Panel("Memory", "bytes", (Target("sum by (instance) (ray_node_mem_used)", "node {{instance}}"),), False),

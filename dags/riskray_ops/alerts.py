@@ -22,8 +22,12 @@ log = logging.getLogger(__name__)
 def configured(conn_id: str) -> bool:
     try:
         Connection.get(conn_id)
-    except AirflowNotFoundException as error:
-        log.info("connection %s not found (%s): channel off", conn_id, error)
+    except AirflowNotFoundException:
+        log.info("connection %s not set: channel off", conn_id)
+        return False
+    except Exception as error:  # a lookup that fails otherwise (seen in failure callbacks): say so, post nothing
+        log.warning("connection %s could not be read (%s: %s): not posting there", conn_id, type(error).__name__,
+                    error)
         return False
     return True
 
@@ -40,13 +44,22 @@ def post(text: str, severity: str = "error") -> list[str]:
     from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
     posted = []
-    if configured(SLACK_CONN):
-        SlackWebhookNotifier(slack_webhook_conn_id=SLACK_CONN, text=text).notify({})
-        posted.append("slack")
-    if configured(PAGERDUTY_CONN):
-        PagerdutyNotifier(pagerduty_events_conn_id=PAGERDUTY_CONN, summary=text[:1000], severity=severity,
-                          source="riskray_retraining").notify({})
-        posted.append("pagerduty")
+    channels = {
+        "slack": (SLACK_CONN, lambda: SlackWebhookNotifier(slack_webhook_conn_id=SLACK_CONN, text=text)),
+        "pagerduty": (PAGERDUTY_CONN, lambda: PagerdutyNotifier(
+            pagerduty_events_conn_id=PAGERDUTY_CONN, summary=text[:1000], severity=severity,
+            source="riskray_retraining")),
+    }
+    for name, (conn_id, notifier) in channels.items():
+        if not configured(conn_id):
+            continue
+        try:  # one channel failing must not keep the alert from the other
+            notifier().notify({})
+        except Exception as error:
+            log.error("alert to %s failed: %s: %s", name, type(error).__name__, error)
+            continue
+        log.info("alert posted to %s", name)
+        posted.append(name)
     if not posted:
         log.info("no alert channel configured (connections %s, %s): not posted: %s", SLACK_CONN, PAGERDUTY_CONN,
                  text)

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -185,12 +186,15 @@ def _received(settings: Settings) -> list[dict]:
 
 
 def test_with_serve_stopped_the_serve_down_alert_reaches_the_local_receiver(stack: Settings, world: World) -> None:
+    stopped = datetime.now(UTC)
     with serving.ServeClient(stack) as client:
         client.shutdown()
     try:
-        # `for: 1m` on a failed scrape, then Alertmanager's group wait: about 80 s on the tests' 5 s interval
+        # `for: 1m` on a failed scrape, then Alertmanager's group wait: about 80 s on the tests' 5 s interval. Only
+        # an alert that started after the stop counts: Serve was also down before the world deployed it.
         alert = wait(lambda: [a for a in _received(stack) if a["labels"]["alertname"] == "RiskrayServeDown"
-                               and a["status"] == "firing"], 240, "RiskrayServeDown never reached the receiver")
+                               and a["status"] == "firing" and datetime.fromisoformat(a["startsAt"]) >= stopped],
+                     240, "RiskrayServeDown never reached the receiver")
     finally:
         deploy_champion(stack, world.version)  # the world is the session's: Serve back as it was
     first = alert[0]  # type: ignore[index]
