@@ -81,8 +81,8 @@ def test_served_traffic_reaches_prometheus_as_a_rate_and_a_p95(stack: Settings, 
     assert 0 < float(result[0]["value"][1]) < 10  # type: ignore[index]
 
 
-PROMQL_WORDS = {"sum", "max", "min", "avg", "by", "without", "rate", "increase", "histogram_quantile", "on", "or",
-                "and", "vector"}
+PROMQL_WORDS = {"sum", "max", "min", "avg", "count", "by", "without", "rate", "increase", "histogram_quantile", "on",
+                "or", "and", "unless", "vector", "last_over_time"}
 
 
 def _metric_names(expr: str) -> set[str]:

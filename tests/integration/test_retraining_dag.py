@@ -77,7 +77,10 @@ def airflow_stack(stack: Settings, served_world: World) -> Iterator[Settings]:
 
 
 def _dag_test(settings: Settings, conf: dict[str, Any], **env: str) -> tuple[dict[str, Any], str]:
-    """One ``dag.test()`` run; (final states, the whole log)."""
+    """One ``dag.test()`` run; (final states, the whole log). The DAG is paused in the running Airflow first:
+    dag.test() writes its run into the same metadata database, and the live scheduler would otherwise pick the
+    run's tasks up too and run them in its own environment (without this test's connections)."""
+    _set_paused(settings, True)
     environment = {**os.environ, **airflow.environment(settings), "RISKRAY_DAG_RETRY_DELAY_S": "1", **env}
     result = subprocess.run([str(settings.airflow_venv / "bin" / "python"), str(RUNNER), json.dumps(conf),
                              str(airflow.DAGS_DIR)], env=environment, capture_output=True, text=True, timeout=1200)
@@ -137,16 +140,29 @@ def _token(settings: Settings) -> str:
     return response.json()["access_token"]
 
 
+def _dag_api(settings: Settings) -> tuple[str, dict[str, str]]:
+    """The DAG's REST address and auth headers, once the dag-processor has parsed it."""
+    headers = {"Authorization": f"Bearer {_token(settings)}"}
+    api = f"{settings.airflow_url}/api/v2/dags/riskray_retraining"
+    deadline = time.monotonic() + 120
+    while httpx.get(api, headers=headers, timeout=30).status_code != 200:
+        assert time.monotonic() < deadline, "the DAG never appeared in Airflow"
+        time.sleep(2)
+    return api, headers
+
+
+def _set_paused(settings: Settings, paused: bool) -> None:
+    api, headers = _dag_api(settings)
+    response = httpx.patch(api, headers=headers, json={"is_paused": paused}, timeout=30)
+    assert response.status_code == 200 and response.json()["is_paused"] is paused, response.text
+
+
 def test_without_drift_the_scheduler_runs_a_triggered_run_that_skips_retraining_and_keeps_the_champion(
         airflow_stack: Settings, served_world: World) -> None:
     """Through the running Airflow: triggered over its REST API, scheduled, run by the LocalExecutor."""
     before = _champion(airflow_stack)
-    headers = {"Authorization": f"Bearer {_token(airflow_stack)}"}
-    api = f"{airflow_stack.airflow_url}/api/v2/dags/riskray_retraining"
-    deadline = time.monotonic() + 120
-    while httpx.get(api, headers=headers, timeout=30).status_code != 200:  # parsed by the dag-processor
-        assert time.monotonic() < deadline, "the DAG never appeared in Airflow"
-        time.sleep(2)
+    _set_paused(airflow_stack, False)
+    api, headers = _dag_api(airflow_stack)
     created = httpx.post(f"{api}/dagRuns", headers=headers, timeout=30,  # the same-world week: no drift
                          json={"logical_date": None, "conf": {**FAST, "as_of": cli_time(DRIFT_AT)}})
     assert created.status_code == 200, created.text
@@ -179,10 +195,8 @@ def test_a_failing_training_job_alerts_the_webhook_and_keeps_the_old_model_servi
     assert run["tasks"]["deploy"] == "upstream_failed" and run["tasks"]["alert"] == "failed"  # the alert ran
     texts = [body["text"] for body in webhook.received]
     said = "\n".join(line for line in logs.splitlines() if "riskray_ops.alerts" in line or "alert posted" in line)
-    # The failed task's own notifier and the run's alert task both post; under dag.test() one or the other has
-    # been seen not to resolve the connection (logged), so the test asks for the alert, not for both copies.
-    assert texts and all("failed" in t for t in texts), said
-    assert "task retrain failed" in logs, said  # the task-level notifier ran
+    assert any("retraining run" in t and "failed" in t for t in texts), (texts, said)  # the run's alert task
+    assert "task retrain failed" in logs, said  # and the failed task's own notifier
     assert _champion(airflow_stack) == before == _served_version(served_world)
 
 
