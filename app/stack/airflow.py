@@ -32,13 +32,22 @@ DAGS_DIR = PROJECT_ROOT / "dags"
 GROUP = "airflow"  # `riskray stack up --with airflow`
 
 
+def _write_private(path: Path, text: str) -> None:
+    """``text`` into ``path``, readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(text)
+
+
+def _passwords_file(settings: Settings) -> Path:
+    return settings.airflow_home / "passwords.json"
+
+
 def _secret(settings: Settings, name: str) -> str:
     """A secret generated once into AIRFLOW_HOME (mode 0600), the same for every component and restart."""
     path = settings.airflow_home / name
     if not path.exists():
-        settings.airflow_home.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(32))
+        _write_private(path, secrets.token_urlsafe(32))
     return path.read_text().strip()
 
 
@@ -73,7 +82,6 @@ def connections(settings: Settings) -> dict[str, dict[str, object]]:
 def environment(settings: Settings) -> dict[str, str]:
     """Airflow's whole configuration, as AIRFLOW__SECTION__KEY variables (nothing in airflow.cfg)."""
     home = settings.airflow_home
-    passwords = home / "passwords.json"
     env = {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
@@ -83,7 +91,7 @@ def environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{settings.airflow_url}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.airflow_admin_user}:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(_passwords_file(settings)),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": settings.postgres_url(settings.airflow_db),
         "AIRFLOW__API__HOST": settings.airflow_host,
         "AIRFLOW__API__PORT": str(settings.airflow_port),
@@ -107,10 +115,7 @@ def airflow_bin(settings: Settings) -> Path:
 
 
 def write_passwords(settings: Settings) -> None:
-    settings.airflow_home.mkdir(parents=True, exist_ok=True)
-    path = settings.airflow_home / "passwords.json"
-    path.touch(mode=0o600)
-    path.write_text(json.dumps({settings.airflow_admin_user: admin_password(settings)}))
+    _write_private(_passwords_file(settings), json.dumps({settings.airflow_admin_user: admin_password(settings)}))
 
 
 def migrate(settings: Settings) -> None:

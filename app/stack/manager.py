@@ -97,12 +97,24 @@ def programs(settings: Settings) -> list[supervisor.Program]:
     return [service.module.program(settings) for service in SERVICES] + [stream.program(settings)]
 
 
-def up(settings: Settings, echo: Echo = print, groups: tuple[str, ...] = ()) -> None:
-    """Start every service in order (the optional ones of ``groups`` too), each after the previous one is
-    healthy. Running it again is harmless."""
+def check_groups(groups: tuple[str, ...]) -> None:
     unknown = set(groups) - set(GROUPS)
     if unknown:
         raise StackError(f"no optional service group {', '.join(sorted(unknown))}; there is {', '.join(GROUPS)}")
+
+
+def _stop_running(settings: Settings, names: list[str], echo: Echo) -> None:
+    """Stop those of ``names`` that run, in the order given."""
+    for name in names:
+        if supervisor.process_state(settings, name) in {"RUNNING", "STARTING"}:
+            echo(f"{name:<9} stopping ...")
+            supervisor.stop(settings, name)
+
+
+def up(settings: Settings, echo: Echo = print, groups: tuple[str, ...] = ()) -> None:
+    """Start every service in order (the optional ones of ``groups`` too), each after the previous one is
+    healthy. Running it again is harmless."""
+    check_groups(groups)
     java_major_version(settings.java_bin)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     supervisor.ensure_running(settings, programs(settings))
@@ -171,13 +183,7 @@ def _extra_problems(service: Service, settings: Settings) -> str | None:
 def down(settings: Settings, echo: Echo = print) -> None:
     """Stop every service in reverse order, then supervisord; leave no process of ours behind."""
     if supervisor.is_running(settings):
-        if supervisor.process_state(settings, stream.NAME) in {"RUNNING", "STARTING"}:
-            echo(f"{stream.NAME:<9} stopping ...")
-            supervisor.stop(settings, stream.NAME)
-        for service in reversed(SERVICES):
-            if supervisor.process_state(settings, service.name) in {"RUNNING", "STARTING"}:
-                echo(f"{service.name:<9} stopping ...")
-                supervisor.stop(settings, service.name)
+        _stop_running(settings, [stream.NAME] + [s.name for s in reversed(SERVICES)], echo)
         supervisor.shutdown(settings)
     leftovers = stray_processes(settings)
     for proc in leftovers:
@@ -214,12 +220,9 @@ def stray_processes(settings: Settings) -> list[psutil.Process]:
 
 def stop_group(settings: Settings, group: str, echo: Echo = print) -> None:
     """Stop the running services of an optional group, the rest of the stack untouched."""
-    if not supervisor.is_running(settings):
-        return
-    for service in reversed(SERVICES):
-        if service.group == group and supervisor.process_state(settings, service.name) in {"RUNNING", "STARTING"}:
-            echo(f"{service.name:<9} stopping ...")
-            supervisor.stop(settings, service.name)
+    check_groups((group,))
+    if supervisor.is_running(settings):
+        _stop_running(settings, [s.name for s in reversed(SERVICES) if s.group == group], echo)
 
 
 def listening_ports(settings: Settings) -> list[int]:
