@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     airflow_work_dir: Path | None = Field(
         default=None, description="AIRFLOW_HOME (logs, generated secrets); default: the state folder's airflow/")
     airflow_admin_user: str = "admin"
+    airflow_dag_schedule: str = Field(
+        default="0 2 * * *", description="Cron of the retraining DAG; empty: triggered runs only (tests, demo)")
     airflow_admin_password: SecretStr | None = Field(
         default=None, description="The admin login's password; unset: generated once into AIRFLOW_HOME")
 
@@ -181,7 +183,8 @@ class Settings(BaseSettings):
         default=None, description="Stage files of `riskray train`; default: the state folder's training/.")
 
     # --- Spark ---------------------------------------------------------------------------------------------
-    spark_master: str = "local[2]"
+    spark_master: str = Field(
+        default="local[2]", description="Empty: the job was submitted by spark-submit (Kubernetes), which sets it")
     spark_driver_memory: str = "1g"
     spark_shuffle_partitions: int = Field(
         default=2, ge=1, description="State partitions; fixed once a checkpoint exists (Spark's rule)."

@@ -138,7 +138,8 @@ class Simulator:
 
     # --- generation -----------------------------------------------------------------------------------------
     def backfill(self, start: datetime, days: int) -> Iterator[pd.DataFrame]:
-        """``days`` of history from ``start``, one DataFrame per day, each sorted by event time."""
+        """``days`` of history from ``start``, one DataFrame per day, in generation order (not sorted by event time;
+        a burst late in a day can spill past its midnight)."""
         start = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         for offset in range(days):
             day_start = start + timedelta(days=offset)

@@ -52,10 +52,14 @@ class KafkaSink:
                     self.producer.poll(0.05)
         self.producer.poll(0)
 
-    def close(self) -> None:
-        remaining = self.producer.flush(60)
+    def flush(self, timeout_s: float = 60) -> None:
+        """Wait until every message written so far is delivered (or fail saying how many were not)."""
+        remaining = self.producer.flush(timeout_s)
         if remaining or self.failed:
             raise RuntimeError(f"{remaining + self.failed} messages were not delivered to Kafka")
+
+    def close(self) -> None:
+        self.flush()
 
 
 class FileSink:

@@ -15,9 +15,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _stage(item: pytest.Item) -> int:
+    fixtures = getattr(item, "fixturenames", ())
+    if item.get_closest_marker("after_stack_down"):
+        return 5  # starts its own stack from nothing
     if item.get_closest_marker("stack_teardown"):
-        return 2
-    if "served_world" in getattr(item, "fixturenames", ()):
+        return 4
+    if "airflow_stack" in fixtures:
+        return 2  # Airflow runs only while the tests that need it run
+    if "served_world" in fixtures:
         # The served world's Serve replicas stay deployed from its first user to the session's end and take
         # Ray CPUs that the training tests' two workers need: its users run after every other test.
         return 1

@@ -22,6 +22,7 @@ from app.config import Settings
 from app.point_in_time import history_frame
 from app.registry import CHALLENGER, CHAMPION, Registry
 from training import data
+from training.evaluation import card_precision_at_k
 
 Metric = Literal["roc_auc", "average_precision"]
 
@@ -30,6 +31,7 @@ class ModelScore(BaseModel):
     version: str
     roc_auc: float
     average_precision: float
+    card_precision_at_100: float | None = None  # with the rows' cards and days (training.evaluation)
 
 
 class Comparison(BaseModel):
@@ -69,11 +71,14 @@ def score_models(settings: Settings, refs: list[str], since: datetime, until: da
 
 
 def decide(labels: np.ndarray, challenger: tuple[str, np.ndarray], champion: tuple[str, np.ndarray] | None,
-           metric: Metric, margin: float, since: datetime, until: datetime) -> Comparison:
-    """Pure: the scores of both models on the same rows -> the verdict."""
+           metric: Metric, margin: float, since: datetime, until: datetime, rows: pd.DataFrame | None = None
+           ) -> Comparison:
+    """Pure: the scores of both models on the same rows -> the verdict (``rows``: their cards and days, for card
+    precision@100)."""
     def summary(version: str, scores: np.ndarray) -> ModelScore:
         return ModelScore(version=version, roc_auc=float(roc_auc_score(labels, scores)),
-                          average_precision=float(average_precision_score(labels, scores)))
+                          average_precision=float(average_precision_score(labels, scores)),
+                          card_precision_at_100=None if rows is None else card_precision_at_k(rows, scores))
 
     new = summary(*challenger)
     old = summary(*champion) if champion else None
@@ -104,7 +109,7 @@ def compare(settings: Settings, since: datetime, until: datetime, metric: Metric
     old = (current.version, scores[current.version]) if current and current.version in scores else None
     if current is not None and old is None:  # the challenger is the champion already
         old = (new, scores[new])
-    result = decide(labels, (new, scores[new]), old, metric, margin, since, until)
+    result = decide(labels, (new, scores[new]), old, metric, margin, since, until, rows)
     _log(settings, result)
     say(f"compare: {result.rows:,} rows, {result.positives} frauds; {result.reason}; "
         f"{'promote' if result.promote else 'keep the champion'}")

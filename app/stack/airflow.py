@@ -103,6 +103,7 @@ def environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         # the DAG's helpers (dags/riskray_ops) import as top-level modules, in every component and in dag.test()
         "PYTHONPATH": str(DAGS_DIR),
+        "RISKRAY_DAG_SCHEDULE": settings.airflow_dag_schedule,  # read when the DAG file is parsed
         "PATH": f"{settings.airflow_venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     for conn_id, conn in connections(settings).items():

@@ -36,6 +36,18 @@ def stack(settings: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="session")
+def airflow_stack(stack: Settings) -> Iterator[Settings]:
+    """Airflow started as an operator starts it (`stack up --with airflow`), once: the tests that use it run
+    together near the end (tests/conftest.py orders them), and it stops with them."""
+    from app.stack import airflow, manager, supervisor
+
+    manager.up(stack, echo=lambda line: None, groups=(airflow.GROUP,))
+    yield stack
+    if supervisor.is_running(stack):
+        manager.stop_group(stack, airflow.GROUP, echo=lambda line: None)
+
+
+@pytest.fixture(scope="session")
 def served_world(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """The pinned served world of the monitoring and retraining tests, built once (the suite's slowest setup)."""
     with served(stack, tmp_path_factory.mktemp("served-world")) as world:

@@ -28,6 +28,7 @@ from app.config import Settings
 from app.registry import CHALLENGER, Registry
 from app.schemas import ServeModelConfig
 from app.stack import supervisor
+from streaming.replay import request_body
 from streaming.simulator import DriftConfig
 from tests import scratch
 from tests.helpers import riskray
@@ -102,13 +103,6 @@ def _send(harness: StreamHarness, rows: pd.DataFrame) -> None:
     from streaming.simulator import message_values
 
     harness.send(zip((str(c).encode() for c in rows["customer_id"]), message_values(rows), strict=True))
-
-
-def request_body(row: pd.Series) -> dict:
-    return {"amount": float(row["amount"]), "merchant_id": int(row["merchant_id"]),
-            "customer_id": int(row["customer_id"]), "transaction_id": row["transaction_id"],
-            "timestamp": row["timestamp"].isoformat(), "country": row["country"], "device_type": row["device_type"],
-            "currency": row["currency"]}
 
 
 def deploy_champion(stack: Settings, version: str) -> None:

@@ -20,9 +20,10 @@ from sklearn.metrics import roc_auc_score
 from app import serving
 from app.config import Settings
 from app.reports import MonitoringReport
+from streaming.replay import request_body
 from tests.helpers import riskray
 
-from .served_world import DRIFT_AT, SEED, SERVE_START, WORLD_END, World, cli_time, deploy_champion, request_body, wait
+from .served_world import DRIFT_AT, SEED, SERVE_START, WORLD_END, World, cli_time, deploy_champion, wait
 
 pytestmark = pytest.mark.integration
 

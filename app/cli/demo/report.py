@@ -1,0 +1,357 @@
+"""The demo's report: counts at every stage (nothing lost, nothing counted twice), the champion before and after,
+drift, serving, the Airflow run and links; printed, and written as Markdown, JSON and PNGs in the run's folder."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from app import db
+from app.config import Settings
+
+
+class Check(BaseModel):
+    name: str
+    ok: bool
+    detail: str
+
+
+class DemoReport(BaseModel):
+    run: str
+    plan: dict[str, Any]
+    timeline: dict[str, datetime]
+    phases: list[dict[str, Any]]
+    counts: dict[str, int]
+    checks: list[Check]
+    champion_before: dict[str, Any]
+    champion_after: str | None
+    comparison: dict[str, Any] | None
+    realised_auc: list[dict[str, Any]]
+    drift: list[dict[str, Any]]
+    drift_reasons: list[str]
+    serving: dict[str, float]
+    airflow_run: dict[str, Any]
+    links: dict[str, str]
+    plots: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+# --- the figures ---------------------------------------------------------------------------------------------
+def _one(settings: Settings, sql: str, params: tuple = ()) -> tuple:
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchone()
+
+
+def topic_messages(settings: Settings, topic: str) -> int:
+    """Messages a topic holds (end minus start offsets over its partitions)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "riskray-demo-report",
+                         "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        total = 0
+        for partition in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
+LOGGED = """SELECT count(*), count(DISTINCT p.transaction_id) FROM predictions p WHERE p.variant <> 'shadow'
+            AND EXISTS (SELECT 1 FROM transactions t WHERE t.transaction_id = p.transaction_id)"""
+
+
+def counts(settings: Settings, state: Any) -> dict[str, int]:
+    replay = state.replay
+    # the prediction log writes in the background: give it a moment to catch up with the last answers
+    deadline = time.monotonic() + 60
+    while (logged := _one(settings, LOGGED))[0] < replay.answered and time.monotonic() < deadline:
+        time.sleep(1)
+    rows, distinct, late = _one(settings, "SELECT count(*), count(DISTINCT transaction_id), "
+                                          "count(*) FILTER (WHERE is_late) FROM transactions")
+    tiled, tile_rows = _one(settings, "SELECT coalesce(sum(transaction_count), 0), count(*) FROM features")
+    return {
+        "produced": state.history_produced + replay.produced,
+        "produced_history": state.history_produced,
+        "produced_live": replay.produced,
+        "in_kafka": topic_messages(settings, settings.kafka_topic),
+        "in_dlq": topic_messages(settings, settings.kafka_dlq_topic),
+        "transactions": int(rows),
+        "transactions_distinct": int(distinct),
+        "late": int(late),
+        "tiled": int(tiled),
+        "tile_rows": int(tile_rows),
+        "served": replay.answered,
+        "failed": replay.failed,
+        "degraded": replay.degraded,
+        "logged": int(logged[0]),
+        "logged_distinct": int(logged[1]),
+    }
+
+
+def checks(c: dict[str, int], state: Any) -> list[Check]:
+    tasks = {t.task_id: t.state for t in state.dag_tasks}
+    path = [tasks.get(t) for t in ("check_drift", "retrain", "evaluate", "deploy", "validate")]
+    before, after = state.first_champion.get("version"), state.new_champion
+    answered_by_new = state.replay.by_version.get(str(after), 0) if after else 0
+    retrain = bool(state.drift_report and state.drift_report.get("retrain"))
+    return [
+        Check(name="Kafka holds every produced transaction once", ok=c["in_kafka"] == c["produced"],
+              detail=f"produced {c['produced']:,}, in Kafka {c['in_kafka']:,}"),
+        Check(name="no message in the dead-letter topic", ok=c["in_dlq"] == 0, detail=f"{c['in_dlq']:,} in the DLQ"),
+        Check(name="transactions holds every produced transaction exactly once",
+              ok=c["transactions"] == c["transactions_distinct"] == c["produced"],
+              detail=f"{c['transactions']:,} rows, {c['transactions_distinct']:,} distinct ids"),
+        Check(name="the tiles count every on-time transaction once", ok=c["tiled"] == c["transactions"] - c["late"],
+              detail=f"tiles count {c['tiled']:,}; transactions {c['transactions']:,}, late {c['late']:,}"),
+        Check(name="every live transaction was answered, none failed",
+              ok=c["served"] == c["produced_live"] and c["failed"] == 0,
+              detail=f"{c['served']:,} answered of {c['produced_live']:,} sent, {c['failed']} failed"),
+        Check(name="every prediction is logged once", ok=c["logged"] == c["logged_distinct"] == c["served"],
+              detail=f"{c['logged']:,} logged, {c['logged_distinct']:,} distinct, {c['served']:,} answered"),
+        Check(name="the drift check asked for retraining", ok=retrain,
+              detail="; ".join((state.drift_report or {}).get("reasons", [])) or "no drift report"),
+        Check(name="the run retrained, promoted, reloaded and validated", ok=path == ["success"] * 5,
+              detail=" -> ".join(f"{t or '-'}" for t in path)),
+        Check(name="the champion changed, visible in the served model_version",
+              ok=after is not None and after != before and answered_by_new > 0,
+              detail=f"version {before} -> {after}; {answered_by_new:,} answers carried model_version {after}"),
+    ]
+
+
+def realised_auc(settings: Settings, state: Any) -> list[dict[str, Any]]:
+    """The champion's realised AUC on live traffic: the same world, drifted before the switch, after it."""
+    from sklearn.metrics import roc_auc_score
+
+    line, before, after = state.line, state.first_champion.get("version"), state.new_champion
+    switch = state.switch_event_time
+    segments = [("same world", before, line.live_start, line.drift_at),
+                ("drifted, before the switch", before, line.drift_at, switch),
+                ("drifted, after the switch", after, switch, None)]
+    out = []
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        for name, version, start, end in segments:
+            if version is None or start is None:
+                continue
+            cur.execute("SELECT p.fraud_probability, t.is_fraud FROM predictions p JOIN transactions t "
+                        "USING (transaction_id) WHERE p.variant <> 'shadow' AND p.model_version = %s "
+                        "AND t.event_time >= %s AND (%s::timestamptz IS NULL OR t.event_time < %s)",
+                        (str(version), start, end, end))
+            rows = np.array(cur.fetchall(), dtype=float).reshape(-1, 2)
+            positives = int(rows[:, 1].sum()) if len(rows) else 0
+            auc = float(roc_auc_score(rows[:, 1], rows[:, 0])) if 0 < positives < len(rows) else None
+            out.append({"segment": name, "model_version": str(version), "rows": len(rows), "frauds": positives,
+                        "roc_auc": auc})
+    return out
+
+
+def serving_figures(replay: Any) -> dict[str, float]:
+    single = np.array(replay.single_latencies_ms or [np.nan])
+    batch = np.array(replay.batch_latencies_ms or [np.nan])
+    fresh = np.array(replay.freshness_s or [np.nan])
+    return {
+        "requests": len(replay.single_latencies_ms) + len(replay.batch_latencies_ms),
+        "predict_requests": len(replay.single_latencies_ms),
+        "batch_requests": len(replay.batch_latencies_ms),
+        "batch_rows": replay.batch_rows,
+        "predictions": replay.answered,
+        "errors": replay.failed,
+        "degraded": replay.degraded,
+        "p50_ms": float(np.nanpercentile(single, 50)),
+        "p95_ms": float(np.nanpercentile(single, 95)),
+        "p99_ms": float(np.nanpercentile(single, 99)),
+        "batch_p50_ms": float(np.nanpercentile(batch, 50)),
+        "batch_p95_ms": float(np.nanpercentile(batch, 95)),
+        "predictions_per_s": replay.answered / replay.seconds if replay.seconds else 0.0,
+        "freshness_p50_s": float(np.nanpercentile(fresh, 50)),
+        "freshness_p95_s": float(np.nanpercentile(fresh, 95)),
+    }
+
+
+def links(settings: Settings) -> dict[str, str]:
+    monitoring = f"http://{settings.monitoring_host}"
+    return {
+        "Ray dashboard": settings.ray_dashboard_url,
+        "MLflow UI": settings.mlflow_tracking_uri,
+        "Serve API docs": f"http://{settings.ray_host}:{settings.serve_port}/docs",
+        "Prometheus": f"{monitoring}:{settings.prometheus_port}",
+        "Alertmanager": f"{monitoring}:{settings.alertmanager_port}",
+        "Airflow UI": settings.airflow_url,
+    }
+
+
+# --- plots ---------------------------------------------------------------------------------------------------
+def drift_history(settings: Settings, state: Any, path: Path) -> Path:
+    """Drift reports of the same-world live days and of the traffic after the retraining run was triggered (windows
+    of exactly those days), beside the run's own report; all three plotted over time (the monitoring job's plot)."""
+    from app import reports
+    from monitoring.plots import drift_over_time
+    from monitoring.run import run
+
+    line = state.line
+    end = state.replay.event_time or line.trigger_at
+    after = max((end - line.trigger_at).total_seconds() / 86400, 0.01)
+    for as_of, window in ((line.drift_at, float(state.plan.same_days)), (end, after)):
+        run(settings.model_copy(update={"drift_window_days": window}), as_of)
+    history = sorted(reports.history(settings), key=lambda r: r.as_of)
+    return drift_over_time(history, path, settings.drift_psi_warn, settings.drift_psi_act)
+
+
+def traffic_plot(state: Any, path: Path) -> Path:
+    """Live predictions per replay step by the model version that answered, with the drift and the switch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = state.replay_chunks
+    versions = sorted({v for _, counts in steps for v in counts}, key=lambda v: (len(v), v))
+    times = [t for t, _ in steps]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    previous: dict[str, int] = {}
+    per_version = {v: [] for v in versions}
+    for _, counts in steps:
+        for v in versions:
+            per_version[v].append(counts.get(v, 0) - previous.get(v, 0))
+        previous = counts
+    ax.stackplot(times, *[per_version[v] for v in versions], labels=[f"model_version {v}" for v in versions],
+                 step="pre", alpha=0.8)
+    ax.axvline(state.line.drift_at, color="red", linestyle="--", label="drift on")
+    if state.switch_event_time:
+        ax.axvline(state.switch_event_time, color="black", linestyle=":", label="Serve reloaded the new champion")
+    ax.set_ylabel("predictions per step")
+    ax.set_xlabel("event time")
+    ax.set_title("Live traffic scored over HTTP, by the model version that answered")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# --- the report ----------------------------------------------------------------------------------------------
+def build(settings: Settings, state: Any) -> DemoReport:
+    from app import reports
+
+    run_dir = state.run_dir
+    c = counts(settings, state)
+    plots = [drift_history(settings, state, run_dir / "drift.png"), traffic_plot(state, run_dir / "live_traffic.png")]
+    try:
+        from monitoring.snapshot import render
+
+        minutes = max(5, int(sum(p.seconds for p in state.phases) // 60) + 2)
+        render(settings, minutes, run_dir / "dashboard.png")
+        plots.append(run_dir / "dashboard.png")
+    except Exception as error:  # the dashboard is a picture of Prometheus; its absence loses no figure
+        (run_dir / "logs" / "dashboard.log").write_text(f"{type(error).__name__}: {error}\n")
+    plots += sorted(run_dir.glob("champion-v*/*.png"))
+    judged = next((r for r in reports.history(settings) if r.as_of == state.line.as_of), None)
+    drift = sorted(([d.model_dump() for d in judged.drift if d.psi is not None and d.kind != "score"]
+                    if judged else []), key=lambda d: -d["psi"])[:5]
+    return DemoReport(
+        run=run_dir.name, plan=state.plan.model_dump(), timeline=state.line.model_dump(),
+        phases=[{"name": p.name, "seconds": round(p.seconds, 1), "figure": p.figure} for p in state.phases],
+        counts=c, checks=checks(c, state), champion_before=state.first_champion, champion_after=state.new_champion,
+        comparison=state.comparison, realised_auc=realised_auc(settings, state), drift=drift,
+        drift_reasons=(state.drift_report or {}).get("reasons", []), serving=serving_figures(state.replay),
+        airflow_run={"run_id": state.dag_run_id, "state": state.dag_state,
+                     "tasks": [t.model_dump(mode="json") for t in state.dag_tasks]},
+        links=links(settings), plots=[str(p.relative_to(run_dir)) for p in plots])
+
+
+def markdown(r: DemoReport) -> str:
+    c, s = r.counts, r.serving
+    out = [f"# riskray demo `{r.run}` ({r.plan['name']})", ""]
+    verdict = "every check holds" if r.passed else "**some checks FAILED**"
+    out += [f"{sum(p['seconds'] for p in r.phases) / 60:.1f} minutes; {verdict}.", "", "## Phases", "",
+            "| phase | took | what |", "| --- | ---: | --- |"]
+    out += [f"| {p['name']} | {p['seconds']:.0f} s | {p['figure']} |" for p in r.phases]
+    out += ["", "## Counts at every stage", "", "| stage | count |", "| --- | ---: |"]
+    for label, key in (("produced (history + live)", "produced"), ("in Kafka", "in_kafka"), ("in the DLQ", "in_dlq"),
+                       ("in `transactions`", "transactions"), ("late (kept raw, not tiled)", "late"),
+                       ("counted in the tiles", "tiled"), ("tile rows written", "tile_rows"),
+                       ("live predictions served", "served"), ("failed requests", "failed"),
+                       ("predictions logged", "logged")):
+        out.append(f"| {label} | {c[key]:,} |")
+    out += ["", "| check | holds | detail |", "| --- | --- | --- |"]
+    out += [f"| {x.name} | {'yes' if x.ok else '**NO**'} | {x.detail} |" for x in r.checks]
+    out += ["", "## Champion before and after", ""]
+    if r.comparison:
+        cmp = r.comparison
+        out += [f"Held out, the same rows for both ({cmp['since'][:16]} .. {cmp['until'][:16]}, {cmp['rows']:,} "
+                f"transactions, {cmp['positives']} frauds):", "",
+                "| model | ROC AUC | average precision | card precision@100 |", "| --- | ---: | ---: | ---: |"]
+        for role in ("champion", "challenger"):
+            m = cmp.get(role)
+            if m:
+                cp = m.get("card_precision_at_100")
+                out.append(f"| {role} v{m['version']} | {m['roc_auc']:.4f} | {m['average_precision']:.4f} | "
+                           f"{'-' if cp is None else f'{cp:.3f}'} |")
+        out += ["", f"Verdict: {cmp['reason']}."]
+    out += ["", "Realised on live traffic (predictions joined with the labels that arrived):", "",
+            "| traffic | model | predictions | frauds | ROC AUC |", "| --- | --- | ---: | ---: | ---: |"]
+    for a in r.realised_auc:
+        auc = "-" if a["roc_auc"] is None else f"{a['roc_auc']:.4f}"
+        out.append(f"| {a['segment']} | v{a['model_version']} | {a['rows']:,} | {a['frauds']} | {auc} |")
+    out += ["", "## Drift (the retraining run's check)", "", "| input | PSI | KS | status |",
+            "| --- | ---: | ---: | --- |"]
+    for d in r.drift:
+        ks = "-" if d["ks"] is None else f"{d['ks']:.3f}"
+        out.append(f"| {d['name']} | {d['psi']:.3f} | {ks} | {d['status']} |")
+    out += ["", "Reasons: " + ("; ".join(r.drift_reasons) or "-"), "", "![drift over time](drift.png)", "",
+            "![live traffic by model version](live_traffic.png)", ""]
+    out += ["## Serving", "", "| figure | value |", "| --- | ---: |",
+            f"| requests (/predict + /predict/batch) | {s['predict_requests']:,.0f} + {s['batch_requests']:,.0f} |",
+            f"| predictions (of them in batches) | {s['predictions']:,.0f} ({s['batch_rows']:,.0f}) |",
+            f"| errors | {s['errors']:,.0f} |", f"| answered with default features | {s['degraded']:,.0f} |",
+            f"| /predict latency p50 / p95 / p99 | {s['p50_ms']:.1f} / {s['p95_ms']:.1f} / {s['p99_ms']:.1f} ms |",
+            f"| /predict/batch latency p50 / p95 | {s['batch_p50_ms']:.1f} / {s['batch_p95_ms']:.1f} ms |",
+            f"| predictions/s over the replay (it waits for the store each step) | {s['predictions_per_s']:,.0f} |",
+            f"| feature freshness p50 / p95 (produced -> tile written) | {s['freshness_p50_s']:.1f} / "
+            f"{s['freshness_p95_s']:.1f} s |", ""]
+    a = r.airflow_run
+    out += [f"## The Airflow run `{a['run_id']}`: {a['state']}", "", "| task | state | took |", "| --- | --- | ---: |"]
+    for t in a["tasks"]:
+        took = "-" if t["duration"] is None else f"{t['duration']:.0f} s"
+        out.append(f"| {t['task_id']} | {t['state']} | {took} |")
+    out += ["", "## Links", ""] + [f"- {name}: {url}" for name, url in r.links.items()]
+    out += ["", "## Plots", ""] + [f"- [{p}]({p})" for p in r.plots]
+    return "\n".join(out) + "\n"
+
+
+def write(settings: Settings, state: Any, console: Console) -> Path:
+    report = build(settings, state)
+    run_dir = state.run_dir
+    (run_dir / "report.json").write_text(report.model_dump_json(indent=1))
+    path = run_dir / "report.md"
+    path.write_text(markdown(report))
+    print_summary(report, console)
+    console.print(f"      report: {path}")
+    return path
+
+
+def print_summary(r: DemoReport, console: Console) -> None:
+    table = Table("check", "holds", "detail", title=f"riskray demo {r.run}")
+    for c in r.checks:
+        table.add_row(c.name, "[green]yes[/green]" if c.ok else "[red]NO[/red]", c.detail)
+    console.print(table)
+    s = r.serving
+    console.print(f"serving: {s['predictions']:,.0f} predictions, {s['errors']:,.0f} errors, /predict p50/p95/p99 "
+                  f"{s['p50_ms']:.1f}/{s['p95_ms']:.1f}/{s['p99_ms']:.1f} ms; freshness p50/p95 "
+                  f"{s['freshness_p50_s']:.1f}/{s['freshness_p95_s']:.1f} s")
+    for name, url in r.links.items():
+        console.print(f"{name:<15} {url}")
