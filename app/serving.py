@@ -53,12 +53,13 @@ def deployment_options() -> dict[str, Any]:
     return options
 
 
-def production_config() -> dict[str, Any]:
-    """The same config for the KubeRay RayService: production replica bounds, HTTP on all pod interfaces."""
+def production_config(bounds: dict[str, int] = PRODUCTION) -> dict[str, Any]:
+    """The same config for the KubeRay RayService: the cluster's replica bounds (production's by default), HTTP on
+    all pod interfaces, a whole CPU per replica."""
     config = base_config()
     config["http_options"] = {**config["http_options"], "host": "0.0.0.0"}
     deployment = _deployment(config)
-    deployment["autoscaling_config"].update(PRODUCTION)
+    deployment["autoscaling_config"].update(bounds)
     deployment["ray_actor_options"] = {**deployment.get("ray_actor_options", {}), "num_cpus": 1}
     return config
 

@@ -22,18 +22,34 @@ def local_webhook_url(settings: Settings) -> str:
 
 
 def alertmanager_config(settings: Settings) -> dict[str, Any]:
-    receivers: list[dict[str, Any]] = [
-        {"name": LOCAL, "webhook_configs": [{"url": local_webhook_url(settings), "send_resolved": True}]}]
-    routes: list[dict[str, Any]] = []
+    pagerduty = slack = None
     if settings.alert_pagerduty_routing_key is not None:
+        pagerduty = {"routing_key": settings.alert_pagerduty_routing_key.get_secret_value()}
+    if settings.alert_slack_webhook_url is not None:
+        slack = {"api_url": settings.alert_slack_webhook_url.get_secret_value()}
+    return _config(local_webhook_url(settings), settings.alert_pagerduty_url, pagerduty, slack)
+
+
+def cluster_alertmanager_config(settings: Settings, secrets_dir: str, receiver_url: str) -> dict[str, Any]:
+    """The same routing for the cluster's Alertmanager, with no secret in it: the PagerDuty key and the Slack URL
+    are read from the files of a mounted Secret (``*_file``), so the config itself can be committed."""
+    return _config(receiver_url, settings.alert_pagerduty_url,
+                   {"routing_key_file": f"{secrets_dir}/pagerduty-routing-key"},
+                   {"api_url_file": f"{secrets_dir}/slack-webhook-url"})
+
+
+def _config(local_url: str, pagerduty_url: str, pagerduty: dict[str, str] | None, slack: dict[str, str] | None
+            ) -> dict[str, Any]:
+    receivers: list[dict[str, Any]] = [{"name": LOCAL, "webhook_configs": [{"url": local_url, "send_resolved": True}]}]
+    routes: list[dict[str, Any]] = []
+    if pagerduty is not None:
         receivers.append({"name": PAGERDUTY, "pagerduty_configs": [{
-            "routing_key": settings.alert_pagerduty_routing_key.get_secret_value(),
-            "url": settings.alert_pagerduty_url, "send_resolved": True,
+            **pagerduty, "url": pagerduty_url, "send_resolved": True,
             "description": '{{ .CommonAnnotations.summary }}'}]})
         routes.append({"receiver": PAGERDUTY, "matchers": ['severity="critical"']})
-    if settings.alert_slack_webhook_url is not None:
+    if slack is not None:
         receivers.append({"name": SLACK, "slack_configs": [{
-            "api_url": settings.alert_slack_webhook_url.get_secret_value(), "send_resolved": True,
+            **slack, "send_resolved": True,
             "title": '{{ .CommonAnnotations.summary }}', "text": '{{ .CommonAnnotations.description }}'}]})
         routes.append({"receiver": SLACK, "matchers": ['severity="warning"']})
     return {

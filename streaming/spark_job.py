@@ -49,24 +49,30 @@ log = logging.getLogger("riskray.stream")
 
 
 def build_session(settings: Settings) -> SparkSession:
-    jars = sorted((settings.jars_dir / "spark-kafka").glob("*.jar"))
-    if not jars:
-        raise RuntimeError(f"Spark's Kafka connector jars are missing in {settings.jars_dir / 'spark-kafka'}")
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = SparkSession.builder.appName("riskray-stream")
+    if settings.spark_master:
+        # this process is the driver on this machine: Spark on loopback, the connector jars the bootstrap fetched
+        jars = sorted((settings.jars_dir / "spark-kafka").glob("*.jar"))
+        if not jars:
+            raise RuntimeError(f"Spark's Kafka connector jars are missing in {settings.jars_dir / 'spark-kafka'}")
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = (
+            builder.master(settings.spark_master)
+            .config("spark.jars", ",".join(str(j) for j in jars))
+            .config("spark.driver.memory", settings.spark_driver_memory)
+            .config("spark.driver.host", "127.0.0.1")
+            .config("spark.driver.bindAddress", "127.0.0.1")
+            .config("spark.ui.enabled", "false")
+            .config("spark.local.dir", str(settings.state_dir / "spark-tmp"))
+        )
+    # else submitted by spark-submit (the Spark operator, cluster/base/spark): master, driver address and memory,
+    # and the jars (in the image) come from the submission
     builder = (
-        SparkSession.builder.master(settings.spark_master)
-        .appName("riskray-stream")
-        .config("spark.jars", ",".join(str(j) for j in jars))
-        .config("spark.driver.memory", settings.spark_driver_memory)
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.session.timeZone", "UTC")
+        builder.config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.streaming.metricsEnabled", "true")
-        .config("spark.local.dir", str(settings.state_dir / "spark-tmp"))
     )
     if settings.spark_state_store == "rocksdb":
         builder = builder.config(

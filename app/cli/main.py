@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from app.cli import demo, model_commands, monitor_commands, serve_commands, stack_commands, stream_commands
+from app.cli import cluster, demo, model_commands, monitor_commands, serve_commands, stack_commands, stream_commands
 from app.config import Settings, SettingsError, get_settings
 
 cli = typer.Typer(
@@ -29,6 +29,7 @@ cli.command("compare")(model_commands.compare)
 cli.command("drift")(monitor_commands.drift)
 cli.add_typer(monitor_commands.monitor, name="monitor")
 cli.command("demo")(demo.demo)
+cli.add_typer(cluster.cluster, name="cluster")
 db = typer.Typer(help="The feature-store database.", no_args_is_help=True)
 cli.add_typer(db, name="db")
 
