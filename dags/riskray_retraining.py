@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 from airflow.sdk import Connection, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
-from riskray_ops import alerts, ray_jobs, serve_checks
+from riskray_ops import alerts, kube, ray_jobs, serve_checks
 
 DAG_ID = "riskray_retraining"
 RAY_CONN, SERVE_CONN, MLFLOW_CONN = "riskray_ray", "riskray_serve", "riskray_mlflow"
@@ -44,6 +44,11 @@ RETRY_DELAY = timedelta(seconds=float(os.environ.get("RISKRAY_DAG_RETRY_DELAY_S"
 # Nightly by default (riskray's setting airflow_dag_schedule); empty for a world whose runs are all triggered (the
 # tests', the demo's): a scheduled catch-up run would otherwise judge that world the moment Airflow starts.
 SCHEDULE = os.environ.get("RISKRAY_DAG_SCHEDULE", "0 2 * * *") or None
+# "ray": jobs through the Ray Jobs REST API of the riskray_ray connection (the local stack, a long-lived RayCluster);
+# "kubernetes": one KubeRay RayJob per job from the template ConfigMap, Serve reloaded by patching the RayService
+# (riskray_ops/kube.py; Airflow's pods run as the riskray-airflow ServiceAccount of cluster/base/ray).
+MODE = os.environ.get("RISKRAY_DAG_MODE", "ray")
+NAMESPACE = os.environ.get("RISKRAY_DAG_NAMESPACE") or None  # kubernetes mode; default: the pod's own
 
 PARAMS = {
     "as_of": Param(None, type=["null", "string"], format="date-time",
@@ -113,8 +118,36 @@ def _run_job(entrypoint: list[str], context: Any) -> ray_jobs.JobResult:
     ti = context["ti"]
     base = ray_jobs.submission_id(ti.dag_id, ti.run_id, ti.task_id)
     timeout_s = context["params"]["job_timeout_minutes"] * 60
+    if MODE == "kubernetes":
+        with kube.Kube.in_cluster(NAMESPACE) as cluster:
+            name = cluster.start(ray_jobs.attempt_id(base, ti.try_number), shlex.join(entrypoint), _job_env(context),
+                                 log.info)
+            return cluster.wait(name, timeout_s, log.info)
     with ray_jobs.RayJobs(_url(RAY_CONN)) as jobs:
         return jobs.run(base, ti.try_number, shlex.join(entrypoint), timeout_s, _job_env(context), log.info)
+
+
+def _serve_beside(challenger: str, context: Any) -> None:
+    """The challenger served beside the champion (canary or shadow)."""
+    p = context["params"]
+    if MODE == "kubernetes":
+        with kube.Kube.in_cluster(NAMESPACE) as cluster:
+            cluster.reload_serve({"challenger": challenger, "ab_mode": p["deploy_mode"],
+                                  "canary_share": p["canary_share"]}, log.info)
+        return
+    _run_job(["riskray", "serve", "deploy", "--challenger", challenger, "--ab-mode", p["deploy_mode"],
+              "--canary-share", str(p["canary_share"])], context)
+
+
+def _move_champion(command: list[str], version: str, context: Any) -> None:
+    """The champion alias moves (`riskray promote` / `rollback`); Serve follows in place: locally the command
+    reloads it, on Kubernetes the RayService's user_config is patched (the operator owns the Serve app)."""
+    _run_job(command, context)
+    if MODE == "kubernetes":
+        with kube.Kube.in_cluster(NAMESPACE) as cluster:
+            cluster.reload_serve({"champion": version, "challenger": None, "ab_mode": "off"}, log.info)
+    elif context["params"]["deploy_mode"] != "direct":
+        _run_job(["riskray", "serve", "deploy"], context)  # the new champion alone again
 
 
 def _alias(alias: str) -> str | None:
@@ -203,16 +236,13 @@ def riskray_retraining() -> None:
         p = context["params"]
         previous = _alias("champion")
         if p["deploy_mode"] != "direct":
-            _run_job(["riskray", "serve", "deploy", "--challenger", challenger, "--ab-mode", p["deploy_mode"],
-                      "--canary-share", str(p["canary_share"])], context)
+            _serve_beside(challenger, context)
             log.info("%s of version %s beside champion %s for %s min", p["deploy_mode"], challenger, previous,
                      p["observe_minutes"])
             time.sleep(p["observe_minutes"] * 60)
             serve_checks.healthy(_url(SERVE_CONN), p["validate_timeout_s"], log.info)
         # the alias moves, then Serve reloads in place (user_config -> reconfigure): no restart, no failed request
-        _run_job(["riskray", "promote", challenger], context)
-        if p["deploy_mode"] != "direct":
-            _run_job(["riskray", "serve", "deploy"], context)  # the new champion alone again
+        _move_champion(["riskray", "promote", challenger], challenger, context)
         log.info("champion: %s -> %s", previous, challenger)
         return str(previous)
 
@@ -225,7 +255,7 @@ def riskray_retraining() -> None:
                                   log.info)
         except serve_checks.ValidationError as error:
             log.error("%s; rolling back to %s", error, previous)
-            _run_job(["riskray", "rollback"], context)
+            _move_champion(["riskray", "rollback"], previous, context)
             alerts.post(f":leftwards_arrow_with_hook: riskray: version {challenger} failed validation and was rolled "
                         f"back to {previous}: {error}")
             raise

@@ -194,3 +194,24 @@ def test_no_secret_value_is_committed_under_cluster(rendered: dict[str, list[dic
 
             decoded = {k: base64.b64decode(v).decode() for k, v in obj.get("data", {}).items()}
             assert all(v in (PLACEHOLDER, "riskray-admin") for v in decoded.values()), obj["metadata"]["name"]
+
+
+def _locked(package: str) -> str:
+    lock = (PROJECT_ROOT / "uv.lock").read_text()
+    return lock.split(f'name = "{package}"\nversion = "', 1)[1].split('"', 1)[0]
+
+
+def test_the_image_is_built_on_the_official_images_of_the_pinned_versions_from_the_lock_file() -> None:
+    dockerfile = (cluster.CLUSTER_DIR / "image" / "Dockerfile").read_text()
+    assert f"ARG RAY_IMAGE=rayproject/ray:{_locked('ray')}-py311-cpu" in dockerfile
+    assert f"ARG SPARK_IMAGE=apache/spark:{_locked('pyspark')}-scala2.13-java17-python3-ubuntu" in dockerfile
+    assert "uv export --frozen --no-dev" in dockerfile  # exactly the locked versions
+    pins = {i["name"]: i for i in yaml.safe_load((cluster.CLUSTER_DIR / "base" / "kustomization.yaml").read_text())[
+        "images"]}
+    for target in ("riskray", "riskray-spark"):
+        assert f"FROM ${{{'RAY' if target == 'riskray' else 'SPARK'}_IMAGE}} AS {target}" in dockerfile
+        assert f"--target {target} -t {pins[target]['newName']}:{pins[target]['newTag']}" in dockerfile
+    rayservice = yaml.safe_load((cluster.CLUSTER_DIR / "base" / "ray" / "rayservice.yaml").read_text())
+    assert rayservice["spec"]["rayClusterConfig"]["rayVersion"] == _locked("ray")
+    spark = next(yaml.safe_load_all((cluster.CLUSTER_DIR / "base" / "spark" / "sparkapplication.yaml").read_text()))
+    assert spark["spec"]["sparkVersion"] == _locked("pyspark")
