@@ -21,7 +21,10 @@ from tests.helpers import RISKRAY, riskray
 
 pytestmark = pytest.mark.integration
 
-PHASES = ["stack", "history", "champion", "live", "drift", "retraining", "after", "report"]
+PHASES = ["stack", "history", "champion", "live", "drift", "retraining", "after"]  # the report writes itself in the 8th
+# The demo's timeline ends before its day, and the simulator's daily counts follow the weekday: a pinned day pins the
+# world (measured with it: the challenger's AP 2x the champion's on the held-out day, promoted)
+DAY = "2026-12-04"
 
 
 def _newest_run(settings: Settings, before: set[Path]) -> Path:
@@ -38,7 +41,7 @@ def test_the_quick_demo_runs_the_whole_loop_loses_nothing_serves_the_retrained_c
     # and label delay) and stops everything it started at the end
     assert not supervisor.is_running(settings)
     before = set((settings.state_dir / "demo").glob("*-quick"))
-    result = riskray("demo", "--quick", timeout=1800)
+    result = riskray("demo", "--quick", "--today", DAY, timeout=1800)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     run = _newest_run(settings, before)
     report = json.loads((run / "report.json").read_text())
@@ -82,8 +85,8 @@ def _lines(process: subprocess.Popen[str]) -> queue.Queue[str]:
 @pytest.mark.timeout(1200)
 def test_ctrl_c_in_the_middle_of_the_demo_stops_every_service_it_started(settings: Settings) -> None:
     assert not supervisor.is_running(settings)  # the teardown test stopped the suite's stack
-    process = subprocess.Popen([str(RISKRAY), "demo", "--quick"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen([str(RISKRAY), "demo", "--quick", "--today", DAY], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines, said = _lines(process), []
     deadline = time.monotonic() + 900
     try:

@@ -49,6 +49,9 @@ def demo(
     keep_running: Annotated[bool, typer.Option(
         help="leave the stack up to explore; else stop what the demo started")] = False,
     seed: Annotated[int, typer.Option(help="the simulated world")] = 42,
+    today: Annotated[datetime | None, typer.Option(
+        formats=["%Y-%m-%d"], help="the day the timeline ends before (UTC; default: today); the tests pin it, so "
+                                   "their world never depends on the clock")] = None,
 ) -> None:
     """Run the whole loop: stack, history through Kafka -> Spark -> PostgreSQL, a champion trained (Tune CV + Ray
     Train) and served, live traffic scored over HTTP, the simulator's drift, the Airflow retraining run (drift ->
@@ -79,7 +82,7 @@ def demo(
 
     signal.signal(signal.SIGTERM, stop_on_term)
     try:
-        Demo(settings, plan, run_dir, console, keep_running=keep_running).run()
+        Demo(settings, plan, run_dir, console, keep_running=keep_running, today=today).run()
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: everything the demo started is stopped[/yellow]")
         raise typer.Exit(130) from None

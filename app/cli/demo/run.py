@@ -76,8 +76,8 @@ class DemoState:
 
 class Demo:
     def __init__(self, settings: Settings, plan: DemoPlan, run_dir: Path, console: Console,
-                 keep_running: bool = False) -> None:
-        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+                 keep_running: bool = False, today: datetime | None = None) -> None:
+        today = (today or datetime.now(UTC)).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=UTC)
         self.settings, self.plan, self.console, self.keep_running = settings, plan, console, keep_running
         self.state = DemoState(plan, timeline(plan, today, settings.label_delay_days), run_dir)
         self.started = Started()
