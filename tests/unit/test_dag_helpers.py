@@ -100,3 +100,15 @@ def test_a_challenger_is_promoted_only_when_it_beats_the_champion_by_the_margin(
     assert first.promote and first.champion is None
     same = decide(labels, ("4", better), ("4", better), "roc_auc", -1, SINCE, UNTIL)
     assert not same.promote and "already the champion" in same.reason
+
+
+def test_the_dags_fallback_schedule_is_the_settings_default() -> None:
+    # the DAG cannot import app (Airflow's environment has no riskray), so the nightly cron is written twice
+    import re
+    from pathlib import Path
+
+    from app.config import Settings
+
+    source = (Path(ray_jobs.__file__).parent.parent / "riskray_retraining.py").read_text()
+    fallback = re.search(r'os\.environ\.get\("RISKRAY_DAG_SCHEDULE", "([^"]*)"\)', source)
+    assert fallback is not None and fallback.group(1) == Settings.model_fields["airflow_dag_schedule"].default
