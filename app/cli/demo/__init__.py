@@ -81,6 +81,9 @@ def demo(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop_on_term)
+    # Ctrl-C stops the demo however it was started: a shell's background job inherits SIGINT ignored, and Python
+    # keeps an inherited SIG_IGN instead of raising KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         Demo(settings, plan, run_dir, console, keep_running=keep_running, today=today).run()
     except KeyboardInterrupt:

@@ -53,10 +53,10 @@ class DemoPlan(BaseModel):
 
 
 FULL = DemoPlan(name="full", customers=1500, merchants=800, history_days=28, same_days=1, drifted_days=3,
-                compare_days=1, chunk_minutes=120, after_switch_chunks=6, trials=4, dag_trials=2)
+                compare_days=1, chunk_minutes=240, after_switch_chunks=4, trials=4, dag_trials=2)
 # 7 days cut into 6 time-forward blocks of ~0.8 day: the CV gap must be shorter than a block
 QUICK = DemoPlan(name="quick", customers=600, merchants=300, history_days=7, same_days=1, drifted_days=2,
-                 compare_days=1, chunk_minutes=240, min_chunk_seconds=2.0, after_switch_chunks=3, trials=1,
+                 compare_days=1, chunk_minutes=480, min_chunk_seconds=2.0, after_switch_chunks=2, trials=1,
                  dag_trials=0, cv_gap_days=0.25)
 
 
