@@ -89,7 +89,7 @@ class Replay:
         self.api = httpx.Client(base_url=api_url, timeout=60,
                                 limits=httpx.Limits(max_connections=concurrency + 2))
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="replay")
-        self.sink = KafkaSink(settings)
+        self.sink: KafkaSink | None = KafkaSink(settings)
         self.store_timeout_s = store_timeout_s
         self.stats = ReplayStats()
         self._stop = threading.Event()
@@ -99,8 +99,13 @@ class Replay:
         self._stop.set()
 
     def close(self) -> None:
+        """Idempotent. The producer goes too: left to the garbage collector it outlives the broker a demo stops and
+        logs reconnect errors."""
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.api.close()
+        if self.sink is not None:
+            self.sink.producer.flush(10)  # best effort: every chunk was flushed (and checked) when it was sent
+            self.sink = None
 
     def run(self, source: Iterator[tuple[pd.Timestamp, pd.DataFrame]],
             on_chunk: Callable[[ReplayStats], None] = lambda stats: None,
@@ -122,6 +127,7 @@ class Replay:
 
     def _replay_chunk(self, end: pd.Timestamp, rows: pd.DataFrame) -> None:
         if not rows.empty:
+            assert self.sink is not None, "the replay is closed"
             self.sink.write(rows)
             self.sink.flush()
             self.stats.produced += len(rows)

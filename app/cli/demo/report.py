@@ -196,8 +196,8 @@ def links(settings: Settings) -> dict[str, str]:
 # --- plots ---------------------------------------------------------------------------------------------------
 def drift_history(settings: Settings, state: Any, path: Path) -> Path:
     """The retraining run's drift report beside two computed for the plot only (not stored, so Serve's /metrics
-    keeps publishing the run's): the same-world live days, and the traffic after the run was triggered (windows of
-    exactly those days); all three plotted over time (the monitoring job's plot)."""
+    keeps publishing the run's): the same-world live days against the first champion (computed when they ended),
+    and the traffic after the run was triggered against the new one; all plotted over time."""
     from app import reports
     from monitoring.plots import drift_over_time
     from monitoring.run import compute
@@ -205,8 +205,9 @@ def drift_history(settings: Settings, state: Any, path: Path) -> Path:
     line = state.line
     end = state.replay.event_time or line.trigger_at
     after = max((end - line.trigger_at).total_seconds() / 86400, 0.01)
-    extra = [compute(settings.model_copy(update={"drift_window_days": window}), as_of)
-             for as_of, window in ((line.drift_at, float(state.plan.same_days)), (end, after))]
+    extra = [compute(settings.model_copy(update={"drift_window_days": after}), end)]
+    if state.same_world_drift is not None:
+        extra.append(state.same_world_drift)
     history = sorted([*reports.history(settings), *extra], key=lambda r: r.as_of)
     return drift_over_time(history, path, settings.drift_psi_warn, settings.drift_psi_act)
 

@@ -72,6 +72,7 @@ class DemoState:
     switch_event_time: datetime | None = None
     replay: Any = None  # streaming.replay.ReplayStats
     replay_chunks: list[tuple[datetime, dict[str, int]]] = field(default_factory=list)  # per step: answers by version
+    same_world_drift: Any = None  # the first champion's drift over the same-world live days (for the plot)
 
 
 class Demo:
@@ -98,6 +99,7 @@ class Demo:
             self._phase(3, "champion", self.first_champion)
             source = self._chunks(days)
             self._phase(4, "live", lambda: self.live(source, self.state.line.drift_at, "same world"))
+            self.state.same_world_drift = self._same_world_drift()
             self._phase(5, "drift", lambda: self.live(source, self.state.line.trigger_at, "drift on"))
             self._phase(6, "retraining", lambda: self.retraining(source))
             self._phase(7, "after", self.after_switch)
@@ -243,6 +245,14 @@ class Demo:
         took = time.monotonic() - began
         return (f"{what}: {stats.produced - before[2]:,} transactions scored over HTTP ({answered:,} answered, "
                 f"{failed} failed, {answered / took if took else 0:,.0f}/s) up to {until:%Y-%m-%d %H:%M}")
+
+    def _same_world_drift(self) -> Any:
+        """Drift of the same-world days against the first champion, computed while it still serves (not stored:
+        Serve's /metrics publishes the retraining run's report)."""
+        from monitoring.run import compute
+
+        window = {"drift_window_days": float(self.plan.same_days)}
+        return compute(self.settings.model_copy(update=window), self.state.line.drift_at)
 
     def _note_chunk(self, stats: Any) -> None:
         self.state.replay_chunks.append((stats.event_time, dict(stats.by_version)))
