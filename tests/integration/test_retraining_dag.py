@@ -13,15 +13,14 @@ import json
 import os
 import subprocess
 import threading
-import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from app.cli.demo.airflow_runs import AirflowRuns
 from app.config import Settings
 from app.registry import CHAMPION, Registry
 from app.stack import airflow
@@ -126,47 +125,21 @@ print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "
     assert found["rules"]["alert"] == "one_failed"
 
 
-def _token(settings: Settings) -> str:
-    response = httpx.post(f"{settings.airflow_url}/auth/token", timeout=30,
-                          json={"username": settings.airflow_admin_user, "password": airflow.admin_password(settings)})
-    assert response.status_code in (200, 201), response.text
-    return response.json()["access_token"]
-
-
-def _dag_api(settings: Settings) -> tuple[str, dict[str, str]]:
-    """The DAG's REST address and auth headers, once the dag-processor has parsed it."""
-    headers = {"Authorization": f"Bearer {_token(settings)}"}
-    api = f"{settings.airflow_url}/api/v2/dags/riskray_retraining"
-    deadline = time.monotonic() + 120
-    while httpx.get(api, headers=headers, timeout=30).status_code != 200:
-        assert time.monotonic() < deadline, "the DAG never appeared in Airflow"
-        time.sleep(2)
-    return api, headers
-
-
 def _set_paused(settings: Settings, paused: bool) -> None:
-    api, headers = _dag_api(settings)
-    response = httpx.patch(api, headers=headers, json={"is_paused": paused}, timeout=30)
-    assert response.status_code == 200 and response.json()["is_paused"] is paused, response.text
+    with AirflowRuns(settings) as runs:
+        runs.wait_for_dag(120)
+        runs.set_paused(paused)
 
 
 def test_without_drift_the_scheduler_runs_a_triggered_run_that_skips_retraining_and_keeps_the_champion(
         airflow_stack: Settings, served_world: World) -> None:
     """Through the running Airflow: triggered over its REST API, scheduled, run by the LocalExecutor."""
     before = _champion(airflow_stack)
-    _set_paused(airflow_stack, False)
-    api, headers = _dag_api(airflow_stack)
-    created = httpx.post(f"{api}/dagRuns", headers=headers, timeout=30,  # the same-world week: no drift
-                         json={"logical_date": None, "conf": {**FAST, "as_of": cli_time(DRIFT_AT)}})
-    assert created.status_code == 200, created.text
-    run_id = created.json()["dag_run_id"]
-    deadline = time.monotonic() + 600
-    while (state := httpx.get(f"{api}/dagRuns/{run_id}", headers=headers, timeout=30).json()["state"]) not in (
-            "success", "failed"):
-        assert time.monotonic() < deadline, f"run {run_id} still {state}"
-        time.sleep(3)
-    tasks = httpx.get(f"{api}/dagRuns/{run_id}/taskInstances", headers=headers, timeout=30).json()
-    states = {t["task_id"]: t["state"] for t in tasks["task_instances"]}
+    with AirflowRuns(airflow_stack) as runs:
+        runs.wait_for_dag(120)
+        run_id = runs.trigger({**FAST, "as_of": cli_time(DRIFT_AT)})  # the same-world week: no drift
+        state = runs.follow(run_id, 600, lambda task: None)
+        states = {t.task_id: t.state for t in runs.tasks(run_id)}
     assert state == "success", states
     assert states["check_drift"] == "success" and states["skip_retraining"] == "success"
     assert states["retrain"] == "skipped" and states["alert"] == "skipped"

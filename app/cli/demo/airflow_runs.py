@@ -1,4 +1,5 @@
-"""Airflow's REST API (v2) as the demo uses it: trigger the retraining DAG, follow the run, read its tasks."""
+"""Airflow's REST API (v2) as the demo and the retraining tests use it: pause or trigger the retraining DAG, follow
+the run, read its tasks."""
 
 from __future__ import annotations
 
@@ -45,6 +46,12 @@ class AirflowRuns:
     def close(self) -> None:
         self.client.close()
 
+    def __enter__(self) -> AirflowRuns:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.client.request(method, f"{self.base}{path}", **kwargs)
         if response.status_code >= 400:
@@ -59,8 +66,13 @@ class AirflowRuns:
                 raise AirflowError(f"the DAG {DAG_ID} did not appear in Airflow within {timeout_s:.0f} s")
             time.sleep(2)
 
+    def set_paused(self, paused: bool) -> None:
+        if self._json("PATCH", "", json={"is_paused": paused})["is_paused"] is not paused:
+            raise AirflowError(f"Airflow did not {'pause' if paused else 'unpause'} {DAG_ID}")
+
     def trigger(self, conf: dict[str, Any]) -> str:
-        self._json("PATCH", "", json={"is_paused": False})
+        """A run with ``conf`` (the DAG unpaused first: a paused DAG's runs are queued, never scheduled)."""
+        self.set_paused(False)
         return str(self._json("POST", "/dagRuns", json={"logical_date": None, "conf": conf})["dag_run_id"])
 
     def state(self, run_id: str) -> str:
