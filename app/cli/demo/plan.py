@@ -69,10 +69,6 @@ class Timeline(BaseModel):
     compare_start: datetime
     train_start: datetime
 
-    @property
-    def history_end(self) -> datetime:
-        return self.live_start
-
 
 def timeline(plan: DemoPlan, today: datetime, label_delay_days: int) -> Timeline:
     """``today``: midnight UTC of the run's day."""

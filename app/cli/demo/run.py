@@ -24,13 +24,12 @@ from typing import Any
 import pandas as pd
 from rich.console import Console
 
+from app import job_results
 from app.cli.demo.plan import DemoPlan, Timeline, dag_conf, timeline, world_days
 from app.config import Settings
 from app.errors import UserError
 
 PHASES = 8
-RESULT_PREFIX = "riskray-result "
-
 
 class DemoError(UserError, RuntimeError):
     pass
@@ -211,7 +210,7 @@ class Demo:
         trained = self._riskray("train", ["train", "--since", _cli(line.world_start), "--until", _cli(line.live_start),
                                           "--trials", str(p.trials), "--folds", str(p.folds),
                                           "--cv-gap-days", f"{p.cv_gap_days:g}"])
-        model = _result(trained, "model")
+        model = _result(trained, job_results.MODEL)
         version = str(model["version"])
         self._keep_training_plots(f"champion-v{version}")
         self._riskray("promote", ["promote", version])
@@ -434,7 +433,7 @@ def _cli(moment: datetime) -> str:
 def _result(output: str, kind: str) -> dict[str, Any]:
     import json
 
-    prefix = f"{RESULT_PREFIX}{kind}: "
+    prefix = job_results.line(kind, "")
     lines = [line for line in output.splitlines() if line.startswith(prefix)]
     if not lines:
         raise DemoError(f"no `{prefix.strip()}` line in the command's output")
