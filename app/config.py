@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         default=1, ge=1, description="HAProxy threads on the local Ray head (Ray's default 4 contends on 2 cores)."
     )
     serve_max_batch: int = Field(default=1000, ge=1, description="Largest /predict/batch; more answers 413.")
+    serve_max_body_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=1024, description="Largest request body; more answers 413 before it is read.")
+    serve_api_keys: SecretStr | None = Field(
+        default=None, description="Comma-separated API keys (several: rotation); set, /predict and /predict/batch "
+                                  "answer 401 without one of them in the key header. /health stays open.")
+    serve_api_key_header: str = Field(default="X-API-Key", pattern=r"^[A-Za-z0-9-]+$")
     serve_store_timeout_ms: int = Field(default=50, ge=1, description="Feature-store read budget per request.")
     serve_store_timeout_per_row_ms: float = Field(
         default=0.5, ge=0, description="Added to the read budget per transaction of a batch (a row costs ~0.1 ms)."

@@ -14,6 +14,7 @@ from uuid import UUID
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     Strict,
@@ -89,7 +90,34 @@ def describe_errors(error: ValidationError) -> str:
 
 
 # --- the prediction API ---------------------------------------------------------------------------------
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# The HTTP API says what it accepts in its OpenAPI schema, and accepts exactly that (fuzzed both ways in
+# tests/integration/test_serving.py): numbers are JSON numbers, never strings ("17" is not 17); an ``integer`` is
+# any number with no fractional part, 1762.0 included, as JSON Schema defines it; a date-time is an RFC 3339 string
+# with an offset, never a Unix timestamp.
+
+
+def _integral_float_as_int(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _json_integer(low: int, high: int | None = None, exclusive_low: bool = False) -> object:
+    bounds = Field(gt=low, le=high) if exclusive_low else Field(ge=low, le=high)
+    return Annotated[Annotated[int, Strict(), bounds], BeforeValidator(_integral_float_as_int)]
+
+
+JsonId = _json_integer(0, 2**63 - 1, exclusive_low=True)
+JsonCount = _json_integer(0, 2**31 - 1)
+NonNegative = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
+
+
+def _date_time_text(value: object) -> object:
+    # Strict() would do in JSON but rejects the strings in Python mode (FastAPI validates parsed JSON in Python mode)
+    if isinstance(value, int | float):
+        raise ValueError("Input should be an RFC 3339 date-time string, not a number")
+    return value
+
+
+DateTimeText = Annotated[AwareDatetime, BeforeValidator(_date_time_text)]
 
 
 class PredictionRequest(BaseModel):
@@ -98,15 +126,16 @@ class PredictionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    amount: Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False)]
-    merchant_id: PositiveId
-    customer_id: PositiveId
-    transaction_count: Annotated[int, Field(ge=0)] | None = Field(
+    amount: Annotated[float, Strict(), Field(gt=0, le=1_000_000, allow_inf_nan=False)]
+    merchant_id: JsonId  # type: ignore[valid-type]
+    customer_id: JsonId  # type: ignore[valid-type]
+    transaction_count: JsonCount | None = Field(  # type: ignore[valid-type]
         default=None, description="Customer's transactions earlier in this minute; from the store when omitted")
     avg_amount: NonNegative | None = Field(
         default=None, description="Their mean amount; from the store when omitted")
     transaction_id: UUID | None = None
-    timestamp: AwareDatetime | None = Field(default=None, description="Event time; now when omitted")
+    timestamp: DateTimeText | None = Field(
+        default=None, description="Event time, RFC 3339 with an offset; now when omitted")
     country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = None
     device_type: DeviceType | None = None
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None

@@ -8,7 +8,8 @@ A plain POST /predict (valid JSON body, no query string) is answered by ``Predic
 FastAPI's routing (serve_deployments/fast_path.py); everything else is FastAPI's.
 
 Endpoints: POST /predict, POST /predict/batch (413 above ``serve_max_batch``), GET /health, GET /metrics,
-GET /docs. Import path for Serve configs: ``serve_deployments.app:app``.
+GET /docs. In front of all of them ``RequestGuard`` (serve_deployments/guard.py): 413 above the body bound, 401
+without a valid API key when keys are configured. Import path for Serve configs: ``serve_deployments.app:app``.
 """
 
 import asyncio
@@ -19,6 +20,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import TypeAdapter, ValidationError
 from ray import serve
@@ -33,6 +35,7 @@ from app.schemas import (
 )
 from serve_deployments.batching import NaturalBatcher
 from serve_deployments.fast_path import PredictFastPath
+from serve_deployments.guard import RequestGuard, document
 from serve_deployments.metrics import LatestReport, PredictionMetrics, gauge_lines, merged_text
 from serve_deployments.predictor import Predictor
 
@@ -44,7 +47,18 @@ api = FastAPI(
     version="1",
 )
 api.add_middleware(PredictFastPath)  # plain POST /predict skips FastAPI's routing; errors and the rest do not
+api.add_middleware(RequestGuard)  # added last: outermost, in front of the fast path too
 _batch_adapter = TypeAdapter(list[PredictionRequest])
+
+
+def _openapi() -> dict[str, Any]:
+    if api.openapi_schema is None:
+        api.openapi_schema = document(get_openapi(title=api.title, version=api.version, description=api.description,
+                                                  routes=api.routes), get_settings())
+    return api.openapi_schema
+
+
+api.openapi = _openapi  # type: ignore[method-assign]
 REPLICA_HEADER = "x-riskray-replica"  # which replica answered: shows requests spread over replicas
 
 
@@ -110,7 +124,7 @@ class FraudDetector:
     @api.post("/predict/batch", response_model=BatchPredictionResponse, response_class=ORJSONResponse,
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
                   "type": "array", "items": {"$ref": "#/components/schemas/PredictionRequest"}}}}}},
-              responses={413: {"description": "more transactions than the batch bound"}})
+)
     async def predict_batch(self, request: Request,
                             explain: bool = Query(False, description="add the 3 largest contributions")) -> Response:
         try:

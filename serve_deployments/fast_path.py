@@ -46,7 +46,7 @@ class PredictFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = PredictFastPath.handler
-        if (handler is None or scope["type"] != "http" or scope["method"] != "POST" or _route_path(scope) != PATH
+        if (handler is None or scope["type"] != "http" or scope["method"] != "POST" or route_path(scope) != PATH
                 or scope["query_string"] or not _is_json(scope)):
             await self.app(scope, receive, send)
             return
@@ -66,7 +66,7 @@ class PredictFastPath:
         await send({"type": "http.response.body", "body": payload})
 
 
-def _route_path(scope: Scope) -> str:
+def route_path(scope: Scope) -> str:
     """The path below the app's mount point (Serve's route prefix), as Starlette's router sees it."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")

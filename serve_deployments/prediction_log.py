@@ -1,7 +1,10 @@
 """Every prediction into ``predictions``, off the request path: requests append to a bounded in-memory buffer,
 a background thread writes it in batches (when it holds ``serve_log_flush_rows`` rows or every
-``serve_log_flush_s``) with one COPY. A full buffer drops the newest rows and a failed write drops its batch;
-both are counted, neither ever blocks or fails a request.
+``serve_log_flush_s``) with one COPY. A failed write (the database is down) puts its batch back at the head of the
+buffer and the writer tries again every ``serve_store_retry_s``, so an outage loses nothing while it fits in the
+buffer; only rows beyond ``serve_log_buffer`` are dropped (the newest) and counted as ``overflow``. Nothing here
+ever blocks or fails a request. Rows still buffered when the replica stops are tried once more, then counted as
+``write_failed``.
 
 Each row also carries the model inputs it was answered with (for drift, ``monitoring``): the request path only
 keeps a reference to its batch's input arrays; the text of the arrays is built here, in the writer thread."""
@@ -98,8 +101,8 @@ class PredictionLog:
         if size >= self.settings.serve_log_flush_rows:
             self._wake.set()
 
-    def flush(self) -> int:
-        """Write what is buffered now; returns rows written (the background thread calls this)."""
+    def flush(self) -> int | None:
+        """Write what is buffered now; returns rows written, None when the write failed (the rows stay)."""
         with self._lock:
             batch = list(self._buffer)
             self._buffer.clear()
@@ -114,21 +117,39 @@ class PredictionLog:
             self.written += len(batch)
             return len(batch)
         except psycopg2.Error as error:
-            logger.warning("prediction log: %d rows not written: %s", len(batch), str(error).strip()[:200])
             if self._conn is not None:
                 self._conn.close()
             self._conn = None
-            self._on_dropped(len(batch), "write_failed")
-            return 0
+            with self._lock:  # back in front of what arrived meanwhile; beyond the bound the newest go
+                self._buffer.extendleft(reversed(batch))
+                excess = len(self._buffer) - self.settings.serve_log_buffer
+                for _ in range(max(excess, 0)):
+                    self._buffer.pop()
+                waiting = len(self._buffer)
+            logger.warning("prediction log: write failed, %d rows wait for the database: %s", waiting,
+                           str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__)
+            if excess > 0:
+                self._on_dropped(excess, "overflow")
+            return None
+
+    @property
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._buffer)
 
     def _run(self) -> None:
         while not self._stopped.is_set():
             self._wake.wait(self.settings.serve_log_flush_s)
             self._wake.clear()
-            self.flush()
+            if self.flush() is None:  # the database is down: wait before the next try, however full the buffer
+                self._stopped.wait(self.settings.serve_store_retry_s)
 
     def close(self) -> None:
         self._stopped.set()
         self._wake.set()
         self._thread.join(timeout=10)
-        self.flush()
+        if self.flush() is None:
+            lost = self.waiting
+            with self._lock:
+                self._buffer.clear()
+            self._on_dropped(lost, "write_failed")

@@ -91,3 +91,45 @@ def test_non_utc_offsets_compare_equal_after_normalisation() -> None:
     a = Transaction.model_validate(make(timestamp=datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=5)))))
     b = Transaction.model_validate(make(transaction_id=str(a.transaction_id), timestamp="2026-01-01T07:00:00Z"))
     assert a == b
+
+
+# --- the HTTP API's request: accepts what its JSON Schema calls valid, rejects what it calls invalid -----------
+REQUEST = {"amount": 12.5, "merchant_id": 3, "customer_id": 7}
+
+
+@pytest.mark.parametrize("body", [
+    {**REQUEST, "merchant_id": 1762.0}, {**REQUEST, "customer_id": 7.0, "transaction_count": 2.0},
+    {**REQUEST, "amount": 12}, {**REQUEST, "avg_amount": 0}, {**REQUEST, "timestamp": "2026-11-29T10:00:00+01:00"},
+])
+def test_requests_the_schema_calls_valid_are_accepted(body: dict) -> None:
+    from pydantic import TypeAdapter
+
+    from app.schemas import PredictionRequest
+
+    assert PredictionRequest.model_validate_json(json.dumps(body)).customer_id == 7
+    assert TypeAdapter(list[PredictionRequest]).validate_python([body])[0].merchant_id in (3, 1762)  # FastAPI's way
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({**REQUEST, "merchant_id": 3.5}, "merchant_id"), ({**REQUEST, "customer_id": "7"}, "customer_id"),
+    ({**REQUEST, "customer_id": True}, "customer_id"), ({**REQUEST, "amount": "12.5"}, "amount"),
+    ({**REQUEST, "transaction_count": "2"}, "transaction_count"), ({**REQUEST, "timestamp": 1764410400}, "timestamp"),
+    ({**REQUEST, "timestamp": "2026-11-29T10:00:00"}, "timestamp"),
+])
+def test_requests_the_schema_calls_invalid_are_rejected_naming_the_field(body: dict, field: str) -> None:
+    from pydantic import ValidationError
+
+    from app.schemas import PredictionRequest
+
+    with pytest.raises(ValidationError) as raised:
+        PredictionRequest.model_validate_json(json.dumps(body))
+    assert [error["loc"][0] for error in raised.value.errors()] == [field]
+
+
+def test_the_schema_of_ids_is_json_schemas_integer_with_its_bounds() -> None:
+    from app.schemas import PredictionRequest
+
+    properties = PredictionRequest.model_json_schema()["properties"]
+    assert properties["customer_id"] == {"exclusiveMinimum": 0, "maximum": 2**63 - 1, "title": "Customer Id",
+                                         "type": "integer"}
+    assert properties["timestamp"]["anyOf"][0] == {"format": "date-time", "type": "string"}
