@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     postgres_db: str = "riskray"
     postgres_pool_min: int = Field(default=1, ge=0)
     postgres_pool_max: int = Field(default=20, ge=1)
+    postgres_pool_wait_s: float = Field(
+        default=5.0, gt=0, description="A caller waits this long for a free pooled connection, then gets an error")
     postgres_connect_timeout_s: int = Field(default=5, ge=1)
 
     # --- Kafka ---------------------------------------------------------------------------------------------

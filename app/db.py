@@ -3,6 +3,10 @@
 One ``ThreadedConnectionPool`` per process (per PID, so a forked Ray or Spark worker never shares a socket with
 its parent), sized from settings. Connections come out of :func:`connection` as a context manager that commits
 on success and rolls back on error.
+
+More concurrent users than the pool holds queue for a free connection up to ``postgres_pool_wait_s``, then get
+:class:`PoolExhausted` naming the limit: bounded waiting, never a hang (psycopg2's own pool fails at once with a
+bare "connection pool exhausted").
 """
 
 from __future__ import annotations
@@ -17,37 +21,54 @@ import psycopg2.extensions
 from psycopg2.pool import ThreadedConnectionPool
 
 from app.config import Settings, get_settings
+from app.errors import UserError
 
-_pools: dict[tuple[int, str, int, int], ThreadedConnectionPool] = {}
+_pools: dict[tuple[int, str, int, int], tuple[ThreadedConnectionPool, threading.BoundedSemaphore]] = {}
 _lock = threading.Lock()
 
 
-def get_pool(settings: Settings | None = None) -> ThreadedConnectionPool:
-    settings = settings or get_settings()
+class PoolExhausted(UserError, RuntimeError):
+    """Every connection of this process's pool stayed in use for the whole wait."""
+
+
+def _pool_and_slots(settings: Settings) -> tuple[ThreadedConnectionPool, threading.BoundedSemaphore]:
     dsn = settings.postgres_dsn()
     key = (os.getpid(), dsn, settings.postgres_pool_min, settings.postgres_pool_max)
     with _lock:
-        pool = _pools.get(key)
-        if pool is None or pool.closed:
-            pool = ThreadedConnectionPool(settings.postgres_pool_min, settings.postgres_pool_max, dsn)
-            _pools[key] = pool
-        return pool
+        entry = _pools.get(key)
+        if entry is None or entry[0].closed:
+            entry = (ThreadedConnectionPool(settings.postgres_pool_min, settings.postgres_pool_max, dsn),
+                     threading.BoundedSemaphore(settings.postgres_pool_max))
+            _pools[key] = entry
+        return entry
+
+
+def get_pool(settings: Settings | None = None) -> ThreadedConnectionPool:
+    return _pool_and_slots(settings or get_settings())[0]
 
 
 @contextmanager
 def connection(settings: Settings | None = None) -> Iterator[psycopg2.extensions.connection]:
     """A pooled connection inside one transaction: committed when the block ends, rolled back on error."""
-    pool = get_pool(settings)
-    conn = pool.getconn()
-    broken = False
+    settings = settings or get_settings()
+    pool, slots = _pool_and_slots(settings)
+    if not slots.acquire(timeout=settings.postgres_pool_wait_s):
+        raise PoolExhausted(
+            f"all {settings.postgres_pool_max} database connections of this process stayed in use for "
+            f"{settings.postgres_pool_wait_s:g} s (RISKRAY_POSTGRES_POOL_MAX, RISKRAY_POSTGRES_POOL_WAIT_S)")
     try:
-        with conn:  # psycopg2: commit on success, rollback on exception
-            yield conn
-    except (psycopg2.OperationalError, psycopg2.InterfaceError):
-        broken = True
-        raise
+        conn = pool.getconn()
+        broken = False
+        try:
+            with conn:  # psycopg2: commit on success, rollback on exception
+                yield conn
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            broken = True
+            raise
+        finally:
+            pool.putconn(conn, close=broken or conn.closed != 0)
     finally:
-        pool.putconn(conn, close=broken or conn.closed != 0)
+        slots.release()
 
 
 def ping(settings: Settings | None = None) -> None:

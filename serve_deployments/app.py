@@ -21,6 +21,7 @@ import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import TypeAdapter, ValidationError
 from ray import serve
@@ -53,12 +54,24 @@ _batch_adapter = TypeAdapter(list[PredictionRequest])
 
 def _openapi() -> dict[str, Any]:
     if api.openapi_schema is None:
-        api.openapi_schema = document(get_openapi(title=api.title, version=api.version, description=api.description,
-                                                  routes=api.routes), get_settings())
+        settings = get_settings()
+        schema = get_openapi(title=api.title, version=api.version, description=api.description, routes=api.routes)
+        batch = schema["paths"]["/predict/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        batch["maxItems"] = settings.serve_max_batch  # more answers 413
+        api.openapi_schema = document(schema, settings)
     return api.openapi_schema
 
 
 api.openapi = _openapi  # type: ignore[method-assign]
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _name_the_problem(request: Request, error: StarletteHTTPException) -> Response:
+    """FastAPI answers a body it cannot decode (invalid UTF-8, say) with a bare "error parsing the body": say why."""
+    detail = error.detail
+    if error.status_code == 400 and error.__cause__ is not None:
+        detail = f"body could not be read as JSON: {error.__cause__}"
+    return ORJSONResponse({"detail": detail}, status_code=error.status_code, headers=error.headers)
 REPLICA_HEADER = "x-riskray-replica"  # which replica answered: shows requests spread over replicas
 
 
@@ -87,6 +100,7 @@ class FraudDetector:
     def check_health(self) -> None:
         # Only a missing model makes a replica unhealthy: Serve restarts unhealthy replicas, which cannot fix a
         # database, and degraded answers beat none. A dead database is logged here and answered by /health.
+        self.predictor.retry_failed_reload()  # a reload that failed (MLflow away, say) until it succeeds
         problems = self.predictor.problems()
         if self.predictor.champion is None:
             raise RuntimeError(problems[0])

@@ -125,6 +125,7 @@ def document(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
         for operation in operations.values():
             if "requestBody" in operation:
                 operation.setdefault("responses", {})["413"] = too_large
+                operation["responses"]["400"] = {"description": "a body that cannot be decoded (not UTF-8)"}
             if keyed and path in KEYED_PATHS:
                 operation["security"] = [{API_KEY_SCHEME: []}]
                 operation["responses"]["401"] = {"description": "missing or invalid API key"}

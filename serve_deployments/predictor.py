@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -86,12 +87,16 @@ class Predictor:
         self.champion: ScoringModel | None = None
         self.challenger: ScoringModel | None = None
         self.load_error: str | None = None
+        self._pending: dict[str, Any] | None = None  # the user_config of a failed reload, tried again
+        self._retry: threading.Thread | None = None
+        self._last_attempt = 0.0
         self._random = random.Random()
 
     # --- model lifecycle ------------------------------------------------------------------------------------
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Load the configured models, then swap them in at once; a failure keeps the old ones serving."""
         config = ServeModelConfig.model_validate(user_config)
+        self._last_attempt = time.monotonic()
         try:
             champion = self._load(config.champion, self.champion)
             challenger = None
@@ -103,8 +108,12 @@ class Predictor:
             logger.error("%s; still serving %s", self.load_error, self.champion.version if self.champion else None)
             if self.champion is None:
                 raise  # nothing to serve: let Serve retry this replica
+            # Serve calls reconfigure only when user_config changes, so re-sending the same config (a retried
+            # `riskray serve reload`) would never load it: this replica tries again by itself (retry_failed_reload)
+            self._pending = user_config
             return
         self.champion, self.challenger, self.config, self.load_error = champion, challenger, config, None
+        self._pending = None
         logger.info("serving model version %s (challenger %s, %s)", champion.version,
                     challenger.version if challenger else None, config.ab_mode)
 
@@ -112,6 +121,18 @@ class Predictor:
         if current is not None and ref == current.version:
             return current
         return self.loader(ref)
+
+    def retry_failed_reload(self) -> bool:
+        """Try a failed reload again, in the background, at most every ``serve_store_retry_s`` (Serve's health
+        check calls this). True when a retry was started."""
+        pending = self._pending
+        if pending is None or (self._retry is not None and self._retry.is_alive()):
+            return False
+        if time.monotonic() - self._last_attempt < self.settings.serve_store_retry_s:
+            return False
+        self._retry = threading.Thread(target=self.reconfigure, args=(pending,), name="reload-retry", daemon=True)
+        self._retry.start()
+        return True
 
     def problems(self) -> list[str]:
         """Why this predictor cannot answer well: no model, or no feature store. Empty when healthy."""

@@ -85,3 +85,54 @@ def test_pool_hands_out_up_to_its_maximum_and_rolls_back_on_error(stack: Setting
         cur.execute("SELECT to_regclass('pg_temp.t')")
         assert cur.fetchone()[0] is None
     db.ping(stack)
+
+
+def test_more_concurrent_users_than_the_pool_holds_queue_briefly_then_get_a_clear_error(stack: Settings) -> None:
+    """The original design's limit of 20: 25 users at once. While the 20 hold their connections, the other 5 wait
+    their bounded time and are told why; once connections come back, waiting users get them."""
+    import threading
+
+    assert stack.postgres_pool_max == 20
+    settings = stack.model_copy(update={"postgres_pool_wait_s": 0.5})
+    release = threading.Event()
+    holding = threading.Barrier(21)
+    errors: list[str] = []
+    answered: list[int] = []
+
+    def hold() -> None:
+        with db.connection(settings) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            holding.wait(timeout=60)
+            release.wait(timeout=60)
+            answered.append(cur.fetchone()[0])
+
+    def late_user(waiting: Settings = settings) -> None:
+        try:
+            with db.connection(waiting) as conn, conn.cursor() as cur:
+                cur.execute("SELECT 2")
+                answered.append(cur.fetchone()[0])
+        except db.PoolExhausted as error:
+            errors.append(str(error))
+
+    holders = [threading.Thread(target=hold) for _ in range(20)]
+    for thread in holders:
+        thread.start()
+    holding.wait(timeout=60)  # all 20 connections are out
+    late = [threading.Thread(target=late_user) for _ in range(5)]
+    for thread in late:
+        thread.start()
+    for thread in late:
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "a user waiting for the pool hung"
+    release.set()
+    for thread in holders:
+        thread.join(timeout=60)
+    assert len(errors) == 5 and answered.count(1) == 20
+    assert "all 20 database connections" in errors[0] and "RISKRAY_POSTGRES_POOL_MAX" in errors[0]
+
+    queued = [threading.Thread(target=late_user, args=(stack,)) for _ in range(25)]  # nobody holds on; 5 s wait
+    for thread in queued:
+        thread.start()
+    for thread in queued:
+        thread.join(timeout=60)
+    assert answered.count(2) == 25 and len(errors) == 5  # the 5 beyond the pool queued and were served

@@ -112,6 +112,53 @@ def test_client_mistakes_are_4xx_never_5xx(api: httpx.Client, stack: Settings) -
     assert bad_item.status_code == 422 and bad_item.json()["detail"][0]["loc"] == ["body", 1, "amount"]
     too_many = api.post("/predict/batch", json=[GOOD] * (stack.serve_max_batch + 1))
     assert too_many.status_code == 413 and str(stack.serve_max_batch) in too_many.json()["detail"]
+    huge = api.post("/predict", content=b" " * (stack.serve_max_body_bytes + 1) + b"{}",
+                    headers={"content-type": "application/json"})
+    assert huge.status_code == 413 and str(stack.serve_max_body_bytes) in huge.json()["detail"]
+    as_text = api.post("/predict", content=b"amount=3", headers={"content-type": "text/plain"})
+    assert as_text.status_code == 422 and as_text.json()["detail"][0]["loc"] == ["body"]
+    for raw in (b"\xff\xfe{", "{\"amount\": \"\u00e9\"}".encode("latin-1")):  # not UTF-8
+        answer = api.post("/predict", content=raw, headers={"content-type": "application/json"})
+        detail = answer.json()["detail"]
+        assert answer.status_code == 400 and "could not be read as JSON" in detail and "decode" in detail, detail
+    for raw in (b"[]", b"17", b"null"):  # JSON, but not an object
+        answer = api.post("/predict", content=raw, headers={"content-type": "application/json"})
+        assert answer.status_code == 422 and answer.json()["detail"][0]["loc"][0] == "body", (raw, answer.text)
+
+
+FUZZ_EXAMPLES = 50  # per operation and mode; Hypothesis derandomized: the same examples every run
+
+
+def test_the_api_fuzzed_from_its_own_openapi_schema_answers_only_as_documented(api: httpx.Client) -> None:
+    """Schemathesis generates requests from the served OpenAPI schema: what it calls valid must be answered 2xx,
+    what it calls invalid rejected with a 4xx, never a 5xx, and every answer must match its documented schema."""
+    import schemathesis
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as fuzzing
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        negative_data_rejection,
+        positive_data_acceptance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
+              positive_data_acceptance, negative_data_rejection]
+    config = schemathesis.Config.from_dict({"checks": {"negative_data_rejection": {
+        "expected-statuses": ["400", "413", "422"]}}})
+    schema = schemathesis.openapi.from_dict(api.get("/openapi.json").json(), config=config)
+    base_url = str(api.base_url)
+    for path, method in (("/predict", "POST"), ("/predict/batch", "POST"), ("/health", "GET")):
+        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+            @given(case=schema[path][method].as_strategy(generation_mode=mode))
+            @fuzzing(max_examples=FUZZ_EXAMPLES, derandomize=True, deadline=None, database=None,
+                     suppress_health_check=list(HealthCheck))
+            def fuzz(case: schemathesis.Case) -> None:
+                case.call_and_validate(base_url=base_url, checks=checks)
+
+            fuzz()
 
 
 def test_concurrent_requests_are_scored_together_and_each_gets_its_own_answer(api: httpx.Client) -> None:

@@ -4,6 +4,7 @@ Routing (champion / canary / shadow), error and degraded counting, reloads, heal
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -178,6 +179,33 @@ def test_a_failed_reload_keeps_the_old_model_serving_and_is_counted(predictor: P
     assert predictor.answer(_requests(1), explain=False, endpoint="batch")[0]["model_version"] == "1"
     predictor.reconfigure({"champion": "2"})  # the next good reload goes through and clears the error
     assert predictor.champion.version == "2" and predictor.health().last_reload_error is None
+
+
+def test_a_failed_reload_is_tried_again_by_the_replica_until_the_registry_answers() -> None:
+    """Serve reconfigures only on a changed user_config: re-sending the failed one would never load it."""
+    available = dict(MODELS)
+    missing = available.pop("2")
+
+    def flaky(ref: str) -> ScoringModel:
+        if ref not in available:
+            raise ConnectionError("MLflow at 127.0.0.1:25000 is unreachable")
+        return available[ref]
+
+    p = Predictor(Settings(serve_store_retry_s=0.01), Metrics(), features=History(), log=Log(),  # type: ignore[arg-type]
+                  loader=flaky)
+    p.reconfigure({"champion": "1"})
+    p.reconfigure({"champion": "2"})
+    assert p.champion.version == "1" and "unreachable" in (p.load_error or "")
+    time.sleep(0.02)
+    assert p.retry_failed_reload()
+    p._retry.join()  # type: ignore[union-attr]
+    assert p.champion.version == "1" and sum(p.metrics.reload_failures.values.values()) == 2  # type: ignore[attr-defined]
+    available["2"] = missing  # the registry is back
+    time.sleep(0.02)
+    assert p.retry_failed_reload()
+    p._retry.join()  # type: ignore[union-attr]
+    assert p.champion.version == "2" and p.load_error is None
+    assert not p.retry_failed_reload()  # nothing pending any more
 
 
 def test_health_names_a_missing_model_and_an_unreachable_store() -> None:

@@ -103,6 +103,6 @@ def test_the_openapi_schema_documents_413_and_with_keys_the_scheme_and_401() -> 
                         "/health": {"get": {"responses": {}}}}}
     keyed = document(schema, Settings(serve_api_keys=SecretStr("k")))
     assert keyed["components"]["securitySchemes"]["ApiKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
-    assert set(keyed["paths"]["/predict"]["post"]["responses"]) == {"401", "413"}
+    assert set(keyed["paths"]["/predict"]["post"]["responses"]) == {"400", "401", "413"}
     assert keyed["paths"]["/predict"]["post"]["security"] == [{"ApiKey": []}]
     assert "security" not in keyed["paths"]["/health"]["get"]
