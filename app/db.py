@@ -5,7 +5,7 @@ its parent), sized from settings. Connections come out of :func:`connection` as 
 on success and rolls back on error.
 
 More concurrent users than the pool holds queue for a free connection up to ``postgres_pool_wait_s``, then get
-:class:`PoolExhausted` naming the limit: bounded waiting, never a hang (psycopg2's own pool fails at once with a
+:class:`PoolExhaustedError` naming the limit: bounded waiting, never a hang (psycopg2's own pool fails at once with a
 bare "connection pool exhausted").
 """
 
@@ -27,7 +27,7 @@ _pools: dict[tuple[int, str, int, int], tuple[ThreadedConnectionPool, threading.
 _lock = threading.Lock()
 
 
-class PoolExhausted(UserError, RuntimeError):
+class PoolExhaustedError(UserError, RuntimeError):
     """Every connection of this process's pool stayed in use for the whole wait."""
 
 
@@ -53,7 +53,7 @@ def connection(settings: Settings | None = None) -> Iterator[psycopg2.extensions
     settings = settings or get_settings()
     pool, slots = _pool_and_slots(settings)
     if not slots.acquire(timeout=settings.postgres_pool_wait_s):
-        raise PoolExhausted(
+        raise PoolExhaustedError(
             f"all {settings.postgres_pool_max} database connections of this process stayed in use for "
             f"{settings.postgres_pool_wait_s:g} s (RISKRAY_POSTGRES_POOL_MAX, RISKRAY_POSTGRES_POOL_WAIT_S)")
     try:

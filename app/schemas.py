@@ -105,9 +105,12 @@ def _json_integer(low: int, high: int | None = None, exclusive_low: bool = False
     return Annotated[Annotated[int, Strict(), bounds], BeforeValidator(_integral_float_as_int)]
 
 
-JsonId = _json_integer(0, 2**63 - 1, exclusive_low=True)
+# Ids up to 2**53 - 1, the largest integer every JSON client holds exactly (a float64 rounds 2**63 - 1 up to 2**63,
+# which the fuzzer found: an id at the bound read as one above it)
+JsonId = _json_integer(0, 2**53 - 1, exclusive_low=True)
 JsonCount = _json_integer(0, 2**31 - 1)
-NonNegative = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
+# an average of amounts is bounded like an amount (the fuzzer sent 1.3e102, which overflows the model's float32)
+MeanAmount = Annotated[float, Strict(), Field(ge=0, le=1_000_000, allow_inf_nan=False)]
 
 
 def _date_time_text(value: object) -> object:
@@ -131,7 +134,7 @@ class PredictionRequest(BaseModel):
     customer_id: JsonId  # type: ignore[valid-type]
     transaction_count: JsonCount | None = Field(  # type: ignore[valid-type]
         default=None, description="Customer's transactions earlier in this minute; from the store when omitted")
-    avg_amount: NonNegative | None = Field(
+    avg_amount: MeanAmount | None = Field(
         default=None, description="Their mean amount; from the store when omitted")
     transaction_id: UUID | None = None
     timestamp: DateTimeText | None = Field(

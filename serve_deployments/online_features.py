@@ -106,7 +106,9 @@ class OnlineFeatures:
         try:
             conn = self._connection()
         except psycopg2.Error as error:
-            return f"feature store unreachable: {str(error).strip().splitlines()[0]}"
+            settings = self.settings
+            where = f"PostgreSQL {settings.postgres_db} at {settings.postgres_host}:{settings.postgres_port}"
+            return f"feature store unreachable ({where}): {str(error).strip().splitlines()[0]}"
         broken = False
         try:
             with conn.cursor() as cur:

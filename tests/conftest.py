@@ -32,3 +32,12 @@ def _stage(item: pytest.Item) -> int:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Stable sort by stage: collection order otherwise unchanged.
     items.sort(key=_stage)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.integration import faults
+
+    if faults.RECORDED:
+        terminalreporter.section("faults injected (measured)")
+        for line in faults.table():
+            terminalreporter.write_line(line)

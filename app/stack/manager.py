@@ -92,6 +92,11 @@ def _wait_healthy(service: Service, settings: Settings) -> float:
         time.sleep(0.5)
 
 
+def wait_healthy(settings: Settings, name: str) -> float:
+    """Wait until the named service (started by other means: a restart) is healthy; seconds waited."""
+    return _wait_healthy(next(s for s in SERVICES if s.name == name), settings)
+
+
 def programs(settings: Settings) -> list[supervisor.Program]:
     """Every supervised program: the services `up` starts, then the jobs started by their own commands."""
     return [service.module.program(settings) for service in SERVICES] + [stream.program(settings)]

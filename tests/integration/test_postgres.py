@@ -111,7 +111,7 @@ def test_more_concurrent_users_than_the_pool_holds_queue_briefly_then_get_a_clea
             with db.connection(waiting) as conn, conn.cursor() as cur:
                 cur.execute("SELECT 2")
                 answered.append(cur.fetchone()[0])
-        except db.PoolExhausted as error:
+        except db.PoolExhaustedError as error:
             errors.append(str(error))
 
     holders = [threading.Thread(target=hold) for _ in range(20)]

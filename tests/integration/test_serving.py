@@ -3,6 +3,8 @@ registered in MLflow, the feature store in PostgreSQL, the predictions table, Ra
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 import uuid
@@ -150,8 +152,10 @@ def test_the_api_fuzzed_from_its_own_openapi_schema_answers_only_as_documented(a
         "expected-statuses": ["400", "413", "422"]}}})
     schema = schemathesis.openapi.from_dict(api.get("/openapi.json").json(), config=config)
     base_url = str(api.base_url)
-    for path, method in (("/predict", "POST"), ("/predict/batch", "POST"), ("/health", "GET")):
-        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+    both = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
+    for path, method, modes in (("/predict", "POST", both), ("/predict/batch", "POST", both),
+                                ("/health", "GET", both[:1])):  # no input to make invalid
+        for mode in modes:
             @given(case=schema[path][method].as_strategy(generation_mode=mode))
             @fuzzing(max_examples=FUZZ_EXAMPLES, derandomize=True, deadline=None, database=None,
                      suppress_health_check=list(HealthCheck))
@@ -395,6 +399,217 @@ def test_batch_scoring_of_a_file_reproduces_the_served_probabilities(
         assert answer["model_version"] == scores.loc[transaction_id, "model_version"] == versions[0]
         assert np.isclose(answer["fraud_probability"], scores.loc[transaction_id, "fraud_probability"],
                           rtol=1e-6, atol=1e-7), f"seed {SEED}: {transaction_id}"
+
+
+# --- faults under load: each injected into the real process, then what survived is counted ---------------------
+class SteadyLoad:
+    """``clients`` threads posting /predict with unique transaction ids of the pinned seed (block ``block``), and a
+    /health poller; every answer and status kept for the assertions."""
+
+    def __init__(self, base_url: str, block: int, clients: int = 3) -> None:
+        self.base_url = base_url
+        self.ids = iter(_ids(1_000_000, block))
+        self.lock = threading.Lock()
+        self.statuses: list[int] = []
+        self.answered: list[str] = []  # transaction ids answered 200
+        self.degraded = 0
+        self.versions: list[str] = []
+        self.health: list[tuple[int, list[str]]] = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._predict) for _ in range(clients)]
+        self.threads.append(threading.Thread(target=self._probe))
+
+    def __enter__(self) -> SteadyLoad:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+
+    def _predict(self) -> None:
+        with httpx.Client(base_url=self.base_url, timeout=30) as client:
+            while not self.stop.is_set():
+                with self.lock:
+                    transaction_id = str(next(self.ids))
+                try:
+                    answer = client.post("/predict", json={**GOOD, "transaction_id": transaction_id})
+                    status = answer.status_code
+                except httpx.HTTPError:
+                    status = 0  # the connection itself failed: a failed request too
+                with self.lock:
+                    self.statuses.append(status)
+                    if status == 200:
+                        body = answer.json()
+                        self.answered.append(transaction_id)
+                        self.degraded += body["features_degraded"]
+                        self.versions.append(body["model_version"])
+
+    def _probe(self) -> None:
+        with httpx.Client(base_url=self.base_url, timeout=30) as client:
+            while not self.stop.is_set():
+                try:
+                    answer = client.get("/health")
+                    self.health.append((answer.status_code, answer.json().get("reasons", [])))
+                except (httpx.HTTPError, ValueError):
+                    self.health.append((0, ["no answer"]))
+                time.sleep(0.2)
+
+    def wait_for(self, condition, what: str, timeout_s: float = 180) -> float:  # type: ignore[no-untyped-def]
+        started = time.monotonic()
+        while not condition():
+            assert time.monotonic() - started < timeout_s, what
+            time.sleep(0.2)
+        return time.monotonic() - started
+
+    def answers(self) -> int:
+        with self.lock:
+            return len(self.answered)
+
+    def failed(self) -> int:
+        with self.lock:
+            return sum(status != 200 for status in self.statuses)
+
+
+def _replicas(stack: Settings) -> list[dict]:
+    with serving.ServeClient(stack) as client:
+        app = client.application() or {}
+    replicas = app.get("deployments", {}).get("FraudDetector", {}).get("replicas", [])
+    return [r for r in replicas if r["state"] == "RUNNING"]
+
+
+def test_a_killed_replica_is_replaced_while_at_most_a_tenth_of_a_percent_of_requests_fail(
+    api: httpx.Client, stack: Settings, versions
+) -> None:
+    from .faults import record
+
+    deploy(stack, ServeModelConfig(champion=versions[0]), replicas=2)
+    before = {r["replica_id"]: r["pid"] for r in _replicas(stack)}
+    assert len(before) == 2, before
+    with SteadyLoad(str(api.base_url), block=10) as load:
+        load.wait_for(lambda: load.answers() >= 300, "no answers before the kill")
+        victim, pid = sorted(before.items())[0]
+        os.kill(pid, signal.SIGKILL)
+        recovery = load.wait_for(
+            lambda: len(now := {r["replica_id"] for r in _replicas(stack)}) == 2 and victim not in now,
+            "the killed replica was never replaced")
+        replaced_at = load.answers()
+        load.wait_for(lambda: load.answers() >= max(replaced_at + 300, 2000), "no answers after the replacement")
+    total, failed = len(load.statuses), load.failed()
+    assert failed <= total / 1000, f"{failed} of {total} requests failed: {sorted(set(load.statuses))}"
+    assert load.health and all(status == 200 for status, _ in load.health), load.health
+    logged_lost = _unlogged(stack, load.answered)
+    record("Serve replica SIGKILLed under load (3 clients)",
+           f"replaced by Serve; {failed} of {total} requests failed; /health 200 throughout", logged_lost, recovery)
+
+
+def _unlogged(stack: Settings, answered: list[str], timeout_s: float = 60) -> int:
+    """Answered transactions with no row in ``predictions`` once the log has had time to catch up."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with db.connection(stack) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(DISTINCT transaction_id) FROM predictions WHERE transaction_id = ANY(%s::uuid[])"
+                        " AND variant <> 'shadow'", (answered,))
+            missing = len(answered) - cur.fetchone()[0]
+        if missing == 0 or time.monotonic() > deadline:
+            return missing
+        time.sleep(1)
+
+
+def test_a_restarted_database_degrades_answers_and_health_and_loses_no_prediction_row(
+    api: httpx.Client, stack: Settings, versions
+) -> None:
+    from app.stack import manager, supervisor
+
+    from .faults import record
+
+    deploy(stack, ServeModelConfig(champion=versions[0]), replicas=2)
+    dropped_before = _metric_total(api, "prediction_log_dropped_total")
+    with SteadyLoad(str(api.base_url), block=11) as load:
+        load.wait_for(lambda: load.answers() >= 200, "no answers before the restart")
+        supervisor.stop(stack, "postgres")
+        load.wait_for(lambda: load.health and load.health[-1][0] == 503, "/health never turned 503")
+        answers_in_outage = load.answers()
+        load.wait_for(lambda: load.answers() >= answers_in_outage + 200, "no answers while the database was down")
+        supervisor.start(stack, "postgres")
+        restarted = time.monotonic()
+        manager.wait_healthy(stack, "postgres")
+        load.wait_for(lambda: load.health[-1][0] == 200 and load.health[-2][0] == 200, "/health never recovered")
+        recovery = time.monotonic() - restarted  # from the restart to /health 200
+        healthy_at = load.answers()
+        load.wait_for(lambda: load.answers() >= healthy_at + 200, "no answers after the restart")
+    assert load.failed() == 0, sorted(set(load.statuses))  # every request answered, degraded or not
+    assert load.degraded > 0  # answered from request values and defaults while the store was away
+    reasons = [reason for status, found in load.health if status == 503 for reason in found]
+    assert reasons and all(f"PostgreSQL {stack.postgres_db} at" in reason for reason in reasons
+                           if reason.startswith("feature store unreachable")), reasons
+    lost = _unlogged(stack, load.answered)
+    dropped = _metric_total(api, "prediction_log_dropped_total") - dropped_before
+    record("PostgreSQL stopped and restarted under load",
+           f"/health 503 naming the database, then 200; {load.degraded} answers degraded, none failed; "
+           f"prediction rows buffered and written after recovery", lost, recovery)
+    assert lost == 0 and dropped == 0, (lost, dropped)  # the outage fitted in the buffer: nothing dropped
+
+
+def test_an_unreachable_mlflow_fails_a_reload_which_succeeds_by_itself_once_mlflow_is_back(
+    api: httpx.Client, stack: Settings, versions
+) -> None:
+    from app.stack import manager, supervisor
+
+    from .faults import record
+
+    first, second = versions
+    deploy(stack, ServeModelConfig(champion=first), replicas=2)
+    failures = _metric_total(api, "model_reload_failures_total")
+    with SteadyLoad(str(api.base_url), block=12) as load:
+        supervisor.stop(stack, "mlflow")
+        try:
+            with serving.ServeClient(stack) as client:  # the version is given: no registry call to resolve it
+                client.deploy(serving.local_config(stack, ServeModelConfig(champion=second)))
+            load.wait_for(lambda: _metric_total(api, "model_reload_failures_total") >= failures + 2,
+                          "the failed reloads were not counted")
+            health = api.get("/health").json()
+            assert health["model_version"] == first and "model reload failed" in health["last_reload_error"]
+        finally:
+            supervisor.start(stack, "mlflow")
+        manager.wait_healthy(stack, "mlflow")
+        back = time.monotonic()
+        with httpx.Client(base_url=str(api.base_url), timeout=30, headers={"connection": "close"}) as fresh:
+            load.wait_for(lambda: {fresh.get("/health").json()["model_version"] for _ in range(8)} == {second},
+                          "the reload never succeeded after MLflow came back")
+        recovery = time.monotonic() - back
+        switched = load.answers()
+        load.wait_for(lambda: load.answers() >= switched + 100, "no answers after the reload")
+    assert load.failed() == 0, sorted(set(load.statuses))
+    assert load.versions[0] == first and load.versions[-1] == second
+    record("MLflow stopped during a model reload",
+           "reload failed and counted, old model kept serving; the replicas retried and loaded it once MLflow was "
+           "back; no request failed", 0, recovery)
+    deploy(stack, ServeModelConfig(champion=first), replicas=2)
+
+
+def test_with_api_keys_scoring_needs_a_key_and_health_stays_open(stack: Settings, versions) -> None:
+    config = serving.local_config(stack, ServeModelConfig(champion=versions[0]))
+    application = config["applications"][0]
+    application.setdefault("runtime_env", {}).setdefault("env_vars", {})["RISKRAY_SERVE_API_KEYS"] = "k-old,k-new"
+    with serving.ServeClient(stack) as client:
+        client.deploy(config)
+        client.wait_running(300, lambda line: None)
+    with httpx.Client(base_url=f"http://{stack.ray_host}:{stack.serve_port}", timeout=30) as api:
+        deadline = time.monotonic() + 120
+        while (refused := api.post("/predict", json=GOOD)).status_code != 401:  # until the keyed replicas answer
+            assert time.monotonic() < deadline, refused.text
+            time.sleep(1)
+        assert "missing API key" in refused.json()["detail"]
+        assert api.post("/predict", json=GOOD, headers={"X-API-Key": "k-wrong"}).status_code == 401
+        assert api.post("/predict", json=GOOD, headers={"X-API-Key": "k-new"}).status_code == 200
+        assert api.post("/predict/batch", json=[GOOD], headers={"X-API-Key": "k-old"}).status_code == 200
+        assert api.get("/health").status_code == 200
+        schema = api.get("/openapi.json").json()
+        assert schema["paths"]["/predict"]["post"]["security"] == [{"ApiKey": []}]
+        assert "401" in schema["paths"]["/predict/batch"]["post"]["responses"]
 
 
 def test_health_is_503_naming_the_feature_store_when_the_database_is_unreachable(stack: Settings, versions) -> None:

@@ -17,7 +17,7 @@ def _closed_port() -> int:
 def test_an_unreachable_store_is_reported_and_reads_degrade_instead_of_failing() -> None:
     settings = Settings(postgres_port=_closed_port(), serve_store_retry_s=60)
     features = OnlineFeatures(settings)
-    assert features.ping().startswith("feature store unreachable:")
+    assert features.ping().startswith("feature store unreachable (PostgreSQL ")
     from datetime import UTC, datetime
 
     history, degraded = features.history([1], [2], ["DE"], [datetime.now(UTC)])

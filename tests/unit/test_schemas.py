@@ -130,6 +130,6 @@ def test_the_schema_of_ids_is_json_schemas_integer_with_its_bounds() -> None:
     from app.schemas import PredictionRequest
 
     properties = PredictionRequest.model_json_schema()["properties"]
-    assert properties["customer_id"] == {"exclusiveMinimum": 0, "maximum": 2**63 - 1, "title": "Customer Id",
+    assert properties["customer_id"] == {"exclusiveMinimum": 0, "maximum": 2**53 - 1, "title": "Customer Id",
                                          "type": "integer"}
     assert properties["timestamp"]["anyOf"][0] == {"format": "date-time", "type": "string"}
