@@ -36,8 +36,13 @@ class DeviceType(StrEnum):
 PositiveId = Annotated[int, Strict(), Field(gt=0, le=2**63 - 1)]
 
 
+# A valid message is ~300 bytes; far above that is not a transaction, whatever it holds (and parsing it would cost
+# the stream): such a message goes to the dead-letter topic unread.
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
 class Transaction(BaseModel):
-    """One card transaction as it travels through Kafka."""
+    """One card transaction as it travels through Kafka; the message key is its customer_id (``kafka_key``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

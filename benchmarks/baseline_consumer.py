@@ -37,8 +37,8 @@ def main() -> None:
         if not messages:
             continue
         values = [m.value() for m in messages]
-        valid = [Transaction.from_kafka_value(v) for v, e in zip(values, validation_errors(values), strict=True)
-                 if e is None]
+        errors = validation_errors(values, [m.key() for m in messages])
+        valid = [Transaction.from_kafka_value(v) for v, e in zip(values, errors, strict=True) if e is None]
         rows = pd.DataFrame([t.model_dump() for t in valid]).rename(columns={"timestamp": "event_time"})
         rows["transaction_id"] = rows["transaction_id"].astype(str)
         rows["kafka_partition"], rows["kafka_offset"], rows["is_late"] = 0, 0, False

@@ -21,7 +21,10 @@ class Sink(Protocol):
 
 
 class KafkaSink:
-    """librdkafka producer; a full local queue is drained by polling rather than dropping messages."""
+    """librdkafka producer; a full local queue is drained by polling rather than dropping messages. Idempotent
+    with acks=all: while a broker is away, messages wait in the queue and are retried (up to
+    ``message.timeout.ms``) without a duplicate or a reordering within a partition (tests/integration/
+    test_streaming.py kills the broker mid-stream)."""
 
     def __init__(self, settings: Settings, topic: str | None = None) -> None:
         self.topic = topic or settings.kafka_topic
@@ -29,7 +32,8 @@ class KafkaSink:
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
                 "client.id": "riskray-simulator",
-                "acks": "1",
+                "acks": "all",
+                "enable.idempotence": True,
                 "linger.ms": 20,
                 "queue.buffering.max.messages": 1_000_000,
                 "partitioner": "murmur2_random",  # the Java client's partitioner: same key, same partition

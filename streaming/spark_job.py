@@ -32,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.errors import StreamingQueryException
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 from pyspark.sql.types import LongType
 
@@ -110,7 +111,7 @@ def fully_parsed() -> Column:
 def valid_messages(source: DataFrame) -> DataFrame:
     """Rows that satisfy the message model (checked by the model itself, in a Python UDF), parsed."""
     message_error = validation_udf()
-    return parsed(source).where(message_error(F.col("value")).isNull() & fully_parsed()).select("m.*")
+    return parsed(source).where(message_error(F.col("key"), F.col("value")).isNull() & fully_parsed()).select("m.*")
 
 
 def as_utc(times: pd.Series) -> pd.Series:
@@ -165,7 +166,7 @@ class RawWriter:
             source = parsed(batch).select("key", "value", "topic", "partition", "offset",
                                           fully_parsed().alias("fully_parsed"), "m.*").toPandas()
             collected_at = time.monotonic()
-            errors = pd.Series(validation_errors(source["value"]), index=source.index)
+            errors = pd.Series(validation_errors(source["value"], source["key"]), index=source.index)
             unparsed = errors.isna() & ~source["fully_parsed"].astype(bool)
             errors[unparsed] = "message: valid for the model but not for the stream's Spark schema"
             bad = source[errors.notna()]
@@ -345,7 +346,10 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.set())
     signal.signal(signal.SIGINT, lambda signum, _frame: stopping.set())
     while not stopping.is_set() and all(query.isActive for query in queries):
-        spark.streams.awaitAnyTermination(timeout=1)
+        try:
+            spark.streams.awaitAnyTermination(timeout=1)
+        except StreamingQueryException:
+            break  # a query failed: reported below, once the others have stopped
         spark.streams.resetTerminated()
     if stopping.is_set():
         log.info("stopping queries at a batch boundary")
@@ -353,8 +357,28 @@ def main() -> None:
         query.stop()
     for query in queries:
         if query.exception():
-            raise SystemExit(f"query {query.name} failed: {query.exception()}")
+            message = failure_message(query.name, str(query.exception()), checkpoint_dir(settings))
+            log.error("%s", message)
+            raise SystemExit(message)
     spark.stop()
+
+
+# What a full or read-only checkpoint folder looks like in Spark's exception, and what to tell the operator.
+_STORAGE_FAULTS = {"No space left on device": "is full", "Read-only file system": "is read-only",
+                   "Permission denied": "is not writable"}
+
+
+def failure_message(query: str, exception: str, checkpoints: Path) -> str:
+    """One clear line for a failed query. A checkpoint folder that cannot be written stops the job; nothing is
+    lost, because Kafka offsets advance only with a checkpointed batch: the restart re-reads what was not."""
+    # "Permission denied" is also what a database says; the file system's comes in a Java file exception
+    from_files = any(kind in exception for kind in ("IOException", "FSError", "AccessDenied", "FileNotFound"))
+    for symptom, state in _STORAGE_FAULTS.items():
+        if symptom in exception and (from_files or symptom != "Permission denied"):
+            return (f"query {query} stopped: its checkpoint folder {checkpoints} {state} ({symptom}). Make it "
+                    "writable (free space) and start the job again: it resumes from its last committed batch, "
+                    "and nothing is lost")
+    return f"query {query} failed: {exception.splitlines()[0] if exception else 'unknown error'}"
 
 
 if __name__ == "__main__":

@@ -11,29 +11,39 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from app.schemas import MessageError, Transaction
+from app.schemas import MAX_MESSAGE_BYTES, MessageError, Transaction
+
+Raw = bytes | bytearray | None
 
 
-def validation_errors(values: Iterable[bytes | bytearray | None]) -> list[str | None]:
-    """None for each valid message, else the reason naming the fields at fault."""
-    errors: list[str | None] = []
-    for value in values:
-        if value is None or len(value) == 0:
-            errors.append("message: empty value")
-            continue
-        try:
-            Transaction.from_kafka_value(bytes(value))
-            errors.append(None)
-        except MessageError as error:
-            errors.append(str(error))
-    return errors
+def message_error(key: Raw, value: Raw) -> str | None:
+    """None for a valid message, else the reason naming what is at fault (the value's fields, or the key)."""
+    if value is None or len(value) == 0:
+        return "message: empty value"
+    if len(value) > MAX_MESSAGE_BYTES:
+        return f"message: {len(value)} bytes, above the bound of {MAX_MESSAGE_BYTES}"
+    try:
+        transaction = Transaction.from_kafka_value(bytes(value))
+    except MessageError as error:
+        return str(error)
+    if key is None or len(key) == 0:
+        return "key: missing (a transaction's key is its customer_id, which keeps a customer on one partition)"
+    if bytes(key) != transaction.kafka_key():
+        shown = bytes(key)[:40].decode("utf-8", "backslashreplace")
+        return f"key: {shown!r} is not the customer_id {transaction.customer_id}"
+    return None
+
+
+def validation_errors(values: Iterable[Raw], keys: Iterable[Raw]) -> list[str | None]:
+    """``message_error`` of each (key, value) pair."""
+    return [message_error(key, value) for key, value in zip(keys, values, strict=True)]
 
 
 def validation_udf():
     from pyspark.sql.functions import pandas_udf
 
     @pandas_udf("string")  # type: ignore[call-overload]
-    def message_error(values: pd.Series) -> pd.Series:
-        return pd.Series(validation_errors(values), dtype=object)
+    def message_error_udf(keys: pd.Series, values: pd.Series) -> pd.Series:
+        return pd.Series(validation_errors(values, keys), dtype=object)
 
-    return message_error
+    return message_error_udf

@@ -30,6 +30,8 @@ from .stream_harness import (
 
 pytestmark = pytest.mark.integration
 
+SEED = 20261205  # the broker-kill test's world
+
 
 @pytest.fixture()
 def harness(stack: Settings, tmp_path: Path) -> Iterator[StreamHarness]:
@@ -86,6 +88,30 @@ MALFORMED = [
 ]
 
 
+def _message(customer_id: int, **changes: object) -> bytes:
+    """A valid message of a customer no test streams, with ``changes`` to its fields."""
+    import json
+
+    fields = {"transaction_id": str(uuid.UUID(int=customer_id, version=4)), "customer_id": customer_id,
+              "merchant_id": 3, "amount": 10.0, "currency": "EUR", "timestamp": "2026-11-29T08:00:00Z",
+              "card_last_4": "1234", "is_fraud": 0, "country": "DE", "device_type": "pos", **changes}
+    return json.dumps(fields).encode()
+
+
+# key, value, the start of the reason the dead letter must carry
+MALFORMED_MORE = [
+    (b"5", _message(5, device_type="caf\u00e9").decode().replace("\\u00e9", "\u00e9").encode("latin-1"),
+     "message: Invalid JSON: invalid unicode"),  # Latin-1, not UTF-8
+    (b"6", b'{"transaction_id": "\xc3\x28"}', "message: Invalid JSON"),  # an invalid UTF-8 sequence
+    (b"7", _message(7, card_last_4="1" * 70_000), "message: 70"),  # oversized
+    (b"8", _message(8, amount="ten", is_fraud="no"), "amount: Input should be a valid number"),  # wrong types
+    (b"9", b"[1, 2, 3]", "message: Input should be an object"),  # JSON, not an object
+    (b"10", b'"a transaction"', "message: Input should be an object"),
+    (None, _message(11), "key: missing"),  # no key
+    (b"999", _message(12), "key: '999' is not the customer_id 12"),  # another customer's key
+]
+
+
 def test_known_transactions_become_exact_windows_with_duplicates_late_events_and_dead_letters(
     harness: StreamHarness,
 ) -> None:
@@ -96,7 +122,8 @@ def test_known_transactions_become_exact_windows_with_duplicates_late_events_and
     ahead = transactions(customers[:1], start + timedelta(minutes=8), minutes=1, per_minute=2, seed=2)
     ahead = ahead.head(1)
     duplicates = on_time.sample(3, random_state=0)
-    harness.send(as_messages(on_time) + as_messages(ahead) + as_messages(duplicates) + MALFORMED)
+    harness.send(as_messages(on_time) + as_messages(ahead) + as_messages(duplicates) + MALFORMED
+                 + [(key, value) for key, value, _ in MALFORMED_MORE])
     harness.start()
 
     valid = pd.concat([on_time, ahead], ignore_index=True)
@@ -126,8 +153,11 @@ def test_known_transactions_become_exact_windows_with_duplicates_late_events_and
                              auto_offset_reset="earliest", consumer_timeout_ms=10_000)
     letters = list(consumer)
     consumer.close()
-    assert len(letters) == len(MALFORMED)
+    assert len(letters) == len(MALFORMED) + len(MALFORMED_MORE)
     by_key = {record.key: record for record in letters}
+    for key, value, reason in MALFORMED_MORE:  # each kept whole, with its reason
+        assert by_key[key].value == value
+        assert dict(by_key[key].headers)["riskray.error"].decode().startswith(reason), (key, by_key[key].headers)
     for key, value in MALFORMED:
         headers = dict(by_key[key].headers)
         assert by_key[key].value == (value or b"")
@@ -162,10 +192,15 @@ def _kill_and_restart(harness: StreamHarness, closing: bool, block: int) -> None
     harness.wait_until(lambda: harness.committed_batches(raw=False) >= 1 and harness.committed_batches() >= 1, 180,
                        "first committed batches")
     harness.send(as_messages(chunks[2]))
-    time.sleep(0.7)  # mid-stream: the chunk may be half processed
+    # killed at a point of the stream the pinned seed picks: once that many rows of the three chunks are stored
+    sent = len(chunks[0]) + len(chunks[1]) + len(chunks[2])
+    kill_at = random.Random(f"kill:{block}").randrange(len(chunks[0]) + 1, sent)
+    harness.wait_until(lambda: len(stored_transactions(harness.settings, customers)) >= kill_at, 120,
+                       f"{kill_at} stored rows, the kill point")
     harness.kill()
 
     harness.send(as_messages(chunks[3]))
+    restarted = time.monotonic()
     harness.start()
     for chunk in chunks[4:]:
         harness.send(as_messages(chunk))
@@ -179,8 +214,155 @@ def _kill_and_restart(harness: StreamHarness, closing: bool, block: int) -> None
     expected = expected_features(all_rows)
     harness.wait_until(lambda: len(stored_transactions(settings, customers)) >= len(all_rows), 180, "raw rows")
     harness.wait_until(lambda: len(stored_features(settings, customers)) == len(expected), 120, "feature rows")
+    recovery = time.monotonic() - restarted  # the restart -> every row stored (the last chunks are sent 1 s apart)
     harness.wait_until(lambda: stored_features(settings, customers)["transaction_count"].sum() == len(all_rows),
                        60, "final window counts")
     harness.wait_until(harness.caught_up, 60, "both queries past every message")
     assert_same_features(stored_features(settings, customers), expected)
-    assert len(stored_transactions(settings, customers)) == len(all_rows)
+    stored = stored_transactions(settings, customers)["transaction_id"]
+    assert sorted(stored) == sorted(all_rows["transaction_id"]), "every produced id stored exactly once"
+    from .faults import record
+
+    record(f"Spark driver SIGKILLed after {kill_at} stored rows ({'append' if closing else 'update'} mode)",
+           "restarted from its checkpoint; every id stored once, windows equal a recomputation", 0,
+           recovery)
+
+
+def test_a_sigkilled_broker_restarted_mid_stream_loses_and_doubles_nothing(stack: Settings, tmp_path: Path) -> None:
+    """The simulator's producer (idempotent, acks=all) keeps producing while the broker is SIGKILLed and restarted;
+    the Spark job rides it out. Every produced id is stored once and the windows equal a recomputation."""
+    import os
+    import signal
+    import threading
+
+    from app.stack import manager, supervisor
+    from streaming.sinks import KafkaSink
+
+    from .faults import record
+    from .stream_harness import recent_transactions
+
+    # a generous watermark: this test is about loss, not lateness (the outage delays rows, it must not drop them)
+    harness = StreamHarness(stack, tmp_path, RISKRAY_STREAM_WATERMARK_SECONDS=str(3 * 86_400))
+    frame = recent_transactions(SEED, 1, customers=80, merchants=30, block=40)
+    chunks = [frame.iloc[i::40].sort_values("timestamp") for i in range(40)]
+    sink = KafkaSink(harness.settings)
+    produced = threading.Event()
+
+    def produce() -> None:  # a steady producer, as the simulator's live mode writes
+        for chunk in chunks:
+            sink.write(chunk)
+            time.sleep(0.25)
+        sink.flush(120)
+        produced.set()
+
+    try:
+        harness.start()
+        harness.wait_until(lambda: harness.committed_batches() >= 1, 180, "the job's first batch")
+        producer = threading.Thread(target=produce)
+        producer.start()
+        time.sleep(2)  # mid-production
+        pid = supervisor.rpc(stack).supervisor.getProcessInfo("kafka")["pid"]
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        time.sleep(3)
+        supervisor.start(stack, "kafka")
+        manager.wait_healthy(stack, "kafka")
+        producer.join(timeout=300)
+        assert produced.is_set() and sink.failed == 0, f"{sink.failed} messages not delivered"
+        customers = [int(c) for c in frame["customer_id"].unique()]
+        harness.wait_until(lambda: len(stored_transactions(harness.settings, customers)) >= len(frame), 240,
+                           f"{len(frame)} stored rows")
+        recovery = time.monotonic() - killed  # the kill -> every produced row stored (production spans ~10 s)
+        harness.wait_until(harness.caught_up, 120, "both queries past every message")
+        harness.assert_alive()
+    finally:
+        sink.close() if produced.is_set() else None
+        harness.stop()
+    stored = stored_transactions(harness.settings, customers)["transaction_id"]
+    assert sorted(stored) == sorted(frame["transaction_id"]), "every produced id stored exactly once"
+    assert_same_features(stored_features(harness.settings, customers), expected_features(frame))
+    record("Kafka broker SIGKILLed mid-stream, restarted 3 s later (time: kill to the last row stored)",
+           "producer queued and retried (idempotent, acks=all); Spark resumed by itself; every id stored once, "
+           "windows equal a recomputation", 0, recovery)
+
+
+def test_a_full_then_read_only_checkpoint_folder_stops_the_job_clearly_and_a_restart_loses_nothing(
+    stack: Settings, tmp_path: Path
+) -> None:
+    """The checkpoint folder on a small tmpfs of its own: filled up, then remounted read-only. Each time the job
+    stops with one line naming the folder and the fault; restarted once it is writable again, it stores every
+    transaction once and the windows equal a recomputation."""
+    import errno
+    import os
+    import subprocess
+
+    from streaming.status import checkpoint_dir
+
+    from .faults import record
+
+    harness = StreamHarness(stack, tmp_path)
+    folder = checkpoint_dir(harness.settings)
+    folder.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(folder)], check=True)
+    customers = fresh_customers(20, block=50)
+    rows = transactions(customers, START, minutes=6, per_minute=3, seed=11)
+    minute = [pd.Timestamp(START + timedelta(minutes=m)) for m in (2, 4)]
+    parts = [rows[rows["timestamp"] < minute[0]],
+             rows[(rows["timestamp"] >= minute[0]) & (rows["timestamp"] < minute[1])],
+             rows[rows["timestamp"] >= minute[1]]]
+    settings = harness.settings
+
+    def stored() -> int:
+        return len(stored_transactions(settings, customers))
+
+    def stops_saying(what: str) -> None:
+        assert harness.process is not None
+        harness.process.wait(timeout=300)  # it stops by itself
+        said = [line for line in harness.log_path.read_text(errors="replace").splitlines()
+                if line.startswith("query ") and "stopped: its checkpoint folder" in line]  # the exit message
+        assert said and f"checkpoint folder {folder} {what}" in said[-1] and "nothing is lost" in said[-1], said
+
+    recoveries = []
+    try:
+        harness.start()
+        harness.send(as_messages(parts[0]))
+        harness.wait_until(lambda: stored() == len(parts[0]), 180, "the first part stored")
+
+        filler = folder / "filler"
+        fill = os.open(filler, os.O_WRONLY | os.O_CREAT)  # the disk fills up (unbuffered: no flush to fail later)
+        try:
+            while True:
+                os.write(fill, b"\0" * (1 << 16))
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+        finally:
+            os.close(fill)
+        harness.send(as_messages(parts[1]))
+        stops_saying("is full (No space left on device)")
+        filler.unlink()  # space returns
+        restarted = time.monotonic()
+        harness.start()
+        harness.wait_until(lambda: stored() == len(parts[0]) + len(parts[1]), 180, "the second part stored")
+        recoveries.append(time.monotonic() - restarted)
+
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)  # read-only
+        harness.send(as_messages(parts[2]))
+        stops_saying("is read-only (Read-only file system)")
+        subprocess.run(["mount", "-o", "remount,rw", str(folder)], check=True)
+        restarted = time.monotonic()
+        harness.start()
+        harness.wait_until(lambda: stored() == len(rows), 180, "every part stored")
+        recoveries.append(time.monotonic() - restarted)
+        expected = expected_features(rows)
+        harness.wait_until(lambda: stored_features(settings, customers)["transaction_count"].sum() == len(rows), 120,
+                           "final window counts")
+        harness.wait_until(harness.caught_up, 60, "both queries past every message")
+    finally:
+        harness.stop()
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+    assert sorted(stored_transactions(settings, customers)["transaction_id"]) == sorted(rows["transaction_id"])
+    assert_same_features(stored_features(settings, customers), expected)
+    record("Spark checkpoint folder full (tmpfs filled)", "job stopped with one line naming the folder; restarted "
+           "once space returned, every id stored once", 0, recoveries[0])
+    record("Spark checkpoint folder read-only (remounted ro)", "job stopped with one line naming the folder; "
+           "restarted once writable, every id stored once", 0, recoveries[1])
