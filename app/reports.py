@@ -87,16 +87,17 @@ def save(settings: Settings, report: MonitoringReport) -> int:
 
 def latest(settings: Settings) -> MonitoringReport | None:
     """The newest report (the last one written), or None."""
-    found = _select(settings, "ORDER BY report_id DESC LIMIT 1")
+    found = _select(settings, 1)
     return found[0] if found else None
 
 
 def history(settings: Settings, limit: int = 200) -> list[MonitoringReport]:
     """The last ``limit`` reports in the order of their as-of time (the drift-over-time plot)."""
-    return sorted(_select(settings, "ORDER BY report_id DESC LIMIT %s", (limit,)), key=lambda r: r.as_of)
+    return sorted(_select(settings, limit), key=lambda r: r.as_of)
 
 
-def _select(settings: Settings, tail: str, params: tuple = ()) -> list[MonitoringReport]:
+def _select(settings: Settings, limit: int) -> list[MonitoringReport]:
+    """The newest ``limit`` reports, newest first."""
     with db.connection(settings) as conn, conn.cursor() as cur:
-        cur.execute(f"SELECT {', '.join(COLUMNS)} FROM monitoring_reports {tail}", params)
+        cur.execute(f"SELECT {', '.join(COLUMNS)} FROM monitoring_reports ORDER BY report_id DESC LIMIT %s", (limit,))
         return [MonitoringReport.model_validate(dict(zip(COLUMNS, row, strict=True))) for row in cur.fetchall()]

@@ -43,15 +43,15 @@ BENCH_DB = "riskray_bench"
 console = Console(width=230)
 
 
-def scalar(settings: Settings, query: str) -> object:
+def scalar(settings: Settings, query: str, params: tuple | None = None) -> object:
     with db.connection(settings) as conn, conn.cursor() as cur:
-        cur.execute(query)
+        cur.execute(query, params)
         return cur.fetchone()[0]
 
 
-def percentiles(settings: Settings, query: str) -> tuple[float, float]:
+def percentiles(settings: Settings, query: str, params: tuple | None = None) -> tuple[float, float]:
     with db.connection(settings) as conn, conn.cursor() as cur:
-        cur.execute(query)
+        cur.execute(query, params)
         row = cur.fetchone()
     return (row[0] or float("nan"), row[1] or float("nan"))
 

@@ -18,7 +18,7 @@ from app.config import Settings, get_settings
 from serve_deployments.fast_path import route_path
 
 KEYED_PATHS = frozenset({"/predict", "/predict/batch"})
-API_KEY_SCHEME = "ApiKey"
+API_KEY_SCHEME = "ApiKey"  # pragma: allowlist secret
 
 
 def configured_keys(settings: Settings) -> list[bytes]:

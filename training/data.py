@@ -101,20 +101,32 @@ def require_both_classes(labels: pd.Series, source: str) -> None:
         raise TrainingDataError(f"{source}: every transaction in the training period is labelled fraud")
 
 
+TRAINING_FEATURE_COLUMNS = ("transaction_id", "customer_id", "merchant_id", "event_time", "is_fraud", "feature_set",
+                            "features")
+
+
 def load_from_store(settings: Settings, since: datetime, until: datetime) -> pd.DataFrame:
     """Transactions in [since - history, until) from PostgreSQL, read in parallel blocks by Ray Data."""
     import psycopg2
     import ray.data
 
+    from app import db
+
     first = since - timedelta(days=history_days(settings))
     dsn = settings.postgres_dsn()
     # Late rows never reached the stream's tiles, so they stay out of the history as they stay out of serving.
-    sql = (
-        "SELECT transaction_id::text AS transaction_id, customer_id, merchant_id, amount, currency, "
-        "event_time AS timestamp, card_last_4, is_fraud::bigint AS is_fraud, country, device_type "
-        f"FROM transactions WHERE NOT is_late AND event_time >= '{first.isoformat()}' "
-        f"AND event_time < '{until.isoformat()}'"
-    )
+    where = "FROM transactions WHERE NOT is_late AND event_time >= %s AND event_time < %s"
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        # an empty period is said before Ray Data starts (seconds of start-up and progress output for nothing)
+        cur.execute(f"SELECT EXISTS (SELECT 1 {where})", (first, until))
+        if not cur.fetchone()[0]:
+            raise TrainingDataError(
+                f"feature store: no transactions between {first:%Y-%m-%d %H:%M} and {until:%Y-%m-%d %H:%M}")
+        # Ray Data's read_sql takes no bind parameters: psycopg2 binds them into the text (quoted as it would be)
+        sql = cur.mogrify(
+            "SELECT transaction_id::text AS transaction_id, customer_id, merchant_id, amount, currency, "
+            "event_time AS timestamp, card_last_4, is_fraud::bigint AS is_fraud, country, device_type " + where,
+            (first, until)).decode()
     dataset = ray.data.read_sql(sql, lambda: psycopg2.connect(dsn))
     frame = dataset.to_pandas()
     if frame.empty:
@@ -184,7 +196,7 @@ def store_training_features(settings: Settings, examples: Examples) -> int:
     from app.model_inputs import FEATURE_SET
 
     frame = examples.frame
-    rows = pd.DataFrame({
+    rows = pd.DataFrame({  # the columns of TRAINING_FEATURE_COLUMNS
         "transaction_id": frame["transaction_id"], "customer_id": frame["customer_id"],
         "merchant_id": frame["merchant_id"],
         "event_time": pd.to_datetime(frame["timestamp"]).dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -195,7 +207,8 @@ def store_training_features(settings: Settings, examples: Examples) -> int:
     buffer = io.StringIO()
     rows.to_csv(buffer, header=False, index=False)
     buffer.seek(0)
-    listed = ", ".join(rows.columns)
+    listed = ", ".join(TRAINING_FEATURE_COLUMNS)
+    rows = rows[list(TRAINING_FEATURE_COLUMNS)]
     with db.connection(settings) as conn, conn.cursor() as cur:
         cur.execute("CREATE TEMP TABLE incoming_training_features (LIKE training_features INCLUDING DEFAULTS) "
                     "ON COMMIT DROP")

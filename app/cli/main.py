@@ -53,11 +53,28 @@ def show_config() -> None:
 
 
 def main() -> None:
-    """Entry point: user-fixable problems end as one line on stderr, never a traceback."""
+    """Entry point: user-fixable problems end as one line on stderr, never a traceback. Usage mistakes (a bad
+    option value, an unknown command) too: click's own report is a usage box of several lines."""
+    # Typer 0.29 raises the exceptions of the click it vendors (typer._click), not of a separately installed click
+    from typer._click import exceptions as usage
+
     from app.errors import UserError
 
     try:
-        cli()
+        result = cli(standalone_mode=False)
+    except usage.NoArgsIsHelpError as error:  # a bare group: its help, as before
+        error.show()
+        sys.exit(2)
+    except usage.UsageError as error:
+        where = error.ctx.command_path if error.ctx else "riskray"
+        typer.echo(f"riskray: {error.format_message()} (see `{where} --help`)", err=True)
+        sys.exit(2)
+    except usage.ClickException as error:
+        typer.echo(f"riskray: {error.format_message()}", err=True)
+        sys.exit(error.exit_code)
+    except typer.Abort:
+        typer.echo("riskray: aborted", err=True)
+        sys.exit(130)
     except SettingsError as error:
         typer.echo(f"riskray: {error}", err=True)
         sys.exit(2)
@@ -68,6 +85,11 @@ def main() -> None:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         typer.echo(f"riskray: cannot reach a service: {first} (is the stack up? `riskray stack status`)", err=True)
         sys.exit(1)
+    except OSError as error:  # a missing or unreadable file named on the command line
+        typer.echo(f"riskray: {error.strerror or error}: {error.filename}" if error.filename else f"riskray: {error}",
+                   err=True)
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 def _connection_errors() -> tuple[type[BaseException], ...]:
