@@ -1,5 +1,6 @@
 """A lean HTTP/1.1 load generator: N keep-alive connections on raw asyncio streams, each sending pre-encoded
 POST requests back to back for a duration. Prints one JSON line: requests, errors, req/s, p50/p95/p99 latency.
+With ``--rate`` it is open loop instead (the soak, benchmarks/soak.py): a fixed request rate, each body sent once.
 
     python benchmarks/load_client.py --url http://127.0.0.1:8000/predict --concurrency 8 --duration 15 \
         --bodies bodies.jsonl
@@ -57,6 +58,56 @@ def encode(url: str, bodies: list[bytes]) -> tuple[str, int, list[bytes]]:
     return parsed.hostname or "127.0.0.1", parsed.port or 80, requests
 
 
+async def paced_worker(host: str, port: int, requests: list[bytes], started: float, deadline: float, worker_id: int,
+                       workers: int, interval: float, latencies: list[float], errors: list[int]) -> None:
+    """Open loop: this connection's share of a fixed rate, each request sent at its scheduled time (or at once when
+    behind) and its latency counted from that time, so a stall shows in the latencies instead of lowering the rate
+    (no coordinated omission). Bodies are taken worker_id, worker_id + workers, ...: each exactly once."""
+    reader, writer = await asyncio.open_connection(host, port)
+    k = 0
+    while True:
+        scheduled = started + (worker_id + k * workers) * interval
+        index = worker_id + k * workers
+        if scheduled >= deadline or index >= len(requests):
+            break
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        writer.write(requests[index])
+        status_line = await reader.readline()
+        length = 0
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        if length:
+            await reader.readexactly(length)
+        latencies.append(time.perf_counter() - scheduled)
+        status = int(status_line.split()[1]) if status_line else 599
+        if status >= 400:
+            errors.append(status)
+        k += 1
+    writer.close()
+
+
+async def run_paced(url: str, bodies: list[bytes], concurrency: int, duration: float, rate: float) -> dict:
+    host, port, requests = encode(url, bodies)
+    latencies: list[float] = []
+    errors: list[int] = []
+    started = time.perf_counter() + 0.5
+    await asyncio.gather(*(paced_worker(host, port, requests, started, started + duration, c, concurrency, 1 / rate,
+                                        latencies, errors) for c in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
+    return {"concurrency": concurrency, "target_rps": rate, "requests": len(latencies), "errors": len(errors),
+            "error_statuses": sorted(set(errors)), "rps": len(latencies) / elapsed,
+            "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
+            "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
+
+
 async def run(url: str, bodies: list[bytes], concurrency: int, duration: float, warmup: float) -> dict:
     host, port, requests = encode(url, bodies)
     if warmup > 0:
@@ -81,9 +132,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--duration", type=float, default=15)
     parser.add_argument("--warmup", type=float, default=2)
+    parser.add_argument("--rate", type=float, default=0, help="open loop at this many requests/s (0: closed loop)")
     args = parser.parse_args()
     bodies = [line.strip() for line in Path(args.bodies).read_bytes().splitlines() if line.strip()]
-    print(json.dumps(asyncio.run(run(args.url, bodies, args.concurrency, args.duration, args.warmup))))
+    if args.rate > 0:
+        print(json.dumps(asyncio.run(run_paced(args.url, bodies, args.concurrency, args.duration, args.rate))))
+    else:
+        print(json.dumps(asyncio.run(run(args.url, bodies, args.concurrency, args.duration, args.warmup))))
 
 
 if __name__ == "__main__":

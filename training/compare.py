@@ -53,6 +53,7 @@ def score_models(settings: Settings, refs: list[str], since: datetime, until: da
     from training.pipeline import ensure_ray
     from training.scoring import BlockScorer
 
+    data.require_transactions(settings, since, until)
     ensure_ray(settings)
     transactions = data.load_from_store(settings, since, until)
     history = history_frame(transactions, settings.label_delay_days)

@@ -105,6 +105,22 @@ TRAINING_FEATURE_COLUMNS = ("transaction_id", "customer_id", "merchant_id", "eve
                             "features")
 
 
+_PERIOD = "FROM transactions WHERE NOT is_late AND event_time >= %s AND event_time < %s"
+
+
+def require_transactions(settings: Settings, since: datetime, until: datetime) -> None:
+    """Raise unless the store holds transactions for [since - history, until): said before Ray starts (seconds of
+    start-up and progress output for nothing)."""
+    from app import db
+
+    first = since - timedelta(days=history_days(settings))
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT EXISTS (SELECT 1 {_PERIOD})", (first, until))
+        if not cur.fetchone()[0]:
+            raise TrainingDataError(
+                f"feature store: no transactions between {first:%Y-%m-%d %H:%M} and {until:%Y-%m-%d %H:%M}")
+
+
 def load_from_store(settings: Settings, since: datetime, until: datetime) -> pd.DataFrame:
     """Transactions in [since - history, until) from PostgreSQL, read in parallel blocks by Ray Data."""
     import psycopg2
@@ -112,23 +128,17 @@ def load_from_store(settings: Settings, since: datetime, until: datetime) -> pd.
 
     from app import db
 
+    require_transactions(settings, since, until)
     first = since - timedelta(days=history_days(settings))
     dsn = settings.postgres_dsn()
     # Late rows never reached the stream's tiles, so they stay out of the history as they stay out of serving.
-    where = "FROM transactions WHERE NOT is_late AND event_time >= %s AND event_time < %s"
     with db.connection(settings) as conn, conn.cursor() as cur:
-        # an empty period is said before Ray Data starts (seconds of start-up and progress output for nothing)
-        cur.execute(f"SELECT EXISTS (SELECT 1 {where})", (first, until))
-        if not cur.fetchone()[0]:
-            raise TrainingDataError(
-                f"feature store: no transactions between {first:%Y-%m-%d %H:%M} and {until:%Y-%m-%d %H:%M}")
         # Ray Data's read_sql takes no bind parameters: psycopg2 binds them into the text (quoted as it would be)
         sql = cur.mogrify(
             "SELECT transaction_id::text AS transaction_id, customer_id, merchant_id, amount, currency, "
-            "event_time AS timestamp, card_last_4, is_fraud::bigint AS is_fraud, country, device_type " + where,
+            "event_time AS timestamp, card_last_4, is_fraud::bigint AS is_fraud, country, device_type " + _PERIOD,
             (first, until)).decode()
-    dataset = ray.data.read_sql(sql, lambda: psycopg2.connect(dsn))
-    frame = dataset.to_pandas()
+    frame = ray.data.read_sql(sql, lambda: psycopg2.connect(dsn)).to_pandas()
     if frame.empty:
         raise TrainingDataError(
             f"feature store: no transactions between {first:%Y-%m-%d %H:%M} and {until:%Y-%m-%d %H:%M}")

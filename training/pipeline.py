@@ -53,6 +53,10 @@ def ensure_ray(settings: Settings) -> None:
     """Join the running cluster (a Ray job's, or the local stack's head); start a private Ray if there is none."""
     import os
 
+    from app.stack.ray_head import client_environment
+
+    for name, value in client_environment(settings).items():  # before Ray reads it, at its first import
+        os.environ.setdefault(name, value)
     import ray
 
     if ray.is_initialized():
@@ -86,6 +90,7 @@ def snapshot(settings: Settings, options: TrainOptions, say: Say) -> Path:
         since, until = period(settings, options, frame)
     else:
         since, until = period(settings, options)
+        data.require_transactions(settings, since, until)
         ensure_ray(settings)
         frame = data.load_from_store(settings, since, until)
     labelled = frame[data.in_period(frame["timestamp"], since, until)]

@@ -60,6 +60,7 @@ def main() -> None:
 
     from app.errors import UserError
 
+    _join_local_ray_on_loopback()
     try:
         result = cli(standalone_mode=False)
     except usage.NoArgsIsHelpError as error:  # a bare group: its help, as before
@@ -90,6 +91,21 @@ def main() -> None:
                    err=True)
         sys.exit(1)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _join_local_ray_on_loopback() -> None:
+    """A command that joins the local Ray head (train, score) must see it on loopback, where it listens: set before
+    any command imports Ray (app.stack.ray_head.client_environment)."""
+    import os
+
+    from app.stack.ray_head import client_environment
+
+    try:
+        settings = get_settings()
+    except SettingsError:
+        return  # the command reports it
+    for name, value in client_environment(settings).items():
+        os.environ.setdefault(name, value)
 
 
 def _connection_errors() -> tuple[type[BaseException], ...]:

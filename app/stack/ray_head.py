@@ -29,6 +29,21 @@ def temp_dir(settings: Settings) -> Path:
     return runtime_dir(settings) / "ray"
 
 
+# Ray's single-machine switch (named for macOS and Windows, where it is the default): the node's IP stays the loopback
+# address it was given, so every port Ray opens listens on loopback only. A process that connects to this head must
+# run with it too (``client_environment``): otherwise it resolves 127.0.0.1 to the machine's IP, where GCS is not.
+LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def local_only(settings: Settings) -> bool:
+    return settings.ray_host in ("127.0.0.1", "localhost", "::1")
+
+
+def client_environment(settings: Settings) -> dict[str, str]:
+    """What a process needs in its environment, before it imports Ray, to join the local head."""
+    return {LOCAL_ONLY_ENV: "0"} if local_only(settings) else {}
+
+
 def environment(settings: Settings) -> dict[str, str]:
     env = {
         "RAY_AUTH_MODE": "disabled",
@@ -38,6 +53,10 @@ def environment(settings: Settings) -> dict[str, str]:
         # Custom metrics (predictions_total, ...) reach the node's export within 2 s instead of 10.
         "RAY_metrics_report_interval_ms": "2000",
     }
+    # `ray start --node-ip-address=127.0.0.1` alone still makes the node's IP the machine's own (Ray replaces a
+    # loopback address with a "remotely reachable" one), and Ray's gRPC servers (GCS, raylet, every worker) then
+    # listen on all interfaces (tests/integration/test_stack_lifecycle.py checks every port).
+    env.update(client_environment(settings))
     if settings.serve_high_throughput:
         env.update(serve_high_throughput_environment(settings))
     return env

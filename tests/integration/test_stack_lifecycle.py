@@ -9,6 +9,8 @@ from app.stack import manager, ray_head
 from tests import scratch
 from tests.helpers import riskray
 
+from .served_world import World
+
 pytestmark = pytest.mark.integration
 
 
@@ -46,3 +48,24 @@ def test_down_leaves_no_listening_port_or_process_behind(stack: Settings) -> Non
 
     assert not supervisor.is_running(stack)
     assert riskray("stack", "status").returncode == 1
+
+
+def test_every_port_the_stack_opens_listens_on_loopback_only(served_world: World, stack: Settings) -> None:
+    """With Serve running (the served world: replicas, proxy, HAProxy), every listening socket of every process
+    of the stack, children included (Ray's workers), is on a loopback address."""
+    import psutil
+
+    processes = {p.pid: p for p in manager.stray_processes(stack)}  # every process carrying our paths
+    for proc in list(processes.values()):
+        try:
+            processes.update({child.pid: child for child in proc.children(recursive=True)})
+        except psutil.NoSuchProcess:
+            continue
+    loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+    listening = [(c.laddr.ip, c.laddr.port, c.pid) for c in psutil.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN and c.pid in processes]
+    assert len(listening) > 20, listening  # PostgreSQL, Kafka, MLflow, Prometheus, Ray and its workers, Serve
+    exposed = [(ip, port, " ".join(processes[pid].cmdline())[:80]) for ip, port, pid in listening
+               if ip not in loopback]
+    assert not exposed, exposed
+    assert stack.serve_port in {port for _, port, _ in listening}

@@ -215,3 +215,45 @@ def test_the_image_is_built_on_the_official_images_of_the_pinned_versions_from_t
     assert rayservice["spec"]["rayClusterConfig"]["rayVersion"] == _locked("ray")
     spark = next(yaml.safe_load_all((cluster.CLUSTER_DIR / "base" / "spark" / "sparkapplication.yaml").read_text()))
     assert spark["spec"]["sparkVersion"] == _locked("pyspark")
+
+
+def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("containers", "initContainers") and isinstance(value, list):
+                    found.extend(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(obj.get("spec", {}))
+    return found
+
+
+def test_production_has_tls_at_the_ingress_mlflow_behind_auth_and_credentials_only_from_secrets(
+    rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    prod = rendered["prod"]
+    ingresses = [o for o in prod if o["kind"] == "Ingress"]
+    assert ingresses and all(i["spec"].get("tls") and all(t.get("secretName") for t in i["spec"]["tls"])
+                             for i in ingresses)
+    assert all(i["metadata"]["annotations"].get("nginx.ingress.kubernetes.io/force-ssl-redirect") == "true"
+               for i in ingresses)
+    mlflow = next(c for c in _containers(_one(prod, "Deployment", "mlflow")) if c["name"] == "mlflow")
+    assert "--app-name basic-auth" in " ".join(mlflow.get("command", []) + mlflow.get("args", []))
+    secret_like = ("PASSWORD", "SECRET", "TOKEN", "API_KEY", "ROUTING_KEY")
+    for obj in prod:
+        for container in _containers(obj):
+            for env in container.get("env") or []:
+                if any(word in env["name"].upper() for word in secret_like):
+                    assert "valueFrom" in env and "secretKeyRef" in env["valueFrom"], (obj["metadata"]["name"], env)
+    settings_map = _one(prod, "ConfigMap", "riskray-settings")
+    assert not [k for k in settings_map["data"] if any(word in k.upper() for word in secret_like)]
+    secrets = (cluster.CLUSTER_DIR / "overlays" / "prod" / "secrets" / "riskray.env.example").read_text()
+    for name in ("RISKRAY_POSTGRES_PASSWORD=", "MLFLOW_TRACKING_PASSWORD=", "RISKRAY_SERVE_API_KEYS="):
+        assert name in secrets  # each from the riskray-secrets Secret, which every riskray container reads
