@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     serve_log_buffer: int = Field(default=20_000, ge=1, description="Predictions waiting to be written; more drop.")
     serve_log_flush_rows: int = Field(default=1_000, ge=1)
     serve_log_flush_s: float = Field(default=1.0, gt=0)
+    serve_log_spool: bool = Field(
+        default=True, description="Predictions reach local disk before their answers leave, so a killed replica "
+                                  "loses none (the next replica to start writes them)")
+    serve_log_spool_work_dir: Path | None = Field(
+        default=None, description="Where the spool lives; default: the state folder's serve-spool/, per database")
 
     # --- MLflow --------------------------------------------------------------------------------------------
     mlflow_host: str = "127.0.0.1"
@@ -207,7 +212,7 @@ class Settings(BaseSettings):
     stream_max_offsets_per_trigger: int = Field(default=200_000, ge=1)
     stream_query_prefix: str = Field(default="transactions", description="Names the queries and their checkpoints.")
 
-    @field_validator("training_work_dir", "monitoring_work_dir", "airflow_work_dir")
+    @field_validator("training_work_dir", "monitoring_work_dir", "airflow_work_dir", "serve_log_spool_work_dir")
     @classmethod
     def _from_project_root(cls, value: Path | None) -> Path | None:
         # a Ray job runs in a working directory of its own: a relative path means the checkout's
@@ -262,6 +267,11 @@ class Settings(BaseSettings):
     def monitoring_dir(self) -> Path:
         """Prometheus and Alertmanager data, their rendered configs, received alerts, plots."""
         return self.monitoring_work_dir or self.state_dir / "monitoring"
+
+    @property
+    def serve_spool_dir(self) -> Path:
+        """The prediction log's spool, one per database: a world's rows are only ever written to its own store."""
+        return (self.serve_log_spool_work_dir or self.state_dir / "serve-spool") / self.postgres_db
 
     @property
     def airflow_home(self) -> Path:

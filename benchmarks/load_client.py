@@ -58,11 +58,37 @@ def encode(url: str, bodies: list[bytes]) -> tuple[str, int, list[bytes]]:
     return parsed.hostname or "127.0.0.1", parsed.port or 80, requests
 
 
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: bytes) -> int | None:
+    """Send one request, read its whole answer; its status, or None when the connection was closed before any
+    answer came (a keep-alive connection the server let go, as HAProxy does when it reloads)."""
+    try:
+        writer.write(payload)
+        await writer.drain()
+        status_line = await reader.readline()
+    except (ConnectionError, OSError):
+        return None
+    if not status_line:
+        return None
+    length = 0
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+    if length:
+        await reader.readexactly(length)
+    return int(status_line.split()[1])
+
+
 async def paced_worker(host: str, port: int, requests: list[bytes], started: float, deadline: float, worker_id: int,
-                       workers: int, interval: float, latencies: list[float], errors: list[int]) -> None:
+                       workers: int, interval: float, latencies: list[float], errors: list[int],
+                       reconnects: list[int]) -> None:
     """Open loop: this connection's share of a fixed rate, each request sent at its scheduled time (or at once when
     behind) and its latency counted from that time, so a stall shows in the latencies instead of lowering the rate
-    (no coordinated omission). Bodies are taken worker_id, worker_id + workers, ...: each exactly once."""
+    (no coordinated omission). Bodies are taken worker_id, worker_id + workers, ...: each exactly once. A request
+    on a connection the server closed before answering is sent again once on a new one, as HTTP clients do."""
     reader, writer = await asyncio.open_connection(host, port)
     k = 0
     while True:
@@ -73,22 +99,15 @@ async def paced_worker(host: str, port: int, requests: list[bytes], started: flo
         delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        writer.write(requests[index])
-        status_line = await reader.readline()
-        length = 0
-        while True:
-            line = await reader.readline()
-            if line in (b"\r\n", b""):
-                break
-            name, _, value = line.partition(b":")
-            if name.lower() == b"content-length":
-                length = int(value)
-        if length:
-            await reader.readexactly(length)
+        status = await _exchange(reader, writer, requests[index])
+        if status is None:
+            writer.close()
+            reconnects.append(index)
+            reader, writer = await asyncio.open_connection(host, port)
+            status = await _exchange(reader, writer, requests[index])
         latencies.append(time.perf_counter() - scheduled)
-        status = int(status_line.split()[1]) if status_line else 599
-        if status >= 400:
-            errors.append(status)
+        if status is None or status >= 400:
+            errors.append(status or 599)
         k += 1
     writer.close()
 
@@ -97,13 +116,14 @@ async def run_paced(url: str, bodies: list[bytes], concurrency: int, duration: f
     host, port, requests = encode(url, bodies)
     latencies: list[float] = []
     errors: list[int] = []
+    reconnects: list[int] = []
     started = time.perf_counter() + 0.5
     await asyncio.gather(*(paced_worker(host, port, requests, started, started + duration, c, concurrency, 1 / rate,
-                                        latencies, errors) for c in range(concurrency)))
+                                        latencies, errors, reconnects) for c in range(concurrency)))
     elapsed = time.perf_counter() - started
     ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
     return {"concurrency": concurrency, "target_rps": rate, "requests": len(latencies), "errors": len(errors),
-            "error_statuses": sorted(set(errors)), "rps": len(latencies) / elapsed,
+            "error_statuses": sorted(set(errors)), "reconnects": len(reconnects), "rps": len(latencies) / elapsed,
             "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
             "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
 

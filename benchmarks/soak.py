@@ -175,12 +175,13 @@ def main() -> None:
 
     table = Table(title=f"soak: /predict open loop, {args.connections} connections, streaming "
                         f"{args.stream_rate:g} tx/s ({streamed:,} live transactions stored)")
-    for column in ("phase", "target req/s", "achieved req/s", "requests", "errors", "p50 ms", "p95 ms", "p99 ms",
-                   "max ms", "prediction rows"):
+    for column in ("phase", "target req/s", "achieved req/s", "requests", "errors", "reconnects", "p50 ms", "p95 ms",
+                   "p99 ms", "max ms", "prediction rows"):
         table.add_column(column, justify="left" if column == "phase" else "right")
     for phase, result in (("unloaded", unloaded), ("soak", soaked)):
         table.add_row(phase, f"{result['target_rps']:,.0f}", f"{result['rps']:,.0f}", f"{result['requests']:,}",
-                      f"{result['errors']:,}", f"{result['p50_ms']:.1f}", f"{result['p95_ms']:.1f}",
+                      f"{result['errors']:,}", f"{result['reconnects']:,}", f"{result['p50_ms']:.1f}",
+                      f"{result['p95_ms']:.1f}",
                       f"{result['p99_ms']:.1f}", f"{result['max_ms']:.0f}", f"{rows[phase]:,}")
     console.print(table)
     ratio = soaked["p99_ms"] / unloaded["p99_ms"]

@@ -6,6 +6,9 @@ buffer; only rows beyond ``serve_log_buffer`` are dropped (the newest) and count
 ever blocks or fails a request. Rows still buffered when the replica stops are tried once more, then counted as
 ``write_failed``.
 
+Rows reach the buffer through a local write-ahead spool (serve_deployments/prediction_spool.py), so a replica
+killed outright loses none: the next replica to start writes them.
+
 Each row also carries the model inputs it was answered with (for drift, ``monitoring``): the request path only
 keeps a reference to its batch's input arrays; the text of the arrays is built here, in the writer thread."""
 
@@ -18,12 +21,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import psycopg2
 
 from app.config import Settings
 from app.model_inputs import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from serve_deployments.prediction_spool import Spool
 
 logger = logging.getLogger(__name__)
 COLUMNS = ("transaction_id", "customer_id", "merchant_id", "model_version", "variant", "fraud_probability",
@@ -87,6 +92,16 @@ class PredictionLog:
         self._on_dropped = on_dropped  # (rows, reason: overflow | write_failed)
         self._conn: psycopg2.extensions.connection | None = None
         self.written = 0
+        self._spool: Spool | None = None
+        self._pending: list[Path] = []  # spool segments whose rows are not in the database yet
+        if settings.serve_log_spool:
+            folder = settings.serve_spool_dir
+            try:
+                self._spool = Spool(folder)
+                recovered, self._pending = self._spool.adopt_orphans()
+                self._buffer.extend(recovered)
+            except OSError as error:  # a log without its spool beats no replica
+                logger.warning("prediction log: no spool in %s (%s); rows in memory only", folder, error)
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
@@ -94,6 +109,8 @@ class PredictionLog:
         with self._lock:
             room = self.settings.serve_log_buffer - len(self._buffer)
             kept = rows[:max(room, 0)]
+            if self._spool is not None and kept:
+                self._spool.write(kept)  # on local disk before the answers leave
             self._buffer.extend(kept)
             size = len(self._buffer)
         if len(kept) < len(rows):
@@ -106,6 +123,8 @@ class PredictionLog:
         with self._lock:
             batch = list(self._buffer)
             self._buffer.clear()
+            if batch and self._spool is not None:
+                self._pending.append(self._spool.rotate())
         if not batch:
             return 0
         try:
@@ -115,6 +134,10 @@ class PredictionLog:
             with self._conn, self._conn.cursor() as cur:
                 cur.copy_expert(f"COPY predictions ({', '.join(COLUMNS)}) FROM STDIN WITH (FORMAT csv)", buffer)
             self.written += len(batch)
+            with self._lock:  # committed: what the spool held for these rows goes
+                done, self._pending = self._pending, []
+            for segment in done:
+                segment.unlink(missing_ok=True)
             return len(batch)
         except psycopg2.Error as error:
             if self._conn is not None:
@@ -152,4 +175,8 @@ class PredictionLog:
             lost = self.waiting
             with self._lock:
                 self._buffer.clear()
+            # counted as not written here; the spool keeps them, and the next replica to start writes them
             self._on_dropped(lost, "write_failed")
+            return
+        if self._spool is not None:
+            self._spool.close()

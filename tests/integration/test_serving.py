@@ -500,9 +500,12 @@ def test_a_killed_replica_is_replaced_while_at_most_a_tenth_of_a_percent_of_requ
     total, failed = len(load.statuses), load.failed()
     assert failed <= total / 1000, f"{failed} of {total} requests failed: {sorted(set(load.statuses))}"
     assert load.health and all(status == 200 for status, _ in load.health), load.health
-    logged_lost = _unlogged(stack, load.answered)
+    logged_lost = _unlogged(stack, load.answered)  # the killed replica's unwritten rows: from its spool
     record("Serve replica SIGKILLed under load (3 clients)",
-           f"replaced by Serve; {failed} of {total} requests failed; /health 200 throughout", logged_lost, recovery)
+           f"replaced by Serve; {failed} of {total} requests failed (the killed replica's in-flight ones); /health "
+           "200 throughout; its unwritten prediction rows recovered from its spool by the new replica",
+           logged_lost, recovery)
+    assert logged_lost == 0, f"{logged_lost} answered predictions never logged"
 
 
 def _unlogged(stack: Settings, answered: list[str], timeout_s: float = 60) -> int:

@@ -5,10 +5,14 @@ tests/integration/test_serving.py's restart test."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 from app.config import Settings
+from serve_deployments import prediction_spool
 from serve_deployments.prediction_log import LoggedPrediction, PredictionLog
 
 AT = datetime(2026, 12, 5, tzinfo=UTC)
@@ -24,10 +28,11 @@ def _rows(first: int, count: int) -> list[LoggedPrediction]:
     return [LoggedPrediction(None, first + i, 1, "1", "champion", 0.5, 0, 1.0, False, AT) for i in range(count)]
 
 
-def _log(dropped: list[tuple[int, str]], bound: int) -> PredictionLog:
+def _log(dropped: list[tuple[int, str]], bound: int, spool: Path | None = None) -> PredictionLog:
     # the writer thread only wakes on a full flush (never here): each flush below is the test's own
     settings = Settings(postgres_port=_closed_port(), serve_log_buffer=bound, serve_log_flush_rows=10_000,
-                        serve_log_flush_s=3600, postgres_connect_timeout_s=1)
+                        serve_log_flush_s=3600, postgres_connect_timeout_s=1, serve_log_spool=spool is not None,
+                        serve_log_spool_work_dir=spool)
     return PredictionLog(settings, lambda rows, reason: dropped.append((rows, reason)))
 
 
@@ -57,3 +62,54 @@ def test_beyond_the_bound_the_newest_rows_are_dropped_and_counted_as_overflow() 
         assert [row.customer_id for row in log._buffer] == list(range(50))
     finally:
         log.close()
+
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (a replica killed outright, as far as its spool can tell)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_rows_of_a_killed_replica_are_recovered_from_its_spool_by_the_next_one(tmp_path: Path) -> None:
+    dropped: list[tuple[int, str]] = []
+    first = _log(dropped, bound=100, spool=tmp_path)
+    first.append(_rows(0, 7))
+    first.append(_rows(7, 5))
+    segment = first._spool.path  # type: ignore[union-attr]
+    # the replica dies without a word: its segment is all that is left, under its (now dead) pid
+    orphan = segment.with_name(f"{_dead_pid()}-{segment.name.split('-', 1)[1]}")
+    os.rename(segment, orphan)
+    with orphan.open("ab") as cut:
+        cut.write(b"\x40\x00\x00\x00half a record")  # killed mid-write: the torn record is skipped
+    second = _log(dropped, bound=100, spool=tmp_path)
+    try:
+        assert [row.customer_id for row in second._buffer] == list(range(12))
+        assert not orphan.exists()  # adopted: renamed to the new replica's name, gone once written
+        assert second.flush() is None and second.waiting == 12  # the database is down: still waiting, still spooled
+        assert len(list(tmp_path.rglob("*.seg"))) >= 2
+    finally:
+        second.close()
+        first.close()
+
+
+def test_a_live_replicas_spool_is_never_adopted(tmp_path: Path) -> None:
+    dropped: list[tuple[int, str]] = []
+    first = _log(dropped, bound=100, spool=tmp_path)
+    first.append(_rows(0, 3))
+    second = _log(dropped, bound=100, spool=tmp_path)  # same process: alive
+    try:
+        assert second.waiting == 0 and first.waiting == 3
+    finally:
+        second.close()
+        first.close()
+
+
+def test_a_spool_segment_reads_back_every_complete_record(tmp_path: Path) -> None:
+    spool = prediction_spool.Spool(tmp_path)
+    spool.write(_rows(0, 2))
+    spool.write(_rows(2, 1))
+    done = spool.rotate()
+    assert [row.customer_id for row in prediction_spool.read(done)] == [0, 1, 2]
+    spool.close()
