@@ -57,7 +57,7 @@ def connection(settings: Settings | None = None) -> Iterator[psycopg2.extensions
             f"all {settings.postgres_pool_max} database connections of this process stayed in use for "
             f"{settings.postgres_pool_wait_s:g} s (RISKRAY_POSTGRES_POOL_MAX, RISKRAY_POSTGRES_POOL_WAIT_S)")
     try:
-        conn = pool.getconn()
+        conn = _usable_connection(pool, settings.postgres_pool_max)
         broken = False
         try:
             with conn:  # psycopg2: commit on success, rollback on exception
@@ -69,6 +69,21 @@ def connection(settings: Settings | None = None) -> Iterator[psycopg2.extensions
             pool.putconn(conn, close=broken or conn.closed != 0)
     finally:
         slots.release()
+
+
+def _usable_connection(pool: ThreadedConnectionPool, attempts: int) -> psycopg2.extensions.connection:
+    """A pooled connection the server has not closed: after a database restart the pool still holds connections
+    whose server is gone, and each would fail its caller once."""
+    for _ in range(attempts):
+        conn = pool.getconn()
+        try:
+            conn.poll()  # no round trip: reads what the server sent meanwhile, or finds its socket closed
+            if not conn.closed:
+                return conn
+        except psycopg2.Error:
+            pass
+        pool.putconn(conn, close=True)
+    return pool.getconn()  # a new connection (or the error that says why there is none)
 
 
 def ping(settings: Settings | None = None) -> None:
