@@ -536,11 +536,11 @@ def test_a_restarted_database_degrades_answers_and_health_and_loses_no_predictio
         load.wait_for(lambda: load.health and load.health[-1][0] == 503, "/health never turned 503")
         answers_in_outage = load.answers()
         load.wait_for(lambda: load.answers() >= answers_in_outage + 200, "no answers while the database was down")
-        supervisor.start(stack, "postgres")
         restarted = time.monotonic()
+        supervisor.start(stack, "postgres")  # returns once the server has run for a second
         manager.wait_healthy(stack, "postgres")
         load.wait_for(lambda: load.health[-1][0] == 200 and load.health[-2][0] == 200, "/health never recovered")
-        recovery = time.monotonic() - restarted  # from the restart to /health 200
+        recovery = time.monotonic() - restarted  # from the restart command to /health 200
         healthy_at = load.answers()
         load.wait_for(lambda: load.answers() >= healthy_at + 200, "no answers after the restart")
     assert load.failed() == 0, sorted(set(load.statuses))  # every request answered, degraded or not
