@@ -71,6 +71,8 @@ def remove_stream_state(settings: Settings) -> None:
 def remove_local_state(settings: Settings, airflow_home: bool = True) -> None:
     remove_stream_state(settings)
     shutil.rmtree(settings.training_dir, ignore_errors=True)
+    # prediction rows a killed replica left for its world's database: a fresh world has none to write
+    shutil.rmtree(settings.serve_spool_dir, ignore_errors=True)
     if airflow_home:
         shutil.rmtree(settings.airflow_home, ignore_errors=True)  # task logs and generated secrets of earlier runs
     # alerts received earlier (Prometheus' own data stays: the running server holds it)
