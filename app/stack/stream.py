@@ -33,7 +33,10 @@ def late_rows_dropped(settings: Settings) -> int:
 def program(settings: Settings) -> Program:
     return Program(
         name=NAME,
-        command=[sys.executable, "-m", "streaming.spark_job"],
+        # nice: on a machine shared with Serve, Spark's micro-batch (both cores for a few hundred ms every trigger)
+        # otherwise sets /predict's tail latency; niced, it still gets every idle cycle (benchmarks/soak.py)
+        command=[*(["nice", "-n", str(settings.stream_nice)] if settings.stream_nice else []),
+                 sys.executable, "-m", "streaming.spark_job"],
         environment={
             "PYSPARK_PYTHON": sys.executable,
             "SPARK_LOCAL_IP": "127.0.0.1",

@@ -5,7 +5,6 @@ tests/integration/test_serving.py's restart test."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 from datetime import UTC, datetime
@@ -80,7 +79,7 @@ def test_rows_of_a_killed_replica_are_recovered_from_its_spool_by_the_next_one(t
     segment = first._spool.path  # type: ignore[union-attr]
     # the replica dies without a word: its segment is all that is left, under its (now dead) pid
     orphan = segment.with_name(f"{_dead_pid()}-{segment.name.split('-', 1)[1]}")
-    os.rename(segment, orphan)
+    segment.rename(orphan)
     with orphan.open("ab") as cut:
         cut.write(b"\x40\x00\x00\x00half a record")  # killed mid-write: the torn record is skipped
     second = _log(dropped, bound=100, spool=tmp_path)
