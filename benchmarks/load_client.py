@@ -29,20 +29,11 @@ async def worker(host: str, port: int, requests: list[bytes], deadline: float, o
         payload = requests[i % len(requests)]
         i += 1
         started = time.perf_counter()
-        writer.write(payload)
-        status_line = await reader.readline()
-        length = 0
-        while True:
-            line = await reader.readline()
-            if line in (b"\r\n", b""):
-                break
-            name, _, value = line.partition(b":")
-            if name.lower() == b"content-length":
-                length = int(value)
-        if length:
-            await reader.readexactly(length)
+        status = await _exchange(reader, writer, payload)
         latencies.append(time.perf_counter() - started)
-        status = int(status_line.split()[1]) if status_line else 599
+        if status is None:
+            errors.append(599)
+            break  # the server closed this connection
         if status >= 400:
             errors.append(status)
     writer.close()

@@ -20,18 +20,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 logger = logging.getLogger(__name__)
 _LENGTH = struct.Struct("<I")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Spool:
@@ -70,7 +62,7 @@ class Spool:
         adopted: list[Path] = []
         for segment in sorted(self.folder.glob("*.seg")):
             owner = segment.name.split("-", 1)[0]
-            if not owner.isdigit() or int(owner) == os.getpid() or _alive(int(owner)):
+            if not owner.isdigit() or int(owner) == os.getpid() or psutil.pid_exists(int(owner)):
                 continue
             claimed = segment.with_name(f"{os.getpid()}-adopted-{segment.name}")
             try:
