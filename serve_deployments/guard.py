@@ -43,6 +43,8 @@ class RequestGuard:
     def __init__(self, app: ASGIApp, settings: Settings | None = None) -> None:
         self.app = app
         self._settings = settings
+        self._keys: list[bytes] | None = None
+        self._key_header = b""
 
     @property
     def settings(self) -> Settings:
@@ -50,14 +52,22 @@ class RequestGuard:
             self._settings = get_settings()
         return self._settings
 
+    @property
+    def keys(self) -> list[bytes]:
+        """The configured keys, parsed once (not per request) with the header they come in."""
+        if self._keys is None:
+            self._key_header = self.settings.serve_api_key_header.lower().encode()
+            self._keys = configured_keys(self.settings)
+        return self._keys
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         settings = self.settings
-        keys = configured_keys(settings)
+        keys = self.keys
         if keys and route_path(scope) in KEYED_PATHS:
-            offered = _header(scope, settings.serve_api_key_header.lower().encode())
+            offered = _header(scope, self._key_header)
             if not key_is_valid(offered, keys):
                 problem = "missing" if offered is None else "invalid"
                 await _reply(send, 401, f"{problem} API key: send a valid key in the {settings.serve_api_key_header}"
