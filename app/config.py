@@ -211,8 +211,9 @@ class Settings(BaseSettings):
     stream_window_seconds: int = Field(default=60, ge=1)
     stream_max_offsets_per_trigger: int = Field(default=200_000, ge=1)
     stream_query_prefix: str = Field(default="transactions", description="Names the queries and their checkpoints.")
-    stream_nice: int = Field(
-        default=10, ge=0, le=19, description="The local stream job's CPU priority below the API's (nice); 0: equal")
+    stream_priority: Literal["idle", "nice", "normal"] = Field(
+        default="idle", description="The local stream job's CPU priority: idle (SCHED_IDLE: only CPU nothing else "
+        "wants), nice (nice 10) or normal (the API's)")
 
     @field_validator("training_work_dir", "monitoring_work_dir", "airflow_work_dir", "serve_log_spool_work_dir")
     @classmethod

@@ -27,6 +27,7 @@ from app.config import get_settings
 from app.schemas import PredictionRequest, ServeModelConfig
 from serve_deployments.batching import NaturalBatcher
 from serve_deployments.fast_path import PredictFastPath
+from serve_deployments.guard import RequestGuard
 from serve_deployments.metrics import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS
 from serve_deployments.predictor import Predictor
 
@@ -68,6 +69,7 @@ together = NaturalBatcher(
     settings.serve_batch_max_size, settings.serve_batch_concurrency, predictor.metrics.batch_size.observe)
 app = FastAPI(title="riskray bare baseline")
 app.add_middleware(PredictFastPath)  # the Serve app's request path, fast path included
+app.add_middleware(RequestGuard)  # and its guard (body bound, API keys when set), outermost as there
 batch_adapter = TypeAdapter(list[PredictionRequest])
 # As a Serve replica does after start-up (RAY_SERVE_FREEZE_GC_ON_STARTUP): the model and libraries are long-lived,
 # so full collections need not scan them (an unfrozen worker paused ~90 ms per full collection).

@@ -30,20 +30,24 @@ async def worker(host: str, port: int, requests: list[bytes], deadline: float, o
         i += 1
         started = time.perf_counter()
         status = await _exchange(reader, writer, payload)
+        if status is None:  # a keep-alive connection the server let go: once more on a new one, as clients do
+            writer.close()
+            reader, writer = await asyncio.open_connection(host, port)
+            status = await _exchange(reader, writer, payload)
         latencies.append(time.perf_counter() - started)
+        if status is None or status >= 400:
+            errors.append(status or 599)
         if status is None:
-            errors.append(599)
-            break  # the server closed this connection
-        if status >= 400:
-            errors.append(status)
+            break  # the server closed a fresh connection too
     writer.close()
 
 
-def encode(url: str, bodies: list[bytes]) -> tuple[str, int, list[bytes]]:
+def encode(url: str, bodies: list[bytes], headers: list[str] = ()) -> tuple[str, int, list[bytes]]:
     parsed = urlparse(url)
+    extra = "".join(f"{header}\r\n" for header in headers)
     requests = [
         (f"POST {parsed.path} HTTP/1.1\r\nHost: {parsed.hostname}:{parsed.port}\r\nContent-Type: application/json\r\n"
-         f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n").encode() + body
+         f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n{extra}\r\n").encode() + body
         for body in bodies
     ]
     return parsed.hostname or "127.0.0.1", parsed.port or 80, requests
@@ -103,8 +107,9 @@ async def paced_worker(host: str, port: int, requests: list[bytes], started: flo
     writer.close()
 
 
-async def run_paced(url: str, bodies: list[bytes], concurrency: int, duration: float, rate: float) -> dict:
-    host, port, requests = encode(url, bodies)
+async def run_paced(url: str, bodies: list[bytes], concurrency: int, duration: float, rate: float,
+                    headers: list[str] = ()) -> dict:
+    host, port, requests = encode(url, bodies, headers)
     latencies: list[float] = []
     errors: list[int] = []
     reconnects: list[int] = []
@@ -119,8 +124,9 @@ async def run_paced(url: str, bodies: list[bytes], concurrency: int, duration: f
             "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
 
 
-async def run(url: str, bodies: list[bytes], concurrency: int, duration: float, warmup: float) -> dict:
-    host, port, requests = encode(url, bodies)
+async def run(url: str, bodies: list[bytes], concurrency: int, duration: float, warmup: float,
+              headers: list[str] = ()) -> dict:
+    host, port, requests = encode(url, bodies, headers)
     if warmup > 0:
         await asyncio.gather(*(worker(host, port, requests, time.perf_counter() + warmup, c * 7919, [], [])
                                for c in range(concurrency)))
@@ -144,12 +150,14 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15)
     parser.add_argument("--warmup", type=float, default=2)
     parser.add_argument("--rate", type=float, default=0, help="open loop at this many requests/s (0: closed loop)")
+    parser.add_argument("--header", action="append", default=[], help="'Name: value', sent with every request")
     args = parser.parse_args()
     bodies = [line.strip() for line in Path(args.bodies).read_bytes().splitlines() if line.strip()]
     if args.rate > 0:
-        print(json.dumps(asyncio.run(run_paced(args.url, bodies, args.concurrency, args.duration, args.rate))))
+        print(json.dumps(asyncio.run(run_paced(args.url, bodies, args.concurrency, args.duration, args.rate,
+                                                   args.header))))
     else:
-        print(json.dumps(asyncio.run(run(args.url, bodies, args.concurrency, args.duration, args.warmup))))
+        print(json.dumps(asyncio.run(run(args.url, bodies, args.concurrency, args.duration, args.warmup, args.header))))
 
 
 if __name__ == "__main__":

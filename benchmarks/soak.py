@@ -1,14 +1,16 @@
-"""The soak (`make soak`): five minutes of /predict at 80 % of the capacity the serving benchmark measured, while the
-stream runs, on the local stack in a world of its own (benchmarks/soak.env).
+"""The soak (`make soak`): five minutes of /predict at 80 % of the serving capacity, while the stream runs, on the
+local stack in a world of its own (benchmarks/soak.env).
 
 Steps, a line each: a fresh soak world; a model trained on a pinned simulated history (no search) and served; the
 same history streamed into the store; the streaming job left running with the simulator producing live traffic;
-the unloaded latency (20 requests/s); then the soak itself, open loop (each request sent at its scheduled time,
-its latency counted from then: a stall cannot hide by lowering the rate). It passes when no request failed, its
-p99 is within 2x the unloaded p99 and the predictions table holds exactly one row per answered request.
+the capacity, measured the serving benchmark's way (closed loop, /predict, concurrency 8) but beside the running
+stream, since on two cores the stream takes a share the serving benchmark's figure does not leave; the unloaded
+latency (20 requests/s); then the soak itself, open loop (each request sent at its scheduled time, its latency
+counted from then: a stall cannot hide by lowering the rate). It passes when no request failed, its p99 is within
+2x the unloaded p99 and the predictions table holds exactly one row per answered request.
 
     make soak                       # SOAK_ARGS="--minutes 1" for a short run
-    python benchmarks/soak.py --capacity 823 --minutes 5
+    python benchmarks/soak.py --capacity 1513 --minutes 5   # a fixed capacity (the serving benchmark's, say)
 """
 
 from __future__ import annotations
@@ -42,8 +44,7 @@ from streaming.sinks import KafkaSink  # noqa: E402
 PY = sys.executable
 RISKRAY = str(Path(PY).parent / "riskray")
 SEED = 20261205
-# The serving benchmark's Serve (HAProxy) /predict at concurrency 8, README's table (2026-12-02): the capacity.
-BENCHMARK_CAPACITY = 823.0
+CAPACITY_CONCURRENCY = 8  # the serving benchmark's capacity figure: Serve (HAProxy) /predict at concurrency 8
 console = Console(width=160)
 
 
@@ -80,9 +81,11 @@ def write_bodies(path: Path, history: pd.DataFrame, count: int, block: int) -> N
                                     "country": "DE", "device_type": "web", "currency": "EUR"}) + b"\n")
 
 
-def load(url: str, bodies: Path, rate: float, seconds: float, connections: int) -> dict:
+def load(url: str, bodies: Path, rate: float, seconds: float, connections: int, warmup: float = 0) -> dict:
+    """Open loop at `rate` requests/s; rate 0 is closed loop (as fast as `connections` go: the capacity)."""
     out = subprocess.run([PY, str(ROOT / "benchmarks" / "load_client.py"), "--url", url, "--bodies", str(bodies),
-                          "--concurrency", str(connections), "--duration", str(seconds), "--rate", str(rate)],
+                          "--concurrency", str(connections), "--duration", str(seconds), "--rate", str(rate),
+                          "--warmup", str(warmup)],
                          capture_output=True, text=True, timeout=seconds + 300)
     if out.returncode != 0:
         raise SystemExit(f"load client failed: {out.stderr[-500:]}")
@@ -104,8 +107,8 @@ def logged(block: int, wait_for: int, timeout_s: float = 120) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--capacity", type=float, default=BENCHMARK_CAPACITY, help="req/s the serving benchmark "
-                        "measured (Serve, /predict, concurrency 8)")
+    parser.add_argument("--capacity", type=float, default=None, help="req/s to take 80 %% of (default: measured "
+                        "beside the running stream, closed loop at concurrency 8 for 30 s)")
     parser.add_argument("--share", type=float, default=0.8, help="of the capacity")
     parser.add_argument("--minutes", type=float, default=5)
     parser.add_argument("--connections", type=int, default=16)
@@ -116,7 +119,6 @@ def main() -> None:
         raise SystemExit("the soak runs in its own world: `make soak` (benchmarks/soak.env), never the dev store")
     url = f"http://{settings.ray_host}:{settings.serve_port}/predict"
     soak_s = args.minutes * 60
-    rate = args.capacity * args.share
 
     say("a fresh soak world (database, topics, registered model)")
     world.reset(settings, airflow=False)
@@ -154,6 +156,18 @@ def main() -> None:
                                 start_new_session=True)
     try:
         time.sleep(10)
+        capacity = None
+        if args.capacity is None:
+            say(f"capacity: 30 s closed loop at concurrency {CAPACITY_CONCURRENCY} (after 20 s of warm-up), beside "
+                "the stream")
+            capacity_bodies = work / "capacity.jsonl"
+            write_bodies(capacity_bodies, history, 20_000, block=3)
+            # the warm-up lets Serve's autoscaler add its second replica before the measured 30 s
+            capacity = load(url, capacity_bodies, 0, 30, CAPACITY_CONCURRENCY, warmup=20)
+            if capacity["errors"]:
+                raise SystemExit(f"the capacity run failed {capacity['errors']:,} requests")
+            args.capacity = capacity["rps"]
+        rate = args.capacity * args.share
         say("unloaded: 30 s at 20 requests/s")
         unloaded_bodies = work / "unloaded.jsonl"
         write_bodies(unloaded_bodies, history, 20 * 40, block=1)
@@ -178,6 +192,10 @@ def main() -> None:
     for column in ("phase", "target req/s", "achieved req/s", "requests", "errors", "reconnects", "p50 ms", "p95 ms",
                    "p99 ms", "max ms", "prediction rows"):
         table.add_column(column, justify="left" if column == "phase" else "right")
+    if capacity is not None:
+        table.add_row(f"capacity (closed loop, {CAPACITY_CONCURRENCY} connections)", "-", f"{capacity['rps']:,.0f}",
+                      f"{capacity['requests']:,}", f"{capacity['errors']:,}", "-", f"{capacity['p50_ms']:.1f}",
+                      f"{capacity['p95_ms']:.1f}", f"{capacity['p99_ms']:.1f}", "-", "(not counted)")
     for phase, result in (("unloaded", unloaded), ("soak", soaked)):
         table.add_row(phase, f"{result['target_rps']:,.0f}", f"{result['rps']:,.0f}", f"{result['requests']:,}",
                       f"{result['errors']:,}", f"{result['reconnects']:,}", f"{result['p50_ms']:.1f}",
@@ -194,6 +212,7 @@ def main() -> None:
     for check, ok in checks.items():
         console.print(f"  {'PASS' if ok else 'FAIL'}  {check}")
     report = {"at": datetime.now(UTC).isoformat(), "capacity": args.capacity, "share": args.share,
+              "capacity_run": capacity,
               "unloaded": unloaded, "soak": soaked, "answered": answered, "rows": rows, "streamed": streamed,
               "p99_ratio": ratio, "checks": checks}
     out = settings.state_dir / "soak" / f"soak-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"

@@ -6,6 +6,7 @@ import configparser
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from ray.serve._private.haproxy_templates import HAPROXY_CONFIG_TEMPLATE
 
 from app.config import Settings
-from app.stack import haproxy_loopback, kafka, manager, ray_head, supervisor
+from app.stack import haproxy_loopback, kafka, manager, ray_head, stream, supervisor
 
 
 def test_supervisor_config_has_every_service_and_escapes_percent(tmp_path: Path) -> None:
@@ -130,6 +131,22 @@ def test_haproxy_stats_and_metrics_ports_move_to_loopback_and_named_binds_stay()
     assert haproxy_loopback.bind_to_host("  bind 10.0.0.5:80 ssl\n", "127.0.0.1") == "  bind 10.0.0.5:80 ssl\n"
 
 
+def test_haproxy_rewrites_quiet_the_success_log_and_mark_requests_disconnect_disabled_in_rays_own_template(
+) -> None:
+    env = {haproxy_loopback.BIND_HOST_ENV: "127.0.0.1"}
+    assert haproxy_loopback.rewrite(HAPROXY_CONFIG_TEMPLATE, env) == haproxy_loopback.bind_to_host(
+        HAPROXY_CONFIG_TEMPLATE, "127.0.0.1"), "both savings are off unless switched on"
+    env |= {haproxy_loopback.QUIET_LOG_ENV: "1", haproxy_loopback.DISCONNECT_DISABLED_ENV: "1"}
+    lines = haproxy_loopback.rewrite(HAPROXY_CONFIG_TEMPLATE, env).splitlines()
+    # failures are still logged: dontlog-normal only drops successful, normal requests, in the defaults section
+    assert lines[lines.index("    option httplog") + 1] == "    option dontlog-normal"
+    assert lines.index("    option dontlog-normal") < lines.index("frontend http_frontend")
+    # the header is set first thing in the HTTP frontend, before any rule routes the request
+    assert lines[lines.index("frontend http_frontend") + 1] == (
+        "    http-request set-header x-request-disconnect-disabled ?1")
+    assert sum("x-request-disconnect-disabled" in line for line in lines) == 1
+
+
 def test_haproxy_launcher_rewrites_the_config_then_runs_the_real_binary_with_the_same_arguments(
         tmp_path: Path) -> None:
     config = tmp_path / "haproxy.cfg"
@@ -164,3 +181,18 @@ def test_haproxy_sockets_live_in_the_state_folder_behind_a_short_link_that_teard
     finally:
         ray_head.remove_sockets(settings)
         shutil.rmtree(supervisor.runtime_dir(settings), ignore_errors=True)  # /tmp/riskray-<hash> for a deep tmp_path
+
+
+@pytest.mark.parametrize(("priority", "policy", "niceness"), [
+    ("idle", os.SCHED_IDLE, 0), ("nice", os.SCHED_OTHER, 10), ("normal", os.SCHED_OTHER, 0)])
+def test_stream_job_runs_below_the_apis_cpu_priority_and_its_children_inherit_it(
+        tmp_path: Path, priority: str, policy: int, niceness: int) -> None:
+    # Ray runs Serve's replicas and HAProxy at nice 15, so a niced stream job still outranked them; SCHED_IDLE
+    # ranks below every niceness. The JVM's threads and Spark's Python workers are its descendants.
+    settings = Settings(state_dir=tmp_path, stream_priority=priority)
+    command = stream.program(settings).command
+    assert command[-2:] == ["-m", "streaming.spark_job"]
+    child = "import os, subprocess, sys; print(os.sched_getscheduler(0), os.nice(0))"
+    probe = [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"]
+    out = subprocess.run([*command[:-3], *probe], capture_output=True, text=True, check=True, timeout=30)
+    assert out.stdout.split() == [str(policy), str(os.nice(0) + niceness)]
