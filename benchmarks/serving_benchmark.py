@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from app.config import get_settings  # noqa: E402
 from app.registry import Registry  # noqa: E402
 from app.serving import deployment_options  # noqa: E402
-from app.stack import ray_head  # noqa: E402
+from app.stack import haproxy_loopback, ray_head  # noqa: E402
 from benchmarks.bench_store import BUSY_MERCHANT_EVERY, scratch_database, seed_history  # noqa: E402
 
 console = Console(width=200)
@@ -84,9 +84,35 @@ def wait_http(url: str, timeout_s: float = 180) -> None:
     raise RuntimeError(f"{url} never answered")
 
 
-def load(url: str, body_file: Path, concurrency: int, duration: float) -> dict:
+# A/B switches a mode can carry, as `serve-ha+quiet-haproxy=1+serve-log-warning=0`: each names one per-request
+# saving and sets it on (1) or off (0) whatever the product's default; a mode without it runs the product as it is.
+LEVERS = {
+    "client-header": "the load client sends x-request-disconnect-disabled: ?1",
+    "haproxy-header": "HAProxy sets x-request-disconnect-disabled: ?1 on every request",
+    "quiet-haproxy": "HAProxy logs only failed or abnormal requests (option dontlog-normal)",
+    "serve-log-warning": "the deployment's logging_config.log_level is WARNING (no LogRecord per request)",
+    "metrics-2s": "custom metrics reported every 2 s (RAY_metrics_report_interval_ms=2000) instead of Ray's 10 s",
+}
+
+
+def parse_mode(mode: str) -> tuple[str, dict[str, bool]]:
+    """'serve-ha+quiet-haproxy=1' -> ('serve-ha', {'quiet-haproxy': True})."""
+    base, *switches = mode.split("+")
+    levers: dict[str, bool] = {}
+    for switch in switches:
+        name, _, value = switch.partition("=")
+        if name not in LEVERS or value not in {"0", "1"}:
+            raise SystemExit(f"unknown lever {switch!r} in mode {mode!r}: one of {', '.join(LEVERS)}, as NAME=0|1")
+        levers[name] = value == "1"
+    if base not in {"serve-ha", "serve-default", "bare"}:
+        raise SystemExit(f"unknown mode {base!r}")
+    return base, levers
+
+
+def load(url: str, body_file: Path, concurrency: int, duration: float, headers: list[str] = ()) -> dict:
     out = subprocess.run([PY, str(ROOT / "benchmarks" / "load_client.py"), "--url", url, "--bodies", str(body_file),
-                          "--concurrency", str(concurrency), "--duration", str(duration)],
+                          "--concurrency", str(concurrency), "--duration", str(duration),
+                          *(arg for header in headers for arg in ("--header", header))],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -94,7 +120,9 @@ def load(url: str, body_file: Path, concurrency: int, duration: float) -> dict:
 class RayServe:
     """A private Ray head with the riskray Serve app (``replicas`` replicas), high-throughput mode on or off."""
 
-    def __init__(self, high_throughput: bool, version: str, replicas: int = 1) -> None:
+    def __init__(self, high_throughput: bool, version: str, replicas: int = 1,
+                 levers: dict[str, bool] | None = None) -> None:
+        levers = levers or {}
         self.temp = Path(tempfile.mkdtemp(prefix="rrsb-", dir="/tmp"))
         self.port = free_port()
         self.gcs = free_port()
@@ -105,6 +133,23 @@ class RayServe:
         ray_head.prepare(settings)
         env = {**os.environ, **ray_head.environment(settings), "RISKRAY_SERVE_PORT": str(self.port),
                "RISKRAY_RAY_METRICS_EXPORT_PORT": str(free_port())}
+        for lever, variable in (("haproxy-header", haproxy_loopback.DISCONNECT_DISABLED_ENV),
+                                ("quiet-haproxy", haproxy_loopback.QUIET_LOG_ENV)):
+            if lever in levers:
+                env[variable] = "1" if levers[lever] else "0"
+        if "metrics-2s" in levers:
+            if levers["metrics-2s"]:
+                env["RAY_metrics_report_interval_ms"] = "2000"
+            else:
+                env.pop("RAY_metrics_report_interval_ms", None)
+        options = deployment_options()
+        if "serve-log-warning" in levers:
+            logging_config = dict(options.get("logging_config", {}))
+            if levers["serve-log-warning"]:
+                logging_config["log_level"] = "WARNING"
+            else:
+                logging_config.pop("log_level", None)
+            options["logging_config"] = logging_config
         self.env = env
         self.head = subprocess.Popen(
             [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={self.gcs}",
@@ -116,7 +161,7 @@ class RayServe:
             f"ray.init(address='127.0.0.1:{self.gcs}'); "
             f"serve.start(http_options={{'host': '127.0.0.1', 'port': {self.port}}}); "
             "from serve_deployments.app import FraudDetector; "
-            f"serve.run(FraudDetector.options(num_replicas={replicas}, **{deployment_options()!r}, "
+            f"serve.run(FraudDetector.options(num_replicas={replicas}, **{options!r}, "
             f"user_config={{'champion': '{version}'}}).bind(), "
             "name='riskray', route_prefix='/', blocking=False); print('deployed', flush=True)"
         )
@@ -167,7 +212,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=15)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--modes", nargs="+", default=["serve-ha", "serve-default", "bare"])
+    parser.add_argument("--modes", nargs="+", default=["serve-ha", "serve-default", "bare"],
+                        help="serve-ha, serve-default or bare, each optionally with A/B levers, e.g. "
+                             "serve-ha+quiet-haproxy=0; levers: " + "; ".join(f"{k}: {v}" for k, v in LEVERS.items()))
+    parser.add_argument("--batches", type=int, nargs="*", default=[100, 1000],
+                        help="/predict/batch sizes to load (none: single requests only)")
     parser.add_argument("--replicas", type=int, default=2,
                         help="Serve replicas and bare uvicorn workers (2 = the local config's maximum: one Python "
                              "process per core)")
@@ -183,6 +232,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat every mode this many times, in turn, and report each cell's median run")
     args = parser.parse_args()
+    for mode in args.modes:
+        parse_mode(mode)  # a misspelt lever fails now, not after the first mode's run
     settings = get_settings()
     with Registry(settings) as registry:
         champion = registry.by_alias("champion")
@@ -201,7 +252,7 @@ def main() -> None:
     single = bodies(work / "single.jsonl", args.distinct)
     # as many distinct rows as single bodies: a batch file that comes round within the cache TTL measures hits
     batches = {size: bodies(work / f"batch{size}.jsonl", max(20, args.distinct // size), batch=size)
-               for size in (100, 1000)}
+               for size in args.batches}
     rows: list[dict] = []
     for round_ in range(1, args.rounds + 1):
         for mode in args.modes:
@@ -214,16 +265,18 @@ def main() -> None:
 
 def run_mode(mode: str, version: str, args: argparse.Namespace, single: Path, batches: dict[int, Path]) -> list[dict]:
     rows: list[dict] = []
-    server = (Bare(version, args.replicas) if mode == "bare"
-              else RayServe(mode == "serve-ha", version, args.replicas))
+    base, levers = parse_mode(mode)
+    headers = [f"{haproxy_loopback.DISCONNECT_DISABLED_HEADER}: ?1"] if levers.get("client-header") else []
+    server = (Bare(version, args.replicas) if base == "bare"
+              else RayServe(base == "serve-ha", version, args.replicas, levers))
     try:
         for concurrency in args.concurrency:
-            result = load(server.url + "/predict", single, concurrency, args.duration)
+            result = load(server.url + "/predict", single, concurrency, args.duration, headers)
             rows.append({"mode": mode, "kind": "predict", **result})
             console.print(f"  /predict c={concurrency}: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
                           f"p95 {result['p95_ms']:.1f} ms, errors {result['errors']}")
         for size, body_file in batches.items():
-            result = load(server.url + "/predict/batch", body_file, 2, args.duration)
+            result = load(server.url + "/predict/batch", body_file, 2, args.duration, headers)
             rows.append({"mode": mode, "kind": f"batch{size}", **result, "pps": result["rps"] * size})
             console.print(f"  /predict/batch x{size}: {result['rps'] * size:,.0f} predictions/s, "
                           f"p50 {result['p50_ms']:.1f} ms, errors {result['errors']}")

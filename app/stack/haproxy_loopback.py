@@ -18,6 +18,11 @@ from pathlib import Path
 
 REAL_BINARY_ENV = "RISKRAY_HAPROXY_BINARY"
 BIND_HOST_ENV = "RISKRAY_HAPROXY_BIND_HOST"
+# "1": log only failed or abnormal requests (HAProxy's `option dontlog-normal`); Ray's template logs every request.
+QUIET_LOG_ENV = "RISKRAY_HAPROXY_QUIET_LOG"
+# "1": mark every request `x-request-disconnect-disabled: ?1`, so Serve skips its disconnect watcher per request.
+DISCONNECT_DISABLED_ENV = "RISKRAY_HAPROXY_DISCONNECT_DISABLED"
+DISCONNECT_DISABLED_HEADER = "x-request-disconnect-disabled"
 
 # "bind :PORT" / "bind *:PORT" (any interface); binds naming an address are left alone.
 _ANY_INTERFACE_BIND = re.compile(r"^(\s*bind\s+)\*?:(\d+)(?=\s|$)", re.MULTILINE)
@@ -26,6 +31,27 @@ _ANY_INTERFACE_BIND = re.compile(r"^(\s*bind\s+)\*?:(\d+)(?=\s|$)", re.MULTILINE
 def bind_to_host(config: str, host: str) -> str:
     """``config`` with every any-interface ``bind`` moved to ``host``."""
     return _ANY_INTERFACE_BIND.sub(lambda m: f"{m.group(1)}{host}:{m.group(2)}", config)
+
+
+def quiet_log(config: str) -> str:
+    """``config`` logging only failed or abnormal requests: each successful one is otherwise a syslog datagram."""
+    return re.sub(r"^(\s*)option httplog$", r"\1option httplog\n\1option dontlog-normal", config, flags=re.MULTILINE)
+
+
+def disconnect_disabled(config: str) -> str:
+    """``config`` with the HTTP frontend setting the disconnect-disabled header on every request."""
+    return re.sub(r"^(frontend http_frontend\n)(\s*)",
+                  rf"\1\2http-request set-header {DISCONNECT_DISABLED_HEADER} ?1\n\2", config, flags=re.MULTILINE)
+
+
+def rewrite(config: str, env: dict[str, str]) -> str:
+    """Ray's HAProxy configuration as the launcher passes it on."""
+    config = bind_to_host(config, env[BIND_HOST_ENV])
+    if env.get(QUIET_LOG_ENV) == "1":
+        config = quiet_log(config)
+    if env.get(DISCONNECT_DISABLED_ENV) == "1":
+        config = disconnect_disabled(config)
+    return config
 
 
 def _config_path(argv: list[str]) -> Path | None:
@@ -54,8 +80,8 @@ def main() -> None:
     config = _config_path(argv)
     if config is not None and config.exists():
         text = config.read_text()
-        moved = bind_to_host(text, os.environ[BIND_HOST_ENV])
-        if moved != text:
-            config.write_text(moved)
+        rewritten = rewrite(text, dict(os.environ))
+        if rewritten != text:
+            config.write_text(rewritten)
     binary = os.environ[REAL_BINARY_ENV]
     os.execv(binary, [binary, *argv])
