@@ -3,8 +3,8 @@ a background thread writes it in batches (when it holds ``serve_log_flush_rows``
 ``serve_log_flush_s``) with one COPY. A failed write (the database is down) puts its batch back at the head of the
 buffer and the writer tries again every ``serve_store_retry_s``, so an outage loses nothing while it fits in the
 buffer; only rows beyond ``serve_log_buffer`` are dropped (the newest) and counted as ``overflow``. Nothing here
-ever blocks or fails a request. Rows still buffered when the replica stops are tried once more, then counted as
-``write_failed``.
+ever blocks or fails a request. Rows still buffered when the replica stops are tried once more; if that fails
+they stay in the spool for the next replica, or, with the spool off, are counted as ``write_failed``.
 
 Rows reach the buffer through a local write-ahead spool (serve_deployments/prediction_spool.py), so a replica
 killed outright loses none: the next replica to start writes them.
@@ -172,11 +172,12 @@ class PredictionLog:
         self._wake.set()
         self._thread.join(timeout=10)
         if self.flush() is None:
-            lost = self.waiting
+            waiting = self.waiting
             with self._lock:
                 self._buffer.clear()
-            # counted as not written here; the spool keeps them, and the next replica to start writes them
-            self._on_dropped(lost, "write_failed")
+            if self._spool is None:
+                self._on_dropped(waiting, "write_failed")  # nowhere else to keep them: lost, and counted
+            # else not lost: the segment stays, and the next replica to start adopts it and writes them
             return
         if self._spool is not None:
             self._spool.close()

@@ -64,6 +64,18 @@ def test_beyond_the_bound_the_newest_rows_are_dropped_and_counted_as_overflow() 
 
 
 
+def test_a_replica_stopping_during_the_outage_leaves_its_rows_spooled_and_counts_none_dropped(
+        tmp_path: Path) -> None:
+    dropped: list[tuple[int, str]] = []
+    log = _log(dropped, bound=100, spool=tmp_path)
+    log.append(_rows(0, 40))
+    segment = log._spool.path  # type: ignore[union-attr]
+    assert log.flush() is None
+    log.close()
+    assert dropped == []  # not lost: the next replica adopts the segment (test below) and writes them
+    assert segment.exists() and segment.stat().st_size > 0
+
+
 def _dead_pid() -> int:
     """The pid of a process that has exited (a replica killed outright, as far as its spool can tell)."""
     child = subprocess.Popen(["true"])
