@@ -29,11 +29,7 @@ async def worker(host: str, port: int, requests: list[bytes], deadline: float, o
         payload = requests[i % len(requests)]
         i += 1
         started = time.perf_counter()
-        status = await _exchange(reader, writer, payload)
-        if status is None:  # a keep-alive connection the server let go: once more on a new one, as clients do
-            writer.close()
-            reader, writer = await asyncio.open_connection(host, port)
-            status = await _exchange(reader, writer, payload)
+        status, reader, writer, _ = await _exchange_or_resend(host, port, reader, writer, payload)
         latencies.append(time.perf_counter() - started)
         if status is None or status >= 400:
             errors.append(status or 599)
@@ -77,6 +73,18 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     return int(status_line.split()[1])
 
 
+async def _exchange_or_resend(host: str, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                              payload: bytes) -> tuple[int | None, asyncio.StreamReader, asyncio.StreamWriter, bool]:
+    """:func:`_exchange`; on a keep-alive connection the server let go, once more on a new one, as HTTP clients do.
+    The status, the connection to go on with, and whether the request was sent again."""
+    status = await _exchange(reader, writer, payload)
+    if status is not None:
+        return status, reader, writer, False
+    writer.close()
+    reader, writer = await asyncio.open_connection(host, port)
+    return await _exchange(reader, writer, payload), reader, writer, True
+
+
 async def paced_worker(host: str, port: int, requests: list[bytes], started: float, deadline: float, worker_id: int,
                        workers: int, interval: float, latencies: list[float], errors: list[int],
                        reconnects: list[int]) -> None:
@@ -94,12 +102,9 @@ async def paced_worker(host: str, port: int, requests: list[bytes], started: flo
         delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        status = await _exchange(reader, writer, requests[index])
-        if status is None:
-            writer.close()
+        status, reader, writer, resent = await _exchange_or_resend(host, port, reader, writer, requests[index])
+        if resent:
             reconnects.append(index)
-            reader, writer = await asyncio.open_connection(host, port)
-            status = await _exchange(reader, writer, requests[index])
         latencies.append(time.perf_counter() - scheduled)
         if status is None or status >= 400:
             errors.append(status or 599)
