@@ -22,7 +22,7 @@ demo: bootstrap
 test: bootstrap
 	@set -a; . tests/scratch.env; set +a; \
 	$(RISKRAY) stack up; rc=$$?; \
-	if [ $$rc -eq 0 ]; then $(VENV)/pytest -ra --durations=15; rc=$$?; fi; \
+	if [ $$rc -eq 0 ]; then $(VENV)/pytest -ra --durations=30; rc=$$?; fi; \
 	$(RISKRAY) stack down >/dev/null || rc=1; \
 	exit $$rc
 

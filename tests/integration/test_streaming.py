@@ -286,6 +286,21 @@ def test_a_sigkilled_broker_restarted_mid_stream_loses_and_doubles_nothing(stack
            "windows equal a recomputation", 0, recovery)
 
 
+def remount_read_only(folder: Path, patience: float = 60.0) -> None:
+    """The kernel refuses to make a mount read-only while a file on it is open for writing ("mount point is busy"):
+    the running job writes its offset and state files one at a time, so a retry finds a moment between two."""
+    import subprocess
+
+    deadline = time.monotonic() + patience
+    while True:
+        result = subprocess.run(["mount", "-o", "remount,ro", str(folder)], capture_output=True, text=True)
+        if result.returncode == 0:
+            return
+        if "busy" not in result.stderr or time.monotonic() > deadline:
+            raise AssertionError(f"cannot remount {folder} read-only: {result.stderr.strip()}")
+        time.sleep(0.02)
+
+
 def test_a_full_then_read_only_checkpoint_folder_stops_the_job_clearly_and_a_restart_loses_nothing(
     stack: Settings, tmp_path: Path
 ) -> None:
@@ -345,7 +360,7 @@ def test_a_full_then_read_only_checkpoint_folder_stops_the_job_clearly_and_a_res
         harness.wait_until(lambda: stored() == len(parts[0]) + len(parts[1]), 180, "the second part stored")
         recoveries.append(time.monotonic() - restarted)
 
-        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)  # read-only
+        remount_read_only(folder)
         harness.send(as_messages(parts[2]))
         stops_saying("is read-only (Read-only file system)")
         subprocess.run(["mount", "-o", "remount,rw", str(folder)], check=True)
