@@ -27,6 +27,11 @@ def upgrade(settings: Settings | None = None, revision: str = "head") -> None:
     command.upgrade(alembic_config(settings or get_settings()), revision)
 
 
+def downgrade(settings: Settings, revision: str) -> None:
+    """Back to ``revision`` (benchmarks measure an older checkout on a scratch store this way)."""
+    command.downgrade(alembic_config(settings), revision)
+
+
 def current_revision(settings: Settings | None = None) -> str | None:
     settings = settings or get_settings()
     engine = create_engine(settings.postgres_url(), poolclass=pool.NullPool)

@@ -22,10 +22,13 @@ STORE_TABLES = ("transactions", "features", "merchant_features", "customer_count
 BUSY_MERCHANT_EVERY = 100  # every 100th merchant has a tile every minute; the others one an hour
 
 
-def scratch_database(settings: Settings, name: str) -> Settings:
-    """``name`` created if missing, migrated to head and emptied; the settings that point at it."""
+def scratch_database(settings: Settings, name: str, revision: str = "head") -> Settings:
+    """``name`` created if missing, migrated to ``revision`` (an older one: an A/B against an older checkout) and
+    emptied; the settings that point at it."""
     scratch = postgres.create_database(settings, name)
     migrate.upgrade(scratch)
+    if revision != "head":
+        migrate.downgrade(scratch, revision)
     with db.connection(scratch) as conn, conn.cursor() as cur:
         cur.execute(f"TRUNCATE {', '.join(STORE_TABLES)}")
     return scratch
