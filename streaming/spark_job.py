@@ -44,7 +44,7 @@ from streaming import store_writer
 from streaming.dead_letters import DeadLetterProducer
 from streaming.spark_schema import spark_schema
 from streaming.status import checkpoint_dir, features_query_name, progress_log, raw_query_name
-from streaming.validation import validation_errors, validation_udf
+from streaming.validation import canonical_message, validation_errors, validation_udf
 
 log = logging.getLogger("riskray.stream")
 
@@ -108,10 +108,23 @@ def fully_parsed() -> Column:
     return reduce(lambda a, b: a & b, [F.col(f"m.{name}").isNotNull() for name in Transaction.model_fields])
 
 
-def valid_messages(source: DataFrame) -> DataFrame:
-    """Rows that satisfy the message model (checked by the model itself, in a Python UDF), parsed."""
+def for_the_model(column: str) -> Column:
+    """``column`` where the JVM cannot vouch for the message (``canonical_message``), else null: only those rows'
+    bytes travel to Python to be checked by the model itself."""
+    return F.when(canonical_message(), F.lit(None)).otherwise(F.col(column))
+
+
+def accepted() -> Column:
+    """Over ``parsed`` rows: the message satisfies the model. Canonical ones are recognised in the JVM, the rest are
+    checked by the model itself in a Python UDF (which gets nulls for the canonical ones, and says "empty" of them)."""
     message_error = validation_udf()
-    return parsed(source).where(message_error(F.col("key"), F.col("value")).isNull() & fully_parsed()).select("m.*")
+    model_accepts = message_error(for_the_model("key"), for_the_model("value")).isNull() & fully_parsed()
+    return canonical_message() | model_accepts
+
+
+def valid_messages(source: DataFrame) -> DataFrame:
+    """Rows that satisfy the message model, parsed."""
+    return parsed(source).where(accepted()).select("m.*")
 
 
 def as_utc(times: pd.Series) -> pd.Series:
@@ -140,9 +153,10 @@ class LedgerName:
 # --- raw query -----------------------------------------------------------------------------------------------
 class RawWriter:
     """foreachBatch of the raw query: one Spark job pulls the batch's Kafka rows to the driver (Arrow), where the
-    message model validates them (no Python UDF round trip). Invalid ones go to the dead-letter topic, valid
-    ones to ``transactions``. Keeps the raw path's own watermark (latest event time committed, minus the delay)
-    to flag late rows; it is read back from the batch ledger, so it survives restarts."""
+    message model validates those the JVM could not vouch for (``canonical_message``; no Python UDF round trip).
+    Invalid ones go to the dead-letter topic, valid ones to ``transactions``. Keeps the raw path's own watermark
+    (latest event time committed, minus the delay) to flag late rows; it is read back from the batch ledger, so it
+    survives restarts."""
 
     def __init__(self, settings: Settings, checkpoint: Path) -> None:
         self.settings = settings
@@ -163,10 +177,14 @@ class RawWriter:
             if not store_writer.claim_batch(cur, query, batch_id):
                 log.info("%s batch %d already committed; skipped", query, batch_id)
                 return
-            source = parsed(batch).select("key", "value", "topic", "partition", "offset",
+            source = parsed(batch).select(for_the_model("key").alias("key"), for_the_model("value").alias("value"),
+                                          canonical_message().alias("canonical"), "topic", "partition", "offset",
                                           fully_parsed().alias("fully_parsed"), "m.*").toPandas()
             collected_at = time.monotonic()
-            errors = pd.Series(validation_errors(source["value"], source["key"]), index=source.index)
+            errors = pd.Series(None, index=source.index, dtype=object)
+            check = ~source["canonical"].astype(bool)  # the model checks what the JVM could not vouch for
+            if check.any():
+                errors[check] = validation_errors(source.loc[check, "value"], source.loc[check, "key"])
             unparsed = errors.isna() & ~source["fully_parsed"].astype(bool)
             errors[unparsed] = "message: valid for the model but not for the stream's Spark schema"
             bad = source[errors.notna()]

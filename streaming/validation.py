@@ -7,7 +7,9 @@ rules and gives the dead-letter topic the same reason text a user of the model s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from functools import reduce
 
 import pandas as pd
 
@@ -47,3 +49,73 @@ def validation_udf():
         return pd.Series(validation_errors(values, keys), dtype=object)
 
     return message_error_udf
+
+
+# --- the same check in the JVM, for the common case ----------------------------------------------------------
+# Running the model over every message costs a trip through a Python worker per row. Nearly every message is in the
+# canonical form the producers write (``Transaction.kafka_value``): every field present once, JSON types as the
+# schema says, constraints met, no escapes. That form is recognised in the JVM by a predicate derived from the
+# model's JSON schema, and implies that the model accepts the message; every other message still goes to the model
+# itself, so the accepted set and the reasons stay exactly the model's (tests/integration/test_message_check_in_
+# the_jvm.py).
+_FORMATS = {
+    "uuid": "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+    # RFC 3339 with an offset and at most microseconds, in years Spark and the model read alike
+    "date-time": r"(19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+                 r"(Z|[+-][0-9]{2}:[0-9]{2})",
+}
+
+
+def _string_body(prop: dict) -> str | None:
+    """The regex a string field's JSON text must match (unanchored), or None if this predicate cannot tell."""
+    if "enum" in prop:
+        return "|".join(re.escape(str(v)) for v in prop["enum"])
+    if "format" in prop:
+        return _FORMATS.get(prop["format"])
+    pattern = prop.get("pattern")
+    if pattern and pattern.startswith("^") and pattern.endswith("$"):
+        return pattern[1:-1]
+    return None
+
+
+def canonical_message(key: str = "key", value: str = "value", parsed: str = "m"):
+    """A Spark predicate over Kafka rows: true only for a message the model accepts under its customer's key.
+
+    ``parsed``: the struct ``from_json`` made of the value with the Spark schema. Never null (a null comparison
+    counts as "not canonical", and such a message goes to the model)."""
+    from pyspark.sql import functions as F
+
+    from streaming.spark_schema import _resolve
+
+    schema = Transaction.model_json_schema()
+    defs = schema.get("$defs", {})
+    properties = schema["properties"]
+    raw, text = F.col(value), F.col(value).cast("string")
+    checks = [
+        F.length(raw) > 0, F.length(raw) <= MAX_MESSAGE_BYTES,
+        # exactly the model's fields, each once (from_json ignores extra fields and keeps one of a duplicated key)
+        F.size(F.json_object_keys(text)) == len(properties),
+    ]
+    for name, prop in properties.items():
+        prop = _resolve(prop, defs)
+        column = F.col(f"{parsed}.{name}")
+        checks.append(column.isNotNull())
+        kind = prop.get("type")
+        if kind == "string":
+            # on the raw text: from_json hands a JSON number's text to a string field, and decodes escapes
+            body = _string_body(prop)
+            checks.append(text.rlike(f'"{re.escape(name)}"\\s*:\\s*"({body})"') if body else F.lit(False))
+        elif kind == "number":
+            checks.append(~F.isnan(column) & (F.abs(column) < float("inf")))
+        elif kind == "integer":
+            if "enum" in prop:
+                checks.append(column.isin(*prop["enum"]))
+        else:
+            checks.append(F.lit(False))  # a type this predicate does not know: leave it to the model
+        for bound, holds in (("exclusiveMinimum", lambda c, b: c > b), ("minimum", lambda c, b: c >= b),
+                             ("maximum", lambda c, b: c <= b), ("exclusiveMaximum", lambda c, b: c < b)):
+            if bound in prop:
+                checks.append(holds(column, prop[bound]))
+    # the key is the customer_id as Transaction.kafka_key writes it
+    checks.append(F.col(key) == F.col(f"{parsed}.customer_id").cast("string").cast("binary"))
+    return F.coalesce(reduce(lambda a, b: a & b, checks), F.lit(False))
