@@ -98,8 +98,10 @@ def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
 
 
 def parsed(source: DataFrame) -> DataFrame:
-    """Kafka rows with the message fields parsed in the JVM by the Spark schema derived from the model."""
-    return source.select("*", F.from_json(F.col("value").cast("string"), spark_schema()).alias("m"))
+    """Kafka rows with the message fields parsed in the JVM by the Spark schema derived from the model, and whether
+    the JVM vouches for the message (``canonical``: see ``canonical_message``)."""
+    return (source.select("*", F.from_json(F.col("value").cast("string"), spark_schema()).alias("m"))
+            .withColumn("canonical", canonical_message()))
 
 
 def fully_parsed() -> Column:
@@ -111,7 +113,7 @@ def fully_parsed() -> Column:
 def for_the_model(column: str) -> Column:
     """``column`` where the JVM cannot vouch for the message (``canonical_message``), else null: only those rows'
     bytes travel to Python to be checked by the model itself."""
-    return F.when(canonical_message(), F.lit(None)).otherwise(F.col(column))
+    return F.when(F.col("canonical"), F.lit(None)).otherwise(F.col(column))
 
 
 def accepted() -> Column:
@@ -119,7 +121,7 @@ def accepted() -> Column:
     checked by the model itself in a Python UDF (which gets nulls for the canonical ones, and says "empty" of them)."""
     message_error = validation_udf()
     model_accepts = message_error(for_the_model("key"), for_the_model("value")).isNull() & fully_parsed()
-    return canonical_message() | model_accepts
+    return F.col("canonical") | model_accepts
 
 
 def valid_messages(source: DataFrame) -> DataFrame:
@@ -178,7 +180,7 @@ class RawWriter:
                 log.info("%s batch %d already committed; skipped", query, batch_id)
                 return
             source = parsed(batch).select(for_the_model("key").alias("key"), for_the_model("value").alias("value"),
-                                          canonical_message().alias("canonical"), "topic", "partition", "offset",
+                                          "canonical", "topic", "partition", "offset",
                                           fully_parsed().alias("fully_parsed"), "m.*").toPandas()
             collected_at = time.monotonic()
             errors = pd.Series(None, index=source.index, dtype=object)

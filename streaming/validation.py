@@ -53,65 +53,81 @@ def validation_udf():
 
 # --- the same check in the JVM, for the common case ----------------------------------------------------------
 # Running the model over every message costs a trip through a Python worker per row. Nearly every message is in the
-# canonical form the producers write (``Transaction.kafka_value``): every field present once, JSON types as the
-# schema says, constraints met, no escapes. That form is recognised in the JVM by a predicate derived from the
-# model's JSON schema, and implies that the model accepts the message; every other message still goes to the model
-# itself, so the accepted set and the reasons stay exactly the model's (tests/integration/test_message_check_in_
-# the_jvm.py).
+# canonical form the producers write (``Transaction.kafka_value``): the model's fields in its order, each once, JSON
+# types as the schema says, no escapes. That form is one anchored regular expression derived from the model's JSON
+# schema, checked in the JVM with the schema's bounds on the parsed values; it implies that the model accepts the
+# message. Every other message still goes to the model itself, so the accepted set and the reasons stay exactly the
+# model's (tests/integration/test_message_check_in_the_jvm.py).
+_SPACE = "[ \\t\\n\\r]*"  # JSON's whitespace (Java's \\s has two more)
+_JSON_INTEGER = "-?(?:0|[1-9][0-9]*)"
+_JSON_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 _FORMATS = {
     "uuid": "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
     # RFC 3339 with an offset and at most microseconds, in years Spark and the model read alike
-    "date-time": r"(19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
-                 r"(Z|[+-][0-9]{2}:[0-9]{2})",
+    "date-time": r"(?:19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+                 r"(?:Z|[+-][0-9]{2}:[0-9]{2})",
 }
 
 
-def _string_body(prop: dict) -> str | None:
-    """The regex a string field's JSON text must match (unanchored), or None if this predicate cannot tell."""
+def _value_regex(prop: dict) -> str | None:
+    """What a field's JSON text must look like in the canonical form, or None if this check cannot tell."""
+    kind = prop.get("type")
     if "enum" in prop:
-        return "|".join(re.escape(str(v)) for v in prop["enum"])
-    if "format" in prop:
-        return _FORMATS.get(prop["format"])
-    pattern = prop.get("pattern")
-    if pattern and pattern.startswith("^") and pattern.endswith("$"):
-        return pattern[1:-1]
+        alternatives = "|".join(re.escape(str(v)) for v in prop["enum"])
+        return f'"(?:{alternatives})"' if kind == "string" else f"(?:{alternatives})" if kind == "integer" else None
+    if kind == "integer":
+        return _JSON_INTEGER
+    if kind == "number":
+        return _JSON_NUMBER
+    if kind == "string":
+        if "format" in prop:
+            body = _FORMATS.get(prop["format"])
+        else:
+            pattern = prop.get("pattern", "")
+            body = pattern[1:-1] if pattern.startswith("^") and pattern.endswith("$") else None
+        return f'"(?:{body})"' if body is not None else None
     return None
+
+
+def canonical_regex() -> str | None:
+    """The canonical form of a whole message, from the model's JSON schema (None if a field cannot be checked)."""
+    from streaming.spark_schema import _resolve
+
+    schema = Transaction.model_json_schema()
+    defs = schema.get("$defs", {})
+    fields = []
+    for name, prop in schema["properties"].items():
+        value = _value_regex(_resolve(prop, defs))
+        if value is None:
+            return None
+        fields.append(f'"{re.escape(name)}"{_SPACE}:{_SPACE}{value}')
+    # Java's \\A and \\z: the whole text (its $ would also match before a final line terminator)
+    return f"\\A{_SPACE}\\{{{_SPACE}" + f"{_SPACE},{_SPACE}".join(fields) + f"{_SPACE}\\}}{_SPACE}\\z"
 
 
 def canonical_message(key: str = "key", value: str = "value", parsed: str = "m"):
     """A Spark predicate over Kafka rows: true only for a message the model accepts under its customer's key.
 
-    ``parsed``: the struct ``from_json`` made of the value with the Spark schema. Never null (a null comparison
-    counts as "not canonical", and such a message goes to the model)."""
+    ``parsed``: the struct ``from_json`` made of the value with the Spark schema, for the schema's bounds (the
+    regex fixes the form, the bounds the values). Never null: a null comparison counts as "not canonical", and such
+    a message goes to the model."""
     from pyspark.sql import functions as F
 
     from streaming.spark_schema import _resolve
 
+    regex = canonical_regex()
+    if regex is None:
+        return F.lit(False)
     schema = Transaction.model_json_schema()
     defs = schema.get("$defs", {})
-    properties = schema["properties"]
-    raw, text = F.col(value), F.col(value).cast("string")
-    checks = [
-        F.length(raw) > 0, F.length(raw) <= MAX_MESSAGE_BYTES,
-        # exactly the model's fields, each once (from_json ignores extra fields and keeps one of a duplicated key)
-        F.size(F.json_object_keys(text)) == len(properties),
-    ]
-    for name, prop in properties.items():
+    raw = F.col(value)
+    checks = [F.length(raw) <= MAX_MESSAGE_BYTES, raw.cast("string").rlike(regex)]
+    for name, prop in schema["properties"].items():
         prop = _resolve(prop, defs)
         column = F.col(f"{parsed}.{name}")
-        checks.append(column.isNotNull())
-        kind = prop.get("type")
-        if kind == "string":
-            # on the raw text: from_json hands a JSON number's text to a string field, and decodes escapes
-            body = _string_body(prop)
-            checks.append(text.rlike(f'"{re.escape(name)}"\\s*:\\s*"({body})"') if body else F.lit(False))
-        elif kind == "number":
-            checks.append(~F.isnan(column) & (F.abs(column) < float("inf")))
-        elif kind == "integer":
-            if "enum" in prop:
-                checks.append(column.isin(*prop["enum"]))
-        else:
-            checks.append(F.lit(False))  # a type this predicate does not know: leave it to the model
+        checks.append(column.isNotNull())  # Spark read it too (a 30th of February reads as null)
+        if prop.get("type") == "number":
+            checks.append(~F.isnan(column) & (F.abs(column) < float("inf")))  # 1e400 reads as infinity
         for bound, holds in (("exclusiveMinimum", lambda c, b: c > b), ("minimum", lambda c, b: c >= b),
                              ("maximum", lambda c, b: c <= b), ("exclusiveMaximum", lambda c, b: c < b)):
             if bound in prop:
