@@ -40,10 +40,13 @@ def main() -> None:
         errors = validation_errors(values, [m.key() for m in messages])
         valid = [Transaction.from_kafka_value(v) for v, e in zip(values, errors, strict=True) if e is None]
         rows = pd.DataFrame([t.model_dump() for t in valid]).rename(columns={"timestamp": "event_time"})
+        # model_dump writes the time as the message does: no fraction when it is zero (one message in a million at
+        # microsecond precision), so the format must not be inferred from the first row
+        rows["event_time"] = pd.to_datetime(rows["event_time"], utc=True, format="ISO8601")
         rows["transaction_id"] = rows["transaction_id"].astype(str)
         rows["kafka_partition"], rows["kafka_offset"], rows["is_late"] = 0, 0, False
         touched: set[tuple[str, int, pd.Timestamp]] = set()
-        starts = pd.to_datetime(rows["event_time"], utc=True).dt.floor("60s")
+        starts = rows["event_time"].dt.floor("60s")
         for kind, ids in (("customer", rows["customer_id"]), ("merchant", rows["merchant_id"])):
             for key_id, start, amount, fraud, at in zip(ids, starts, rows["amount"], rows["is_fraud"],
                                                         rows["event_time"], strict=True):

@@ -188,6 +188,7 @@ def main() -> None:
     parser.add_argument("--output-mode", choices=["update", "append"], default="update")
     parser.add_argument("--baseline", action="store_true",
                         help="after each Spark run, the same load on a hand-rolled Python Kafka consumer")
+    parser.add_argument("--baseline-only", action="store_true", help="the hand-rolled consumer alone")
     parser.add_argument("--against", metavar="REV", help="also run the Spark job of this older commit, side by side")
     parser.add_argument("--rounds", type=int, default=1, help="repeat everything; the table shows medians")
     args = parser.parse_args()
@@ -198,10 +199,11 @@ def main() -> None:
         for round_number in range(1, args.rounds + 1):
             for rate in args.rates:
                 console.print(f"round {round_number}/{args.rounds}, {rate:,} events/s")
-                runs.append(run_rate(base, rate, args.duration, args.output_mode))
+                if not args.baseline_only:
+                    runs.append(run_rate(base, rate, args.duration, args.output_mode))
                 if older:
                     runs.append(run_rate(base, rate, args.duration, args.output_mode, older=older))
-                if args.baseline:
+                if args.baseline or args.baseline_only:
                     runs.append(run_rate(base, rate, args.duration, args.output_mode, engine="baseline"))
     finally:
         if older:
