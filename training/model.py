@@ -41,6 +41,7 @@ DEFAULT_ROUNDS = 100
 MAX_ROUNDS = 300
 EARLY_STOPPING_ROUNDS = 20
 REPORT_EVERY = 10  # rounds between Tune reports: enough for the scheduler, cheap for the trial
+RESOURCES_PATIENCE_S = 30.0  # how long a fit waits for CPUs that a finished Tune trial is still giving back
 
 
 def base_params(scale_pos_weight: float, threads: int = 1) -> dict[str, Any]:
@@ -239,9 +240,14 @@ def fit_distributed(train: tuple[np.ndarray, np.ndarray], valid: tuple[np.ndarra
     from ray.train import RunConfig, ScalingConfig
     from ray.train.xgboost import XGBoostTrainer
 
-    free = ray.available_resources().get("CPU", 0.0)
+    # A Tune trial that just finished gives its CPU back asynchronously (its actor stops after tuner.fit returns);
+    # wait for that, but not forever: Ray Train would wait for the CPUs forever, so say so instead
+    deadline = time.monotonic() + RESOURCES_PATIENCE_S
+    while (free := ray.available_resources().get("CPU", 0.0)) + 1e-9 < workers * cpus_per_worker:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     if free + 1e-9 < workers * cpus_per_worker:
-        # Ray Train would wait for the CPUs forever; say so instead
         raise ResourcesError(
             f"Ray has {free:g} CPUs free, training needs {workers} workers x {cpus_per_worker:g} CPU: lower --workers, "
             "or free CPUs (other Ray jobs, Serve replicas)")
