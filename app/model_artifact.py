@@ -7,9 +7,9 @@ Layout (a training run's model folder, and the same files in MLflow):
 * the decision threshold: the model version's ``threshold`` tag in the registry (chosen by evaluation on the
   validation part; a training folder's ``report/metrics.json`` holds it too).
 
-Training writes it (:func:`save`), evaluation, batch scoring and serving read it through :class:`ScoringModel`, the
-registry helpers fetch its files (``app.registry.Registry.download``). XGBoost is imported only when a model is
-loaded, so importing ``app`` stays light.
+Training writes it (:func:`save`); evaluation, batch scoring and serving read it through :class:`ScoringModel`; the
+registry fetches its files and loads a registered version (``app.registry.load_scoring_model``). XGBoost is imported
+only when a model is loaded, so importing ``app`` stays light.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from app.preprocessing import Preprocessor
 
 if TYPE_CHECKING:
     import xgboost as xgb
-
-    from app.config import Settings
 
 MODEL_FILE = "model.ubj"  # the XGBoost flavour's file when logged with model_format="ubj"
 PREPROCESSOR_ARTIFACT = f"preprocessor/{PREPROCESSOR_FILE}"  # run artifact logged beside the model
@@ -76,15 +74,6 @@ class ScoringModel:
         if threads is not None:
             booster.set_param({"nthread": threads})
         return cls(files.version, booster, Preprocessor.model_validate_json(files.preprocessor), files.threshold)
-
-    @classmethod
-    def load(cls, settings: Settings, ref: str, threads: int | None = None) -> ScoringModel:
-        """A registered version: ``ref`` is an alias ('champion') or a version number."""
-        from app.registry import Registry
-
-        with Registry(settings) as registry:
-            files = registry.download(registry.resolve(ref))
-        return cls.from_files(files, threads)
 
     def probabilities(self, matrix: np.ndarray) -> np.ndarray:
         """Scores of an already preprocessed matrix."""

@@ -16,7 +16,14 @@ from app import drift_reference
 from app.config import Settings
 from app.drift_reference import DriftReference
 from app.errors import UserError
-from app.model_artifact import DEFAULT_THRESHOLD, MODEL_FILE, PREPROCESSOR_ARTIFACT, THRESHOLD_TAG, ModelFiles
+from app.model_artifact import (
+    DEFAULT_THRESHOLD,
+    MODEL_FILE,
+    PREPROCESSOR_ARTIFACT,
+    THRESHOLD_TAG,
+    ModelFiles,
+    ScoringModel,
+)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -184,3 +191,10 @@ class Registry:
         self.set_alias(CHAMPION, previous)
         self._set_history(history)
         return current.version, previous
+
+
+def load_scoring_model(settings: Settings, ref: str, threads: int | None = None) -> ScoringModel:
+    """A registered version, ready to score: ``ref`` is an alias ('champion') or a version number."""
+    with Registry(settings) as registry:
+        files = registry.download(registry.resolve(ref))
+    return ScoringModel.from_files(files, threads)

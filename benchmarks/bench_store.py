@@ -15,7 +15,7 @@ import psycopg2
 from app import db, migrate
 from app.config import Settings
 from app.model_inputs import LONG_WINDOWS_DAYS
-from app.stack import postgres
+from app.operations import postgres
 
 STORE_TABLES = ("transactions", "features", "merchant_features", "customer_countries", "predictions",
                 "stream_batch_commits")

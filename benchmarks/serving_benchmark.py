@@ -39,9 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.config import get_settings  # noqa: E402
+from app.operations import haproxy_loopback, ray_head  # noqa: E402
+from app.operations.serving import deployment_options  # noqa: E402
 from app.registry import Registry  # noqa: E402
-from app.serving import deployment_options  # noqa: E402
-from app.stack import haproxy_loopback, ray_head  # noqa: E402
 from benchmarks.bench_store import BUSY_MERCHANT_EVERY, scratch_database, seed_history  # noqa: E402
 
 console = Console(width=200)

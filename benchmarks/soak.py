@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app import db  # noqa: E402
-from app.cli import world  # noqa: E402
 from app.config import get_settings  # noqa: E402
+from app.operations import world  # noqa: E402
 from streaming.simulator import Simulator, SimulatorConfig  # noqa: E402
 from streaming.sinks import KafkaSink  # noqa: E402
 

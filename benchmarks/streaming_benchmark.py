@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from app import db  # noqa: E402
 from app.config import Settings, get_settings  # noqa: E402
-from app.stack.kafka import admin  # noqa: E402
+from app.operations.kafka import admin  # noqa: E402
 from benchmarks.bench_store import scratch_database  # noqa: E402
 from streaming.status import features_query_name, progress_log, raw_query_name  # noqa: E402
 

@@ -2,8 +2,8 @@
 as a Ray job, compare it with the champion on the same held-out data, promote it only if it is better, have Serve
 reload in place, validate the deployment (rolling back when it fails) and alert on any failure.
 
-Every heavy step is a Ray job running one of riskray's own entry points (`python -m monitoring`, `python -m
-training`, `riskray compare`, `riskray promote`, `riskray rollback`) through the Ray Jobs REST API; this process
+Every heavy step is a Ray job running one of riskray's own entry points (`riskray drift`, `riskray
+train`, `riskray compare`, `riskray promote`, `riskray rollback`) through the Ray Jobs REST API; this process
 imports neither Ray nor riskray. Where things are comes from Airflow connections, which `riskray stack up --with
 airflow` renders from riskray's settings:
 
@@ -179,7 +179,7 @@ def riskray_retraining() -> None:
     def check_drift() -> str:
         context = get_current_context()
         p, when = context["params"], _periods(context)
-        job = _run_job(["python", "-m", "monitoring", "--as-of", when["as_of"].strftime(TIME)], context)
+        job = _run_job(["riskray", "drift", "--as-of", when["as_of"].strftime(TIME)], context)
         report = job.result_line(f"{RESULT} report: ")
         context["ti"].xcom_push(key="report", value={k: report[k] for k in ("status", "retrain", "reasons",
                                                                               "model_version", "predictions")})
@@ -202,7 +202,7 @@ def riskray_retraining() -> None:
         if p["challenger_version"]:
             log.info("challenger: version %s, given (challenger_version): no training", p["challenger_version"])
             return str(p["challenger_version"])
-        job = _run_job(["python", "-m", "training", "--since", when["train_start"].strftime(TIME),
+        job = _run_job(["riskray", "train", "--since", when["train_start"].strftime(TIME),
                         "--until", when["train_end"].strftime(TIME), "--trials", str(p["train_trials"]),
                         *shlex.split(p["train_args"])], context)
         version = str(job.result_line(f"{RESULT} model: ")["version"])

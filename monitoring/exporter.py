@@ -14,12 +14,10 @@ A source that cannot be read leaves its series out (and ``riskray_exporter_sourc
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -27,29 +25,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from app import db
 from app.config import Settings
-from app.stack.stream import late_rows_dropped, progress_log_path
+from app.stream_progress import last_batches, late_rows_dropped, progress_log_path
 
 logger = logging.getLogger("riskray.exporter")
-TAIL_BYTES = 1 << 20  # the last micro-batches of every query fit; the log itself grows for the job's life
-
-
-def last_batches(path: Path) -> dict[str, dict]:
-    """The newest progress record of each query, from the end of the progress log."""
-    if not path.exists():
-        return {}
-    with path.open("rb") as handle:
-        handle.seek(max(path.stat().st_size - TAIL_BYTES, 0))
-        lines = handle.read().splitlines()
-    latest: dict[str, dict] = {}
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:  # the first line of the tail may be cut
-            continue
-        latest[record["query"]] = record
-    return latest
-
-
 class RiskrayCollector:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

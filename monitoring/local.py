@@ -25,8 +25,7 @@ from typing import Any
 import yaml
 
 from app.config import PROJECT_ROOT, Settings, get_settings
-from app.stack import ray_head
-from app.stack.monitoring import tool
+from app.local_paths import monitoring_tool, ray_temp_dir
 from monitoring import alerting
 
 RULES = PROJECT_ROOT / "monitoring" / "prometheus" / "rules.yml"
@@ -57,7 +56,7 @@ def prometheus_config(settings: Settings) -> dict[str, Any]:
 
 def ray_discovery_file(settings: Settings) -> Path:
     """Ray writes its nodes' metrics targets here (a link to the current session's file)."""
-    return ray_head.temp_dir(settings) / RAY_DISCOVERY_FILE
+    return ray_temp_dir(settings) / RAY_DISCOVERY_FILE
 
 
 def prometheus_config_path(settings: Settings) -> Path:
@@ -77,14 +76,14 @@ def write_prometheus_config(settings: Settings) -> Path:
 
 def prometheus_command(settings: Settings) -> list[str]:
     data = settings.monitoring_dir / "prometheus-data"
-    return [str(tool(settings, "prometheus")), f"--config.file={prometheus_config_path(settings)}",
+    return [str(monitoring_tool(settings, "prometheus")), f"--config.file={prometheus_config_path(settings)}",
             f"--storage.tsdb.path={data}", f"--storage.tsdb.retention.time={settings.prometheus_retention}",
             f"--web.listen-address={settings.monitoring_host}:{settings.prometheus_port}",
             "--web.enable-lifecycle"]  # POST /-/reload after a rules change
 
 
 def alertmanager_command(settings: Settings) -> list[str]:
-    return [str(tool(settings, "alertmanager")), f"--config.file={alertmanager_config_path(settings)}",
+    return [str(monitoring_tool(settings, "alertmanager")), f"--config.file={alertmanager_config_path(settings)}",
             f"--storage.path={settings.monitoring_dir / 'alertmanager-data'}",
             f"--web.listen-address={settings.monitoring_host}:{settings.alertmanager_port}",
             "--cluster.listen-address="]  # no HA gossip: it would listen on every interface

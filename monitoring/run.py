@@ -1,4 +1,4 @@
-"""One drift run (`riskray drift`, ``python -m monitoring`` as a Ray job, the retraining DAG's first step):
+"""One drift run (`riskray drift`, also as a Ray job, the retraining DAG's first step):
 
 1. the champion and its drift reference from the registry (saved with the model at training);
 2. the model inputs served in the drift window (event times in ``[as_of - drift_window_days, as_of)``), as the

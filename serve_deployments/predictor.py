@@ -20,6 +20,7 @@ import numpy as np
 from app.config import Settings
 from app.model_artifact import ScoringModel
 from app.model_inputs import FEATURE_SET, model_inputs, raw_columns
+from app.registry import load_scoring_model
 from app.schemas import HealthResponse, PredictionRequest, ServeModelConfig
 from serve_deployments.online_features import OnlineFeatures
 from serve_deployments.prediction_log import BatchInputs, LoggedPrediction, PredictionLog
@@ -82,7 +83,7 @@ class Predictor:
         self.log: PredictionSink = log or PredictionLog(
             self.settings, lambda rows, reason: self.metrics.log_dropped.inc(rows, tags={"reason": reason}))
         # one request, one core: XGBoost threads cost more than they save here
-        self.loader: ModelLoader = loader or (lambda ref: ScoringModel.load(self.settings, ref, threads=1))
+        self.loader: ModelLoader = loader or (lambda ref: load_scoring_model(self.settings, ref, threads=1))
         self.config = ServeModelConfig()
         self.champion: ScoringModel | None = None
         self.challenger: ScoringModel | None = None

@@ -36,7 +36,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 from pyspark.sql.types import LongType
 
-from app import db
+from app import db, stream_progress
 from app.config import Settings, get_settings
 from app.features import TILES, TileAggregate
 from app.schemas import Transaction
@@ -311,8 +311,7 @@ class ProgressLog(StreamingQueryListener):
             # how far into the topic the batch read, {topic: {partition: offset}}: lag = the topic's end - this
             "end_offsets": _offsets(p.sources[0].endOffset) if p.sources else None,
         }
-        with self.path.open("a") as out:
-            out.write(json.dumps(record) + "\n")
+        stream_progress.append(self.path, record)
         if dropped:
             log.warning("%s batch %d dropped %d late rows behind watermark %s", p.name, p.batchId, dropped,
                         record["watermark"])

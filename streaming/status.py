@@ -6,10 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from app import db
+from app import db, stream_progress
 from app.config import Settings
-from app.stack import stream as stack_stream
-from app.stack.stream import progress_log_path
 
 
 def raw_query_name(settings: Settings) -> str:
@@ -21,7 +19,7 @@ def features_query_name(settings: Settings) -> str:
 
 
 def progress_log(settings: Settings) -> Path:
-    return progress_log_path(settings)
+    return stream_progress.progress_log_path(settings)
 
 
 def checkpoint_dir(settings: Settings) -> Path:
@@ -58,7 +56,7 @@ def query_status(settings: Settings, name: str) -> QueryStatus:
 
 def late_rows_dropped(settings: Settings) -> int:
     """Rows Spark's window aggregation dropped behind the watermark, summed over the progress log."""
-    return stack_stream.late_rows_dropped(settings)
+    return stream_progress.late_rows_dropped(settings)
 
 
 def last_failure(log: Path) -> str | None:

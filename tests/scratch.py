@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from app.cli import world
 from app.config import Settings
+from app.operations import world
 
 ENV_FILE = Path(__file__).with_name("scratch.env")
 HARNESS_TOPICS = "test-"  # the stream harness's own topics (tests/integration/stream_harness.py)

@@ -1,4 +1,4 @@
-"""The options of one training run, defined once: `riskray train`, `python -m training` (the Ray job) and the DVC
+"""The options of one training run, defined once: `riskray train` (also the Ray job's entry point) and the DVC
 stages (params.yaml) all build them with :meth:`TrainOptions.from_settings`, so a ``RISKRAY_*`` setting changes
 every entry point alike and an explicit value (a CLI flag, a params.yaml entry) overrides it."""
 

@@ -1,6 +1,6 @@
 """The training pipeline, one function per stage: snapshot -> features -> tune -> fit -> evaluate -> register.
 
-:func:`run` calls them in order (``riskray train``, or as a Ray job: ``python -m training``), preparing the
+:func:`run` calls them in order (``riskray train``, also as a Ray job), preparing the
 features once; the DVC stages (dvc.yaml, ``python -m training.stages``) run the same functions in separate
 processes and hand over files in the training folder, so DVC can track and cache each one:
 ``snapshot.parquet`` -> ``features.parquet`` + ``preprocessor.json`` -> ``model/`` -> ``report/`` + MLflow.
@@ -53,7 +53,7 @@ def ensure_ray(settings: Settings) -> None:
     """Join the running cluster (a Ray job's, or the local stack's head); start a private Ray if there is none."""
     import os
 
-    from app.stack.ray_head import client_environment
+    from app.ray_client import client_environment
 
     for name, value in client_environment(settings).items():  # before Ray reads it, at its first import
         os.environ.setdefault(name, value)

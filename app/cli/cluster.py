@@ -2,7 +2,7 @@
 never drifts from what runs and is tested locally:
 
 * the RayService's ``serveConfigV2`` per overlay: ``serve_deployments/serve_config.yaml`` with the overlay's replica
-  bounds (app.serving.production_config);
+  bounds (app.operations.serving.production_config);
 * the PrometheusRule: ``monitoring/prometheus/rules.yml``, the file promtool tests;
 * the Grafana dashboard ConfigMap's JSON: ``monitoring/grafana/riskray.json``;
 * the Alertmanager config: the local routing (monitoring.alerting) with its secrets read from mounted files.
@@ -20,8 +20,8 @@ from typing import Any
 import typer
 import yaml
 
-from app import serving
 from app.config import PROJECT_ROOT, Settings
+from app.operations import serving
 
 CLUSTER_DIR = PROJECT_ROOT / "cluster"
 OVERLAYS = ("dev", "prod")

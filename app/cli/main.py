@@ -95,10 +95,10 @@ def main() -> None:
 
 def _join_local_ray_on_loopback() -> None:
     """A command that joins the local Ray head (train, score) must see it on loopback, where it listens: set before
-    any command imports Ray (app.stack.ray_head.client_environment)."""
+    any command imports Ray (app.ray_client)."""
     import os
 
-    from app.stack.ray_head import client_environment
+    from app.ray_client import client_environment
 
     try:
         settings = get_settings()

@@ -94,7 +94,7 @@ def rollback() -> None:
 
 def _reload_serve(settings: Settings) -> None:
     """A running prediction API follows the alias at once (in place); without one there is nothing to do."""
-    from app import serving
+    from app.operations import serving
 
     try:
         result = serving.reload(settings, lambda line: None)

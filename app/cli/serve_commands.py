@@ -23,7 +23,7 @@ def deploy(
     canary_share: Annotated[float, typer.Option(min=0, max=1)] = 0.1,
 ) -> None:
     """Deploy (or update in place) the prediction API from serve_deployments/serve_config.yaml."""
-    from app import serving
+    from app.operations import serving
     from app.schemas import ServeModelConfig
 
     settings = get_settings()
@@ -40,7 +40,7 @@ def deploy(
 @serve.command("reload")
 def reload() -> None:
     """Serve the version the champion alias points at now, replacing the model in place."""
-    from app import serving
+    from app.operations import serving
 
     result = serving.reload(get_settings(), typer.echo)
     if result is None:
@@ -54,7 +54,7 @@ def reload() -> None:
 @serve.command("status")
 def status() -> None:
     """The application, its deployments and replicas; exit 1 unless running."""
-    from app import serving
+    from app.operations import serving
 
     with serving.ServeClient(get_settings()) as client:
         app = client.application()
@@ -74,7 +74,7 @@ def status() -> None:
 @serve.command("shutdown")
 def shutdown() -> None:
     """Remove the prediction API from the Ray head."""
-    from app import serving
+    from app.operations import serving
 
     with serving.ServeClient(get_settings()) as client:
         client.shutdown()
@@ -86,7 +86,7 @@ def render(production: Annotated[bool, typer.Option(help="the KubeRay RayService
     """Print the Serve config (YAML) this project deploys."""
     import yaml
 
-    from app import serving
+    from app.operations import serving
     from app.schemas import ServeModelConfig
 
     config = serving.production_config() if production else serving.local_config(get_settings(), ServeModelConfig())

@@ -19,7 +19,7 @@ def up(
                        "triggerer)")] = None,
 ) -> None:
     """Start every service in order with health waits; apply migrations; create topics. Safe to repeat."""
-    from app.stack import airflow, manager
+    from app.operations import airflow, manager
 
     settings = get_settings()
     groups = tuple(with_groups or ())
@@ -32,7 +32,7 @@ def up(
 @stack.command("stop")
 def stop(group: Annotated[str, typer.Argument(help="optional service group: airflow")]) -> None:
     """Stop an optional group of services (`stack up --with GROUP` started), the rest of the stack untouched."""
-    from app.stack import manager
+    from app.operations import manager
 
     manager.stop_group(get_settings(), group, echo=typer.echo)
 
@@ -43,7 +43,7 @@ def status() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from app.stack import manager
+    from app.operations import manager
 
     report = manager.status(get_settings())
     table = Table("service", "address", "state", "health", "log")
@@ -59,6 +59,6 @@ def status() -> None:
 @stack.command("down")
 def down() -> None:
     """Stop every service and supervisord; leaves no process or listening port behind."""
-    from app.stack import manager
+    from app.operations import manager
 
     manager.down(get_settings(), echo=typer.echo)

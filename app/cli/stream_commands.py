@@ -85,9 +85,9 @@ def simulate(
 @stream.command("start")
 def start() -> None:
     """Start the streaming job under the local stack's supervisor (the stack must be up)."""
-    from app.stack import stream as stream_program
-    from app.stack import supervisor
-    from app.stack.errors import StackError
+    from app.operations import stream as stream_program
+    from app.operations import supervisor
+    from app.operations.errors import StackError
 
     settings = get_settings()
     if not supervisor.is_running(settings) or supervisor.process_state(settings, "kafka") != "RUNNING":
@@ -103,8 +103,8 @@ def start() -> None:
 @stream.command("stop")
 def stop() -> None:
     """Stop the streaming job at a batch boundary."""
-    from app.stack import stream as stream_program
-    from app.stack import supervisor
+    from app.operations import stream as stream_program
+    from app.operations import supervisor
 
     settings = get_settings()
     if supervisor.is_running(settings):
@@ -120,9 +120,9 @@ def reset() -> None:
     the store: batches are keyed by checkpoint id, raw rows by transaction id, tiles are replaced."""
     import shutil
 
-    from app.stack import stream as stream_program
-    from app.stack import supervisor
-    from app.stack.errors import StackError
+    from app.operations import stream as stream_program
+    from app.operations import supervisor
+    from app.operations.errors import StackError
     from streaming.status import checkpoint_dir, progress_log
 
     settings = get_settings()
@@ -139,8 +139,8 @@ def status() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from app.stack import stream as stream_program
-    from app.stack import supervisor
+    from app.operations import stream as stream_program
+    from app.operations import supervisor
     from streaming.status import features_query_name, last_failure, late_rows_dropped, query_status, raw_query_name
 
     settings = get_settings()

@@ -25,7 +25,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Iterator[Settings]:
-    from app.stack import manager, supervisor
+    from app.operations import manager, supervisor
 
     scratch.guard(settings)
     manager.up(settings, echo=lambda line: None)
@@ -39,7 +39,7 @@ def stack(settings: Settings) -> Iterator[Settings]:
 def airflow_stack(stack: Settings) -> Iterator[Settings]:
     """Airflow started as an operator starts it (`stack up --with airflow`), once: the tests that use it run
     together near the end (tests/conftest.py orders them), and it stops with them."""
-    from app.stack import airflow, manager, supervisor
+    from app.operations import airflow, manager, supervisor
 
     manager.up(stack, echo=lambda line: None, groups=(airflow.GROUP,))
     yield stack

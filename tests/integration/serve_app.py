@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from app import serving
 from app.config import Settings
+from app.operations import serving
 from app.schemas import ServeModelConfig
 
 

@@ -23,11 +23,11 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from app import db, serving
+from app import db
 from app.config import Settings
+from app.operations import serving, supervisor
 from app.registry import CHALLENGER, Registry
 from app.schemas import ServeModelConfig
-from app.stack import supervisor
 from streaming.replay import request_body
 from streaming.simulator import DriftConfig
 from tests import scratch

@@ -21,7 +21,7 @@ from kafka.admin import NewTopic
 
 from app import db
 from app.config import Settings
-from app.stack.kafka import admin
+from app.operations.kafka import admin
 from streaming.status import features_query_name, progress_log, raw_query_name
 from tests import scratch
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from app.config import Settings
-from app.stack import manager, supervisor
+from app.operations import manager, supervisor
 from tests.helpers import RISKRAY, riskray
 
 pytestmark = pytest.mark.integration

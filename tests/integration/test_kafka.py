@@ -8,8 +8,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from app.config import Settings
+from app.operations.kafka import admin
 from app.schemas import Transaction
-from app.stack.kafka import admin
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from app import serving
 from app.config import Settings
+from app.operations import serving
 from app.reports import MonitoringReport
 from streaming.replay import request_body
 from tests.helpers import riskray
@@ -152,7 +152,7 @@ def test_the_drift_job_runs_as_a_ray_job(stack: Settings, world: World) -> None:
 
     client = JobSubmissionClient(stack.ray_dashboard_url)
     env = {k: v for k, v in os.environ.items() if k.startswith("RISKRAY_")}
-    job_id = client.submit_job(entrypoint=f"python -m monitoring --as-of {cli_time(DRIFT_AT)}",
+    job_id = client.submit_job(entrypoint=f"riskray drift --as-of {cli_time(DRIFT_AT)}",
                                runtime_env={"env_vars": env})
     wait(lambda: client.get_job_status(job_id) in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED},
           300, "drift job did not finish")

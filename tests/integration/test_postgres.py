@@ -8,7 +8,7 @@ import pytest
 
 from app import db, migrate
 from app.config import Settings
-from app.stack import postgres
+from app.operations import postgres
 
 pytestmark = pytest.mark.integration
 

@@ -22,8 +22,8 @@ import pytest
 
 from app.cli.demo.airflow_runs import AirflowRuns
 from app.config import Settings
+from app.operations import airflow
 from app.registry import CHAMPION, Registry
-from app.stack import airflow
 
 from .model_copies import copy_version
 from .served_world import DRIFT_AT, WORLD_END, World, cli_time

@@ -20,8 +20,9 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import db, serving
+from app import db
 from app.config import Settings
+from app.operations import serving
 from app.registry import CHAMPION, Registry
 from app.schemas import ServeModelConfig
 from streaming.simulator import Simulator, SimulatorConfig
@@ -524,7 +525,7 @@ def _unlogged(stack: Settings, answered: list[str], timeout_s: float = 60) -> in
 def test_a_restarted_database_degrades_answers_and_health_and_loses_no_prediction_row(
     api: httpx.Client, stack: Settings, versions
 ) -> None:
-    from app.stack import manager, supervisor
+    from app.operations import manager, supervisor
 
     from .faults import record
 
@@ -559,7 +560,7 @@ def test_a_restarted_database_degrades_answers_and_health_and_loses_no_predictio
 def test_an_unreachable_mlflow_fails_a_reload_which_succeeds_by_itself_once_mlflow_is_back(
     api: httpx.Client, stack: Settings, versions
 ) -> None:
-    from app.stack import manager, supervisor
+    from app.operations import manager, supervisor
 
     from .faults import record
 

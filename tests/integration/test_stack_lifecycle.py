@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.config import Settings
-from app.stack import manager, ray_head
+from app.operations import manager, ray_head
 from tests import scratch
 from tests.helpers import riskray
 
@@ -44,7 +44,7 @@ def test_down_leaves_no_listening_port_or_process_behind(stack: Settings) -> Non
     assert manager.stray_processes(stack) == []
     link = ray_head.haproxy_socket_dir(stack)  # the one path outside the state folder
     assert not link.exists() and not link.is_symlink()
-    from app.stack import supervisor
+    from app.operations import supervisor
 
     assert not supervisor.is_running(stack)
     assert riskray("stack", "status").returncode == 1

@@ -235,7 +235,7 @@ def test_a_sigkilled_broker_restarted_mid_stream_loses_and_doubles_nothing(stack
     import signal
     import threading
 
-    from app.stack import manager, supervisor
+    from app.operations import manager, supervisor
     from streaming.sinks import KafkaSink
 
     from .faults import record

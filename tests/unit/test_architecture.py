@@ -15,8 +15,10 @@ def test_import_contracts_hold() -> None:
     assert result.returncode == 0, result.stdout[-2000:]
 
 
-def test_the_cli_and_core_import_no_ray_spark_xgboost_or_mlflow() -> None:
+def test_the_cli_operations_and_contracts_import_no_ray_spark_xgboost_or_mlflow() -> None:
     core = sorted(f"app.{p.stem}" for p in (PROJECT_ROOT / "app").glob("*.py") if p.stem != "__init__")
+    core += sorted(f"app.operations.{p.stem}" for p in (PROJECT_ROOT / "app" / "operations").glob("*.py")
+                   if p.stem != "__init__")
     probe = (
         f"import sys, app.cli.main, {', '.join(core)}; "
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'pyspark', 'xgboost', 'mlflow'}); "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.stack import manager
+from app.operations import manager
 from tests.helpers import riskray as run
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from app import serving
 from app.cli import cluster
 from app.config import PROJECT_ROOT, Settings, get_settings
+from app.operations import serving
 from tests import k8s_validation as kv
 
 CRDS = Path(os.environ.get("RISKRAY_CRDS_DIR", PROJECT_ROOT.parent / "shared" / "k8s-crds"))

@@ -57,7 +57,7 @@ def test_a_retry_attaches_to_a_live_or_finished_job_and_resubmits_after_a_failed
         earlier: dict[str, str], attempt: int, expected: str, attached: bool) -> None:
     api = FakeJobsApi(earlier)
     with ray_jobs.RayJobs("http://ray.invalid", transport=httpx.MockTransport(api)) as jobs:
-        job_id, was_attached = jobs.start("base", attempt, "python -m training", say=lambda line: None)
+        job_id, was_attached = jobs.start("base", attempt, "riskray train", say=lambda line: None)
     assert (job_id, was_attached) == (expected, attached)
     assert api.submitted == ([] if attached else [expected])
 

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import yaml
 
-from app import serving
 from app.cli import cluster
+from app.operations import serving
 from dags.riskray_ops import kube
 
 TEMPLATE = yaml.safe_load((cluster.CLUSTER_DIR / "base" / "ray" / "rayjob-training.yaml").read_text())
@@ -27,8 +27,8 @@ def test_rayjob_names_are_valid_dns_labels_stable_per_submission_and_distinct_pe
 
 
 def test_the_rayjob_is_the_template_with_the_runs_name_entrypoint_and_thresholds() -> None:
-    job = kube.rayjob(TEMPLATE, "rr-x", "python -m training --trials 2", {"RISKRAY_LABEL_DELAY_DAYS": "7"})
-    assert job["metadata"]["name"] == "rr-x" and job["spec"]["entrypoint"] == "python -m training --trials 2"
+    job = kube.rayjob(TEMPLATE, "rr-x", "riskray train --trials 2", {"RISKRAY_LABEL_DELAY_DAYS": "7"})
+    assert job["metadata"]["name"] == "rr-x" and job["spec"]["entrypoint"] == "riskray train --trials 2"
     assert yaml.safe_load(job["spec"]["runtimeEnvYAML"]) == {"env_vars": {"RISKRAY_LABEL_DELAY_DAYS": "7"}}
     assert job["spec"]["rayClusterSpec"] == TEMPLATE["spec"]["rayClusterSpec"]
     assert TEMPLATE["spec"]["entrypoint"] != job["spec"]["entrypoint"]  # the template itself is untouched
@@ -76,8 +76,8 @@ class FakeNamespace:
 def test_a_retried_task_attaches_to_its_rayjob_instead_of_creating_a_second() -> None:
     fake = FakeNamespace()
     with kube.Kube("https://api", "mlops", "token", transport=httpx.MockTransport(fake)) as api:
-        first = api.start(SUBMISSION, "python -m training", {}, say=lambda line: None)
-        again = api.start(SUBMISSION, "python -m training", {}, say=lambda line: None)
+        first = api.start(SUBMISSION, "riskray train", {}, say=lambda line: None)
+        again = api.start(SUBMISSION, "riskray train", {}, say=lambda line: None)
     assert first == again and list(fake.rayjobs) == [first]
     assert [m for m, p in fake.requests if p.endswith("/rayjobs")] == ["POST"]
     assert all(p.startswith(("/apis/ray.io/v1/namespaces/mlops/", "/api/v1/namespaces/mlops/"))
@@ -87,7 +87,7 @@ def test_a_retried_task_attaches_to_its_rayjob_instead_of_creating_a_second() ->
 def test_a_failed_rayjob_raises_with_its_status() -> None:
     fake = FakeNamespace({"jobDeploymentStatus": "Failed", "message": "no nodes"})
     with kube.Kube("https://api", "mlops", "token", transport=httpx.MockTransport(fake)) as api:
-        name = api.start(SUBMISSION, "python -m training", {}, say=lambda line: None)
+        name = api.start(SUBMISSION, "riskray train", {}, say=lambda line: None)
         try:
             api.wait(name, timeout_s=5, poll_s=0.01)
         except kube.RayJobError as error:

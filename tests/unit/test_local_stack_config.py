@@ -14,7 +14,7 @@ import pytest
 from ray.serve._private.haproxy_templates import HAPROXY_CONFIG_TEMPLATE
 
 from app.config import Settings
-from app.stack import haproxy_loopback, kafka, manager, ray_head, stream, supervisor
+from app.operations import haproxy_loopback, kafka, manager, ray_head, stream, supervisor
 
 
 def test_supervisor_config_has_every_service_and_escapes_percent(tmp_path: Path) -> None:
@@ -32,7 +32,7 @@ def test_supervisor_config_has_every_service_and_escapes_percent(tmp_path: Path)
 def test_airflow_runs_on_loopback_with_its_secrets_and_connections_off_the_command_line(tmp_path: Path) -> None:
     import json
 
-    from app.stack import airflow
+    from app.operations import airflow
 
     settings = Settings(state_dir=tmp_path, postgres_password="s3cret", airflow_db="af",  # pragma: allowlist secret
                         airflow_work_dir=tmp_path / "airflow")
@@ -98,7 +98,7 @@ def test_server_user_cannot_reach_a_checkout_inside_a_private_directory() -> Non
 
     import pytest
 
-    from app.stack.postgres import can_traverse
+    from app.operations.postgres import can_traverse
 
     try:
         pwd.getpwnam("postgres")

@@ -34,7 +34,7 @@ class TaskRun(BaseModel):
 
 class AirflowRuns:
     def __init__(self, settings: Settings) -> None:
-        from app.stack import airflow
+        from app.operations import airflow
 
         self.base = f"{settings.airflow_url}/api/v2/dags/{DAG_ID}"
         token = httpx.post(f"{settings.airflow_url}/auth/token", timeout=30,

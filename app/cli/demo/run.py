@@ -122,11 +122,9 @@ class Demo:
 
     # --- 1: the stack and the world ------------------------------------------------------------------------
     def stack_up(self) -> str:
-        from app import serving
-        from app.cli import world
-        from app.stack import airflow, manager, supervisor
-        from app.stack import stream as stream_program
-        from app.stack.errors import StackError
+        from app.operations import airflow, manager, serving, supervisor, world
+        from app.operations import stream as stream_program
+        from app.operations.errors import StackError
 
         s = self.settings
         was_up = supervisor.is_running(s)
@@ -157,8 +155,8 @@ class Demo:
 
     # --- 2: history --------------------------------------------------------------------------------------------
     def history(self, days: Iterator[pd.DataFrame]) -> str:
-        from app.stack import stream as stream_program
-        from app.stack import supervisor
+        from app.operations import stream as stream_program
+        from app.operations import supervisor
         from streaming.sinks import KafkaSink
 
         sink = KafkaSink(self.settings)
@@ -194,8 +192,8 @@ class Demo:
             return int(cur.fetchone()[0])
 
     def _check_stream(self) -> None:
-        from app.stack import stream as stream_program
-        from app.stack import supervisor
+        from app.operations import stream as stream_program
+        from app.operations import supervisor
 
         state = supervisor.process_state(self.settings, stream_program.NAME)
         if state not in {"RUNNING", "STARTING"}:
@@ -354,9 +352,8 @@ class Demo:
 
     # --- stopping ------------------------------------------------------------------------------------------
     def stop_started(self) -> None:
-        from app import serving
-        from app.stack import airflow, manager, supervisor
-        from app.stack import stream as stream_program
+        from app.operations import airflow, manager, serving, supervisor
+        from app.operations import stream as stream_program
 
         s, say = self.settings, self._log("stop")
         if not supervisor.is_running(s):

@@ -13,10 +13,10 @@ from typing import Any
 import psutil
 
 from app.config import Settings
-from app.stack import airflow, kafka, mlflow_server, postgres, ray_head, stream, supervisor
-from app.stack import monitoring as monitoring_services
-from app.stack.errors import StackError
-from app.stack.java import java_major_version
+from app.operations import airflow, kafka, mlflow_server, postgres, ray_head, stream, supervisor
+from app.operations import monitoring as monitoring_services
+from app.operations.errors import StackError
+from app.operations.java import java_major_version
 
 Echo = Callable[[str], None]
 

@@ -3,7 +3,7 @@ triggerer under the stack's supervisor, LocalExecutor, metadata in the ``airflow
 PostgreSQL, ``dags/`` as the DAG folder, loopback only.
 
 Airflow runs from its own environment (``settings.airflow_venv``, from cluster/local/airflow/uv.lock): airflow-core
-pins fastapi below Ray Serve's window. Each program starts as ``python -m app.stack.airflow <component>``, which
+pins fastapi below Ray Serve's window. Each program starts as ``python -m app.operations.airflow <component>``, which
 builds Airflow's configuration from riskray's settings (environment variables: the metadata URL and secrets stay
 off command lines and out of the supervisor config) and then becomes the Airflow process (exec).
 
@@ -25,8 +25,8 @@ from pathlib import Path
 import httpx
 
 from app.config import PROJECT_ROOT, Settings
-from app.stack.errors import StackError
-from app.stack.supervisor import Program
+from app.operations.errors import StackError
+from app.operations.supervisor import Program
 
 DAGS_DIR = PROJECT_ROOT / "dags"
 GROUP = "airflow"  # `riskray stack up --with airflow`
@@ -121,7 +121,7 @@ def write_passwords(settings: Settings) -> None:
 
 def migrate(settings: Settings) -> None:
     """The metadata database created and migrated (idempotent; Airflow's own migrations)."""
-    from app.stack import postgres
+    from app.operations import postgres
 
     postgres.create_database(settings, settings.airflow_db)
     result = subprocess.run([str(airflow_bin(settings)), "db", "migrate"], env=environment(settings),
@@ -138,7 +138,7 @@ def health(settings: Settings) -> dict[str, dict[str, object]]:
 
 @dataclass(frozen=True)
 class AirflowComponent:
-    """The service interface of ``app.stack.manager`` for one Airflow component."""
+    """The service interface of ``app.operations.manager`` for one Airflow component."""
 
     name: str  # the supervisor program
     command: str  # `airflow <command>`
@@ -155,7 +155,7 @@ class AirflowComponent:
 
     def program(self, settings: Settings) -> Program:
         # AIRFLOW_HOME on the command line marks the process as this stack's (manager.stray_processes)
-        return Program(name=self.name, command=[sys.executable, "-m", "app.stack.airflow", self.command,
+        return Program(name=self.name, command=[sys.executable, "-m", "app.operations.airflow", self.command,
                                                 str(settings.airflow_home)], stopwaitsecs=30)
 
     def check(self, settings: Settings) -> None:
@@ -177,7 +177,7 @@ COMPONENTS = (API_SERVER, SCHEDULER, DAG_PROCESSOR, TRIGGERER)
 
 
 def main(argv: list[str]) -> None:
-    """``python -m app.stack.airflow <component> <AIRFLOW_HOME>``: become ``airflow <component>``."""
+    """``python -m app.operations.airflow <component> <AIRFLOW_HOME>``: become ``airflow <component>``."""
     from app.config import get_settings
 
     command = argv[0]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import configparser
 import contextlib
-import hashlib
 import io
 import os
 import shlex
@@ -19,11 +18,8 @@ from pathlib import Path
 from supervisor.xmlrpc import SupervisorTransport
 
 from app.config import ENV_PREFIX, PROJECT_ROOT, Settings
-from app.stack.errors import StackError
-
-# AF_UNIX paths are limited to 107 bytes, and Ray nests its sockets ~75 bytes deep under its temp dir
-# (ray/session_<date>_<pid>/sockets/dash_MetricsHead), so the runtime dir itself must stay short.
-_MAX_SOCKET_DIR = 30
+from app.local_paths import runtime_dir
+from app.operations.errors import StackError
 
 
 @dataclass(frozen=True)
@@ -49,15 +45,6 @@ def program_path(settings: Settings) -> str:
         parts.append(str(Path(java).resolve().parent))
     parts += ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
     return os.pathsep.join(dict.fromkeys(parts))
-
-
-def runtime_dir(settings: Settings) -> Path:
-    """Where sockets live: ``<state>/run`` unless that path is too long for a Unix socket."""
-    preferred = settings.state_dir / "run"
-    if len(str(preferred)) <= _MAX_SOCKET_DIR:
-        return preferred
-    digest = hashlib.sha1(str(settings.state_dir).encode()).hexdigest()[:10]
-    return Path("/tmp") / f"riskray-{digest}"
 
 
 def socket_path(settings: Settings) -> Path:

@@ -6,7 +6,7 @@ import re
 import shutil
 import subprocess
 
-from app.stack.errors import StackError
+from app.operations.errors import StackError
 
 MIN_JAVA = 17
 

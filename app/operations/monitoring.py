@@ -3,24 +3,24 @@ Prometheus, all on loopback with their data in the state folder.
 
 Their configuration belongs to ``monitoring/`` (scrape config, rules, routing), which ``app`` may not import:
 each program is started through ``python -m monitoring.local <name>``, which renders the service's config from
-the settings and then becomes the service (exec), the way ``app.stack.haproxy_loopback`` launches HAProxy."""
+the settings and then becomes the service (exec), the way ``app.operations.haproxy_loopback`` launches HAProxy."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 
 from app.config import Settings
-from app.stack.supervisor import Program
+from app.local_paths import monitoring_tool
+from app.operations.supervisor import Program
 
 
 @dataclass(frozen=True)
 class MonitoringService:
-    """The service interface of ``app.stack.manager`` (prepare, program, check, provision) for one program."""
+    """The service interface of ``app.operations.manager`` (prepare, program, check, provision) for one program."""
 
     name: str
     port: Callable[[Settings], int]
@@ -29,15 +29,15 @@ class MonitoringService:
     def prepare(self, settings: Settings) -> None:
         settings.monitoring_dir.mkdir(parents=True, exist_ok=True)
         if self.name in ("prometheus", "alertmanager"):
-            binary = tool(settings, self.name)
+            binary = monitoring_tool(settings, self.name)
             if not binary.exists():
-                from app.stack.errors import StackError
+                from app.operations.errors import StackError
 
                 raise StackError(f"{binary} is missing: run the bootstrap (make bootstrap) to unpack Debian's "
                                  "prometheus and prometheus-alertmanager")
 
     def program(self, settings: Settings) -> Program:
-        # the folder on the command line marks the process as this stack's (app.stack.manager.stray_processes)
+        # the folder on the command line marks the process as this stack's (app.operations.manager.stray_processes)
         return Program(name=self.name, command=[sys.executable, "-m", "monitoring.local", self.name,
                                                 str(settings.monitoring_dir)], stopwaitsecs=20)
 
@@ -51,9 +51,6 @@ class MonitoringService:
         """Nothing to create: each renders its own config on start."""
 
 
-def tool(settings: Settings, name: str) -> Path:
-    """The unpacked Debian binary of a service (Alertmanager's is named prometheus-alertmanager there)."""
-    return settings.prometheus_bin_dir / {"alertmanager": "prometheus-alertmanager"}.get(name, name)
 
 
 EXPORTER = MonitoringService("exporter", lambda s: s.exporter_port, "/metrics")

@@ -14,8 +14,10 @@ from pathlib import Path
 import httpx
 
 from app.config import Settings
-from app.stack import haproxy_loopback
-from app.stack.supervisor import Program, program_path, runtime_dir
+from app.local_paths import ray_temp_dir, runtime_dir
+from app.operations import haproxy_loopback
+from app.operations.supervisor import Program, program_path
+from app.ray_client import client_environment
 
 MIB = 1024 * 1024
 
@@ -25,23 +27,7 @@ def venv_bin() -> Path:
 
 
 def temp_dir(settings: Settings) -> Path:
-    """Ray keeps Unix sockets under its temp dir, so it shares the short runtime directory."""
-    return runtime_dir(settings) / "ray"
-
-
-# Ray's single-machine switch (named for macOS and Windows, where it is the default): the node's IP stays the loopback
-# address it was given, so every port Ray opens listens on loopback only. A process that connects to this head must
-# run with it too (``client_environment``): otherwise it resolves 127.0.0.1 to the machine's IP, where GCS is not.
-LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-
-
-def local_only(settings: Settings) -> bool:
-    return settings.ray_host in ("127.0.0.1", "localhost", "::1")
-
-
-def client_environment(settings: Settings) -> dict[str, str]:
-    """What a process needs in its environment, before it imports Ray, to join the local head."""
-    return {LOCAL_ONLY_ENV: "0"} if local_only(settings) else {}
+    return ray_temp_dir(settings)
 
 
 def environment(settings: Settings) -> dict[str, str]:
@@ -66,7 +52,7 @@ def serve_high_throughput_environment(settings: Settings) -> dict[str, str]:
     """Ray Serve's HAProxy ingress and throughput-optimized mode (~6x the requests/s of the default proxy on
     2 cores). HAProxy's files and sockets stay in the state folder (the sockets reached through a short symlink);
     its stats and metrics ports come from settings and listen on ``ray_host`` only: Ray's template binds them on
-    all interfaces, so HAProxy runs through the launcher of ``app.stack.haproxy_loopback``.
+    all interfaces, so HAProxy runs through the launcher of ``app.operations.haproxy_loopback``.
     :func:`prepare_haproxy` makes the launcher and the link."""
     haproxy = haproxy_dir(settings)
     sockets = haproxy_socket_dir(settings)

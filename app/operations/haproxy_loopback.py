@@ -63,7 +63,7 @@ def _config_path(argv: list[str]) -> Path | None:
 
 def write_launcher(path: Path) -> Path:
     """An executable at ``path`` that runs :func:`main` with this interpreter (Ray needs a file it can exec)."""
-    path.write_text(f"#!{sys.executable}\nfrom app.stack.haproxy_loopback import main\nmain()\n")
+    path.write_text(f"#!{sys.executable}\nfrom app.operations.haproxy_loopback import main\nmain()\n")
     path.chmod(0o755)
     return path
 

@@ -16,8 +16,9 @@ import psycopg2
 from psycopg2 import sql
 
 from app.config import Settings
-from app.stack.errors import StackError
-from app.stack.supervisor import Program, runtime_dir
+from app.local_paths import runtime_dir
+from app.operations.errors import StackError
+from app.operations.supervisor import Program
 
 SUPERUSER = "postgres"
 

@@ -13,8 +13,8 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from app.config import PROJECT_ROOT, Settings
-from app.stack.errors import StackError
-from app.stack.supervisor import Program
+from app.operations.errors import StackError
+from app.operations.supervisor import Program
 
 LOG4J_CONFIG = PROJECT_ROOT / "cluster" / "local" / "kafka" / "log4j2.properties"
 MS_PER_DAY = 24 * 3600 * 1000

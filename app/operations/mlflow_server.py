@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 
 from app.config import Settings
-from app.stack.ray_head import venv_bin
-from app.stack.supervisor import Program
+from app.operations.ray_head import venv_bin
+from app.operations.supervisor import Program
 
 
 def artifacts_dir(settings: Settings) -> Path:

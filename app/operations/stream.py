@@ -3,31 +3,12 @@ not by `riskray stack up`)."""
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 from app.config import PROJECT_ROOT, Settings
-from app.stack.supervisor import Program, program_path
+from app.operations.supervisor import Program, program_path
 
 NAME = "stream"
-
-
-def progress_log_path(settings: Settings) -> Path:
-    """One JSON line per micro-batch of each query (written by the job, read by its status and the exporter)."""
-    return settings.state_dir / "stream" / f"{settings.stream_query_prefix}-progress.jsonl"
-
-
-def late_rows_dropped(settings: Settings) -> int:
-    """Rows Spark's window aggregation dropped behind the watermark, summed over the progress log."""
-    path = progress_log_path(settings)
-    if not path.exists():
-        return 0
-    total = 0
-    with path.open() as lines:
-        for line in lines:
-            total += json.loads(line).get("late_rows_dropped", 0)
-    return total
 
 
 def priority_command(settings: Settings) -> list[str]:

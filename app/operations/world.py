@@ -29,7 +29,7 @@ def delete_topics(settings: Settings, prefix: str | None = None) -> None:
     """The world's topics (and, with ``prefix``, every topic named so) deleted; returns once Kafka has."""
     from kafka.errors import UnknownTopicOrPartitionError
 
-    from app.stack.kafka import admin
+    from app.operations.kafka import admin
 
     client = admin(settings)
     try:
@@ -48,7 +48,7 @@ def delete_topics(settings: Settings, prefix: str | None = None) -> None:
 
 
 def fresh_topics(settings: Settings, prefix: str | None = None) -> None:
-    from app.stack import kafka
+    from app.operations import kafka
 
     delete_topics(settings, prefix)
     kafka.provision(settings)
@@ -84,7 +84,7 @@ def reset(settings: Settings, topic_prefix: str | None = None, airflow: bool = T
     model, no training files; with ``airflow``, no Airflow metadata either (Airflow must not be running: it
     migrates a fresh database when it starts)."""
     from app import migrate
-    from app.stack import postgres
+    from app.operations import postgres
 
     postgres.create_database(settings, settings.postgres_db, fresh=True)
     if airflow:
@@ -97,7 +97,7 @@ def reset(settings: Settings, topic_prefix: str | None = None, airflow: bool = T
 
 def remove(settings: Settings, topic_prefix: str | None = None) -> None:
     """Everything :func:`reset` made, gone (before the stack stops)."""
-    from app.stack import postgres
+    from app.operations import postgres
 
     postgres.drop_database(settings, settings.postgres_db)
     postgres.drop_database(settings, settings.airflow_db)
