@@ -7,6 +7,9 @@ Layout (a training run's model folder, and the same files in MLflow):
 * the decision threshold: the model version's ``threshold`` tag in the registry (chosen by evaluation on the
   validation part; a training folder's ``report/metrics.json`` holds it too).
 
+The constants below are the layout's one statement: training writes and logs with them; the registry and the demo
+read with them.
+
 Training writes it (:func:`save`); evaluation, batch scoring and serving read it through :class:`ScoringModel`; the
 registry fetches its files and loads a registered version (``app.registry.load_scoring_model``). XGBoost is imported
 only when a model is loaded, so importing ``app`` stays light.
@@ -26,8 +29,12 @@ from app.preprocessing import Preprocessor
 if TYPE_CHECKING:
     import xgboost as xgb
 
-MODEL_FILE = "model.ubj"  # the XGBoost flavour's file when logged with model_format="ubj"
-PREPROCESSOR_ARTIFACT = f"preprocessor/{PREPROCESSOR_FILE}"  # run artifact logged beside the model
+MODEL_DIR = "model"  # the training folder's model folder, and the MLflow model's name in its run
+MODEL_FORMAT = "ubj"  # the booster's format (UBJSON); MLflow's xgboost flavour then names the file model.<format>
+MODEL_FILE = f"model.{MODEL_FORMAT}"
+PREPROCESSOR_DIR = "preprocessor"  # the run artifact folder logged beside the model
+PREPROCESSOR_ARTIFACT = f"{PREPROCESSOR_DIR}/{PREPROCESSOR_FILE}"
+REPORT_DIR = "report"  # evaluation's plots and metrics: the training folder's report/, and the run artifact folder
 THRESHOLD_TAG = "threshold"  # model-version tag in the registry
 DEFAULT_THRESHOLD = 0.5
 TOP_CONTRIBUTIONS = 3
@@ -53,6 +60,11 @@ def save(directory: Path, booster: xgb.Booster, preprocessor: Preprocessor) -> P
 def read_folder(directory: Path, version: str = "local", threshold: float = DEFAULT_THRESHOLD) -> ModelFiles:
     return ModelFiles(version, (directory / MODEL_FILE).read_bytes(), (directory / PREPROCESSOR_FILE).read_text(),
                       threshold)
+
+
+def decide(probability: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
+    """The decision rule: fraud (1) when the probability reaches the threshold (one, or one per row)."""
+    return (np.asarray(probability) >= threshold).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -85,7 +97,7 @@ class ScoringModel:
         return matrix, self.probabilities(matrix)
 
     def decide(self, probability: np.ndarray) -> np.ndarray:
-        return (probability >= self.threshold).astype(np.int64)
+        return decide(probability, self.threshold)
 
     def explain(self, matrix: np.ndarray) -> list[list[dict[str, Any]]]:
         """The largest |contribution| features per row (XGBoost pred_contribs, in log-odds)."""

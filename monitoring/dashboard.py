@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from app.config import PROJECT_ROOT
+from app.prediction_service import DEPLOYMENT
 
 DASHBOARD_FILE = PROJECT_ROOT / "monitoring" / "grafana" / "riskray.json"
 PER_PROCESS = "instance, pod, job, replica, ReplicaId, WorkerId, NodeAddress, SessionName, Component"
@@ -59,8 +60,8 @@ PANELS: tuple[Panel, ...] = (
     Panel("Data drift per feature (PSI)", "none", (Target("max by (feature) (data_drift_score)", "{{feature}}"),),
           False),
     Panel("Serve replicas", "none", (
-        Target('count(ray_serve_replica_processing_queries{deployment="FraudDetector"})', "running replicas"),
-        Target('max(ray_serve_autoscaling_target_replicas{deployment="FraudDetector"})', "target replicas"),
+        Target(f'count(ray_serve_replica_processing_queries{{deployment="{DEPLOYMENT}"}})', "running replicas"),
+        Target(f'max(ray_serve_autoscaling_target_replicas{{deployment="{DEPLOYMENT}"}})', "target replicas"),
         Target("sum(model_version_info) by (variant)", "{{variant}} models")), False),
     Panel("CPU", "percent", (Target("avg by (instance) (ray_node_cpu_utilization)", "node {{instance}}"),), False),
     Panel("Memory", "bytes", (Target("sum by (instance) (ray_node_mem_used)", "node {{instance}}"),), False),

@@ -21,16 +21,17 @@ from app import db, reports
 from app.config import Settings
 from app.drift_reference import DriftReference
 from app.model_inputs import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from app.prediction_service import ANSWERED
 from app.registry import CHAMPION, Registry, RegistryError
 from app.reports import NOT_ENOUGH, MonitoringReport, VersionAccuracy
 from monitoring import accuracy, drift
 
 # one row per transaction (a retried request is logged twice); shadow rows repeat their champion row's inputs
-_SERVED_SQL = """
+_SERVED_SQL = f"""
     SELECT DISTINCT ON (coalesce(transaction_id::text, prediction_id::text))
            numeric_inputs, categorical_inputs, fraud_probability, model_version
     FROM predictions
-    WHERE event_time >= %s AND event_time < %s AND variant <> 'shadow' AND feature_set = %s
+    WHERE event_time >= %s AND event_time < %s AND {ANSWERED} AND feature_set = %s
       AND numeric_inputs IS NOT NULL
     ORDER BY coalesce(transaction_id::text, prediction_id::text), prediction_id
 """

@@ -27,6 +27,7 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.config import get_settings
+from app.prediction_service import DEPLOYMENT
 from app.schemas import (
     BatchPredictionResponse,
     HealthResponse,
@@ -80,7 +81,7 @@ class ORJSONResponse(JSONResponse):
         return orjson.dumps(content)
 
 
-@serve.deployment(name="FraudDetector", max_ongoing_requests=100, health_check_period_s=5,
+@serve.deployment(name=DEPLOYMENT, max_ongoing_requests=100, health_check_period_s=5,
                   user_config=ServeModelConfig().model_dump())
 @serve.ingress(api)
 class FraudDetector:

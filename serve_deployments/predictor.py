@@ -18,7 +18,7 @@ from uuid import UUID
 import numpy as np
 
 from app.config import Settings
-from app.model_artifact import ScoringModel
+from app.model_artifact import ScoringModel, decide
 from app.model_inputs import FEATURE_SET, model_inputs, raw_columns
 from app.registry import load_scoring_model
 from app.schemas import HealthResponse, PredictionRequest, ServeModelConfig
@@ -187,7 +187,7 @@ class Predictor:
         versions = [champion.version] * len(requests)
         thresholds = np.full(len(requests), champion.threshold)
         variants = ["champion"] * len(requests)
-        shadow = None
+        shadow = None  # the challenger's (probability, decision): logged, never returned
         if challenger is not None and config.ab_mode == "canary":
             _, challenger_probability = challenger.score(inputs)
             for i, request in enumerate(requests):
@@ -195,8 +195,9 @@ class Predictor:
                     probability[i] = challenger_probability[i]
                     versions[i], thresholds[i], variants[i] = challenger.version, challenger.threshold, "challenger"
         elif challenger is not None and config.ab_mode == "shadow":
-            _, shadow = challenger.score(inputs)
-        decisions = (probability >= thresholds).astype(int)
+            _, shadow_probability = challenger.score(inputs)
+            shadow = shadow_probability, challenger.decide(shadow_probability)
+        decisions = decide(probability, thresholds)
         explanations = champion.explain(matrix) if explain else None
         done = time.perf_counter()
         latencies_ms = [(done - (received[i] if received else started)) * 1000 for i in range(len(requests))]
@@ -216,8 +217,8 @@ class Predictor:
                                            degraded, now, times[i], batch_inputs, i))
             if shadow is not None:
                 logged.append(LoggedPrediction(transaction_id, request.customer_id, request.merchant_id,
-                                               challenger.version, "shadow", float(shadow[i]),
-                                               int(shadow[i] >= challenger.threshold), latency_ms, degraded, now,
+                                               challenger.version, "shadow", float(shadow[0][i]),
+                                               int(shadow[1][i]), latency_ms, degraded, now,
                                                times[i], batch_inputs, i))
         self.log.append(logged)
         results = ("fraud" if decision else "legit" for decision in decisions)

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from app.model_artifact import decide
+
 TOP_CARDS = 100
 
 
@@ -47,7 +49,7 @@ class Evaluation:
 
 def evaluate(frame: pd.DataFrame, scores: np.ndarray, threshold: float) -> Evaluation:
     labels = frame["is_fraud"].to_numpy()
-    decisions = (scores >= threshold).astype(int)
+    decisions = decide(scores, threshold)
     confusion = skm.confusion_matrix(labels, decisions, labels=[0, 1])
     both = len(np.unique(labels)) == 2
     metrics = {

@@ -30,8 +30,7 @@ from training.options import TrainOptions
 SNAPSHOT_FILE = "snapshot.parquet"
 PERIOD_FILE = "period.json"
 FEATURES_FILE = "features.parquet"
-MODEL_DIR = "model"
-REPORT_DIR = "report"
+MODEL_DIR, REPORT_DIR = model_artifact.MODEL_DIR, model_artifact.REPORT_DIR  # the artifact layout's folders
 TRAINING_FILE = "training.json"
 METRICS_FILE = "metrics.json"
 CV_VS_TEST_FILE = "cv_vs_test.json"
@@ -299,9 +298,9 @@ def register(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
             "features": ",".join(FEATURES), "source": str(options.source_file or "feature store"),
         })
         tracking.log_artifacts([model_dir / model_artifact.PREPROCESSOR_FILE, model_dir / TRAINING_FILE],
-                               "preprocessor")
+                               model_artifact.PREPROCESSOR_DIR)
         tracking.log_artifacts([*sorted(report_dir.glob("*.png")), report_dir / "feature_importance.csv",
-                                report_dir / METRICS_FILE, report_dir / CV_VS_TEST_FILE], "report")
+                                report_dir / METRICS_FILE, report_dir / CV_VS_TEST_FILE], REPORT_DIR)
         tracking.log_artifacts([report_dir / drift_reference.FILE], drift_reference.ARTIFACT_DIR)
         example = pd.DataFrame(p.matrix(p.test_rows[:5]), columns=p.preprocessor.output_names)
         version = tracking.log_model(model.booster, example, settings.registered_model_name, metrics["threshold"])

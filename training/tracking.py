@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from app.config import PROJECT_ROOT, Settings
-from app.model_artifact import THRESHOLD_TAG
+from app.model_artifact import MODEL_DIR, MODEL_FORMAT, THRESHOLD_TAG
 from app.registry import CHALLENGER
 
 
@@ -42,7 +42,7 @@ def log_model(booster: Any, input_example: pd.DataFrame, registered_name: str, t
     example = input_example.head(5)
     signature = infer_signature(example, booster.inplace_predict(example.to_numpy(dtype=np.float32)))
     info = mlflow.xgboost.log_model(
-        booster, name="model", signature=signature, input_example=example, model_format="ubj",
+        booster, name=MODEL_DIR, signature=signature, input_example=example, model_format=MODEL_FORMAT,
         registered_model_name=registered_name,
     )
     version = str(info.registered_model_version)

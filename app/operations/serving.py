@@ -19,12 +19,12 @@ import yaml
 
 from app.config import ENV_PREFIX, PROJECT_ROOT, Settings
 from app.errors import UserError
+from app.prediction_service import DEPLOYMENT
 from app.registry import Registry
 from app.schemas import ServeModelConfig
 
 CONFIG_PATH = PROJECT_ROOT / "serve_deployments" / "serve_config.yaml"
 APP_NAME = "riskray"
-DEPLOYMENT = "FraudDetector"
 PRODUCTION = {"min_replicas": 3, "max_replicas": 10}
 
 

@@ -24,7 +24,8 @@ from .ray_jobs import JobResult, RayJobError, RayJobs, tail
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TEMPLATE_CONFIGMAP, TEMPLATE_KEY = "riskray-rayjob-template", "rayjob.yaml"
 RAYSERVICE = "riskray-serve"
-APPLICATION, DEPLOYMENT = "riskray", "FraudDetector"
+APPLICATION = "riskray"
+DEPLOYMENT = "FraudDetector"  # app.prediction_service.DEPLOYMENT (no import here: a unit test pins it)
 FINISHED = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 

@@ -6,6 +6,7 @@ import time
 
 from app.config import Settings
 from app.operations import serving
+from app.prediction_service import DEPLOYMENT
 from app.schemas import ServeModelConfig
 
 
@@ -19,7 +20,7 @@ def deploy(settings: Settings, models: ServeModelConfig, replicas: int = 1) -> N
         deadline = time.monotonic() + 120
         while True:  # every replica up, not only the first
             app = client.application()
-            running = [r for r in app["deployments"]["FraudDetector"].get("replicas", []) if r["state"] == "RUNNING"]
+            running = [r for r in app["deployments"][DEPLOYMENT].get("replicas", []) if r["state"] == "RUNNING"]
             if len(running) >= replicas:
                 break
             assert time.monotonic() < deadline, app

@@ -112,3 +112,35 @@ def test_the_dags_fallback_schedule_is_the_settings_default() -> None:
     source = (Path(ray_jobs.__file__).parent.parent / "riskray_retraining.py").read_text()
     fallback = re.search(r'os\.environ\.get\("RISKRAY_DAG_SCHEDULE", "([^"]*)"\)', source)
     assert fallback is not None and fallback.group(1) == Settings.model_fields["airflow_dag_schedule"].default
+
+
+# DAG param -> the riskray setting it restates (the DAG cannot import app, so its defaults are written twice)
+DAG_PARAM_SETTINGS = {
+    "drift_psi_act": "drift_psi_act",
+    "drift_window_days": "drift_window_days",
+    "accuracy_max_drop": "accuracy_max_drop",
+    "accuracy_window_days": "accuracy_window_days",
+    "label_delay_days": "label_delay_days",
+    "compare_days": "compare_days",
+    "promotion_metric": "promotion_metric",
+    "promotion_margin": "promotion_margin",
+    "train_days": "train_days",
+}
+
+
+def test_the_dags_param_defaults_are_the_settings_defaults() -> None:
+    # Airflow is not installed here: the PARAMS dict is read from the DAG file's syntax, each Param's first argument
+    import ast
+    from pathlib import Path
+
+    from app.config import Settings
+
+    tree = ast.parse((Path(ray_jobs.__file__).parent.parent / "riskray_retraining.py").read_text())
+    params = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                  and any(isinstance(t, ast.Name) and t.id == "PARAMS" for t in node.targets))
+    assert isinstance(params, ast.Dict)
+    defaults = {ast.literal_eval(key): ast.literal_eval(value.args[0])  # type: ignore[arg-type, attr-defined]
+                for key, value in zip(params.keys, params.values, strict=True)}
+    assert set(DAG_PARAM_SETTINGS) <= set(defaults)
+    for param, setting in DAG_PARAM_SETTINGS.items():
+        assert defaults[param] == Settings.model_fields[setting].default, param

@@ -29,3 +29,18 @@ def test_every_module_the_stages_import_is_a_dependency_of_a_stage() -> None:
     needed -= {"app/migrate.py"}
     assert needed <= listed, f"dvc.yaml misses {sorted(needed - listed)}"
     assert all((PROJECT_ROOT / dep).exists() for dep in listed), "dvc.yaml names a file that does not exist"
+
+
+def test_the_stage_outputs_follow_the_artifact_layout() -> None:
+    # dvc.yaml cannot import app.model_artifact: its output paths are pinned to the layout's names here
+    from app import model_artifact
+
+    stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
+
+    def paths(stage: str, kind: str) -> set[str]:
+        return {next(iter(o)) if isinstance(o, dict) else o for o in stages[stage].get(kind, [])}
+
+    assert f"${{dir}}/{model_artifact.PREPROCESSOR_FILE}" in paths("features", "outs")
+    assert paths("train", "outs") == {f"${{dir}}/{model_artifact.MODEL_DIR}"}
+    evaluated = paths("evaluate", "outs") | paths("evaluate", "metrics") | paths("evaluate", "plots")
+    assert evaluated and all(p.startswith(f"${{dir}}/{model_artifact.REPORT_DIR}/") for p in evaluated)

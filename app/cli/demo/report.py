@@ -15,6 +15,7 @@ from rich.table import Table
 
 from app import db
 from app.config import Settings
+from app.prediction_service import ANSWERED
 
 
 class Check(BaseModel):
@@ -70,7 +71,7 @@ def topic_messages(settings: Settings, topic: str) -> int:
         consumer.close()
 
 
-LOGGED = """SELECT count(*), count(DISTINCT p.transaction_id) FROM predictions p WHERE p.variant <> 'shadow'
+LOGGED = f"""SELECT count(*), count(DISTINCT p.transaction_id) FROM predictions p WHERE {ANSWERED}
             AND EXISTS (SELECT 1 FROM transactions t WHERE t.transaction_id = p.transaction_id)"""
 
 
@@ -134,7 +135,7 @@ def checks(c: dict[str, int], state: Any) -> list[Check]:
 
 def realised_auc(settings: Settings, state: Any) -> list[dict[str, Any]]:
     """The champion's realised AUC on live traffic: the same world, drifted before the switch, after it."""
-    from sklearn.metrics import roc_auc_score
+    from monitoring.accuracy import realised  # monitoring's one AUC rule; no floor on frauds, no interval here
 
     line, before, after = state.line, state.first_champion.get("version"), state.new_champion
     switch = state.switch_event_time
@@ -147,14 +148,14 @@ def realised_auc(settings: Settings, state: Any) -> list[dict[str, Any]]:
             if version is None or start is None:
                 continue
             cur.execute("SELECT p.fraud_probability, t.is_fraud FROM predictions p JOIN transactions t "
-                        "USING (transaction_id) WHERE p.variant <> 'shadow' AND p.model_version = %s "
+                        f"USING (transaction_id) WHERE {ANSWERED} AND p.model_version = %s "
                         "AND t.event_time >= %s AND (%s::timestamptz IS NULL OR t.event_time < %s)",
                         (str(version), start, end, end))
             rows = np.array(cur.fetchall(), dtype=float).reshape(-1, 2)
-            positives = int(rows[:, 1].sum()) if len(rows) else 0
-            auc = float(roc_auc_score(rows[:, 1], rows[:, 0])) if 0 < positives < len(rows) else None
-            out.append({"segment": name, "model_version": str(version), "rows": len(rows), "frauds": positives,
-                        "roc_auc": auc})
+            auc = realised(str(version), "champion", rows[:, 1], rows[:, 0], baseline_auc=None, min_positives=1,
+                           max_drop=settings.accuracy_max_drop, resamples=0)
+            out.append({"segment": name, "model_version": str(version), "rows": auc.rows, "frauds": auc.positives,
+                        "roc_auc": auc.roc_auc})
     return out
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 from rich.console import Console
 
-from app import job_results
+from app import job_results, model_artifact
 from app.cli.demo.plan import DemoPlan, Timeline, dag_conf, timeline, world_days
 from app.config import Settings
 from app.errors import UserError
@@ -406,7 +406,7 @@ class Demo:
         return "".join(lines)
 
     def _keep_training_plots(self, name: str) -> None:
-        source = self.settings.training_dir / "report"
+        source = self.settings.training_dir / model_artifact.REPORT_DIR
         if source.is_dir():
             target = self.state.run_dir / name
             target.mkdir(parents=True, exist_ok=True)
