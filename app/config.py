@@ -165,6 +165,10 @@ class Settings(BaseSettings):
     accuracy_bootstrap: int = Field(default=200, ge=0, description="Bootstrap resamples of the AUC interval")
     prometheus_scrape_interval_s: int = Field(default=15, ge=1, description="Scrape and rule evaluation interval")
     prometheus_retention: str = Field(default="7d", description="How long the local Prometheus keeps samples")
+    alert_rule_for_s: int | None = Field(
+        default=None, ge=0, description="When set, every alert rule's `for:` in the local Prometheus lasts this many "
+                                        "seconds (the tests' scratch world: alerts fire in seconds); unset: the "
+                                        "durations of monitoring/prometheus/rules.yml, which promtool's tests pin")
     exporter_port: int = Field(
         default=29097, ge=1, le=65535, description="riskray's own exporter (stream lag, freshness, prediction log)")
 

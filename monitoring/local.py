@@ -42,7 +42,7 @@ def prometheus_config(settings: Settings) -> dict[str, Any]:
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval,
                    "external_labels": {"stack": "riskray-local"}},
-        "rule_files": [str(RULES)],
+        "rule_files": [str(rules_path(settings))],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"{host}:{settings.alertmanager_port}"]}]}]},
         "scrape_configs": [
             static("riskray-serve", f"{settings.ray_host}:{settings.serve_port}"),
@@ -52,6 +52,26 @@ def prometheus_config(settings: Settings) -> dict[str, Any]:
             static("alertmanager", f"{host}:{settings.alertmanager_port}"),
         ],
     }
+
+
+def rules_path(settings: Settings) -> Path:
+    """The rules Prometheus loads: rules.yml itself, or a copy with every ``for:`` set from the settings."""
+    if settings.alert_rule_for_s is None:
+        return RULES
+    return settings.monitoring_dir / "rules.yml"
+
+
+def write_rules(settings: Settings) -> Path:
+    path = rules_path(settings)
+    if path != RULES:
+        groups = yaml.safe_load(RULES.read_text())
+        for group in groups["groups"]:
+            for rule in group["rules"]:
+                if "for" in rule:
+                    rule["for"] = f"{settings.alert_rule_for_s}s"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(groups, sort_keys=False))
+    return path
 
 
 def ray_discovery_file(settings: Settings) -> Path:
@@ -68,6 +88,8 @@ def alertmanager_config_path(settings: Settings) -> Path:
 
 
 def write_prometheus_config(settings: Settings) -> Path:
+    """The config and the rules it names."""
+    write_rules(settings)
     path = prometheus_config_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(prometheus_config(settings), sort_keys=False))

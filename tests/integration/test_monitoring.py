@@ -191,7 +191,7 @@ def test_with_serve_stopped_the_serve_down_alert_reaches_the_local_receiver(stac
     with serving.ServeClient(stack) as client:
         client.shutdown()
     try:
-        # `for: 1m` on a failed scrape, then Alertmanager's group wait: about 80 s on the tests' 5 s interval. Only
+        # `for:` (10 s in the scratch world) on a failed scrape, then Alertmanager's group wait: about 25 s. Only
         # an alert that started after the stop counts: Serve was also down before the world deployed it.
         alert = wait(lambda: [a for a in _received(stack) if a["labels"]["alertname"] == "RiskrayServeDown"
                                and a["status"] == "firing" and datetime.fromisoformat(a["startsAt"]) >= stopped],

@@ -25,7 +25,8 @@ def test_the_rendered_prometheus_config_passes_promtool_check_config(tmp_path) -
 
 def test_scrape_targets_come_from_settings_and_ray_is_found_through_its_discovery_file() -> None:
     settings = _settings(serve_port=18000, exporter_port=18097, prometheus_port=18090, alertmanager_port=18095,
-                         monitoring_host="127.0.0.9", ray_host="127.0.0.8", prometheus_scrape_interval_s=7)
+                         monitoring_host="127.0.0.9", ray_host="127.0.0.8", prometheus_scrape_interval_s=7,
+                         alert_rule_for_s=None)
     config = local.prometheus_config(settings)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["riskray-serve"]["static_configs"][0]["targets"] == ["127.0.0.8:18000"]
@@ -34,6 +35,25 @@ def test_scrape_targets_come_from_settings_and_ray_is_found_through_its_discover
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.9:18095"]
     assert config["global"]["scrape_interval"] == config["global"]["evaluation_interval"] == "7s"
     assert config["rule_files"] == [str(local.RULES)]
+
+
+def test_a_short_alert_duration_renders_a_copy_of_the_rules_that_differs_only_in_for(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    settings = _settings(monitoring_work_dir=tmp_path, alert_rule_for_s=10)
+    path = local.write_rules(settings)
+    assert local.prometheus_config(settings)["rule_files"] == [str(path)] and path != local.RULES
+    production = yaml.safe_load(local.RULES.read_text())
+    rendered = yaml.safe_load(path.read_text())
+    fors = {r["for"] for g in rendered["groups"] for r in g["rules"] if "for" in r}
+    assert fors == {"10s"}
+    for group in production["groups"]:
+        for rule in group["rules"]:
+            rule.update({"for": "10s"} if "for" in rule else {})
+    assert rendered == production
+    result = subprocess.run([str(settings.prometheus_bin_dir / "promtool"), "check", "rules", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_services_listen_on_the_monitoring_host_only() -> None:
