@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import pandas as pd
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
@@ -35,12 +36,35 @@ def test_message_produced_to_transactions_is_consumed_back_intact(stack: Setting
     assert Transaction.from_kafka_value(record.value) == sent
 
 
-def test_same_customer_always_lands_on_the_same_partition(stack: Settings) -> None:
-    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
-    partitions = {producer.send(stack.kafka_topic, key=b"99", value=b"{}").get(timeout=30).partition
-                  for _ in range(5)}
-    producer.close()
-    assert len(partitions) == 1
+def test_the_products_producer_puts_each_customer_on_one_partition_as_the_java_client_would(
+        stack: Settings) -> None:
+    # The producer the product uses (confluent-kafka, streaming.sinks.KafkaSink), on a pinned day of the simulator;
+    # the partition of each key must be the Java client's murmur2 choice (Spark and any JVM consumer agree on it)
+    from kafka.partitioner.default import murmur2
+
+    from streaming.simulator import Simulator, SimulatorConfig
+    from streaming.sinks import KafkaSink
+
+    frame = pd.concat(Simulator(SimulatorConfig(seed=20261206, customers=30, merchants=20))
+                      .backfill(datetime(2026, 11, 1, tzinfo=UTC), 1))
+    consumer = KafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, consumer_timeout_ms=10_000)
+    partitions = [TopicPartition(stack.kafka_topic, p) for p in consumer.partitions_for_topic(stack.kafka_topic)]
+    start = consumer.end_offsets(partitions)
+    sink = KafkaSink(stack)
+    sink.write(frame)
+    sink.close()
+    consumer.assign(partitions)
+    for tp in partitions:
+        consumer.seek(tp, start[tp])
+    landed: dict[bytes, set[int]] = {}
+    for record in consumer:
+        landed.setdefault(record.key, set()).add(record.partition)
+    consumer.close()
+
+    keys = {str(c).encode() for c in frame["customer_id"]}
+    assert set(landed) == keys and sum(map(len, landed.values())) == len(keys)
+    assert {key: next(iter(p)) for key, p in landed.items()} == {
+        key: (murmur2(key) & 0x7FFFFFFF) % len(partitions) for key in keys}
 
 
 def test_topics_have_the_contracted_partitions_and_retention(stack: Settings) -> None:

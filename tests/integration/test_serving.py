@@ -23,8 +23,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from app import db
 from app.config import Settings
 from app.operations import serving
+from app.prediction_service import ANSWERED, DEPLOYMENT
 from app.registry import CHAMPION, Registry
 from app.schemas import ServeModelConfig
+from serve_deployments.app import REPLICA_HEADER
 from streaming.simulator import Simulator, SimulatorConfig
 from tests.helpers import riskray
 
@@ -209,7 +211,7 @@ def _metric_total(api: httpx.Client, name: str, **labels: str) -> float:
 def _logged(settings: Settings, version: str) -> int:
     """Predictions of ``version`` in the log, shadow rows aside (they are not answers)."""
     with db.connection(settings) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM predictions WHERE model_version = %s AND variant <> 'shadow'", (version,))
+        cur.execute(f"SELECT count(*) FROM predictions WHERE model_version = %s AND {ANSWERED}", (version,))
         return cur.fetchone()[0]
 
 
@@ -283,7 +285,8 @@ def test_moving_the_champion_alias_under_load_switches_version_without_a_failed_
         promoted = riskray("promote", second)
         assert promoted.returncode == 0, promoted.stderr
         assert f"Serve now answers with version {second}" in promoted.stdout
-        wait_for(lambda: seen_versions[-1] == second, "never switched")
+        seen: dict[str, str] = {}  # a state that cannot un-happen: every replica reports the new version
+        wait_for(lambda: _replicas_on(api, second, 2, seen), "never switched on every replica")
         switched = len(seen_versions)
         wait_for(lambda: len(seen_versions) >= switched + 50, "no answers after the switch")
     finally:
@@ -477,7 +480,7 @@ class SteadyLoad:
 def _replicas(stack: Settings) -> list[dict]:
     with serving.ServeClient(stack) as client:
         app = client.application() or {}
-    replicas = app.get("deployments", {}).get("FraudDetector", {}).get("replicas", [])
+    replicas = app.get("deployments", {}).get(DEPLOYMENT, {}).get("replicas", [])
     return [r for r in replicas if r["state"] == "RUNNING"]
 
 
@@ -515,7 +518,7 @@ def _unlogged(stack: Settings, answered: list[str], timeout_s: float = 60) -> in
     while True:
         with db.connection(stack) as conn, conn.cursor() as cur:
             cur.execute("SELECT count(DISTINCT transaction_id) FROM predictions WHERE transaction_id = ANY(%s::uuid[])"
-                        " AND variant <> 'shadow'", (answered,))
+                        f" AND {ANSWERED}", (answered,))
             missing = len(answered) - cur.fetchone()[0]
         if missing == 0 or time.monotonic() > deadline:
             return missing
@@ -580,20 +583,28 @@ def test_an_unreachable_mlflow_fails_a_reload_which_succeeds_by_itself_once_mlfl
             supervisor.start(stack, "mlflow")
         manager.wait_healthy(stack, "mlflow")
         back = time.monotonic()
-        with httpx.Client(base_url=str(api.base_url), timeout=30, headers={"connection": "close"}) as fresh:
-            load.wait_for(lambda: {fresh.get("/health").json()["model_version"] for _ in range(8)} == {second},
-                          "the reload never succeeded after MLflow came back")
+        # Each replica retries on its own timer. Wait for a state that cannot un-happen: every replica has reported
+        # the new version (a replica that loaded it never goes back), not for the last answer of a moving load.
+        seen: dict[str, str] = {}
+        load.wait_for(lambda: _replicas_on(api, second, 2, seen), "the reload never succeeded on every replica "
+                      "after MLflow came back")
         recovery = time.monotonic() - back
         switched = load.answers()
-        # each replica retries on its own timer: the load's own connection may still reach one a retry behind
-        load.wait_for(lambda: load.answers() >= switched + 100 and load.versions[-1] == second,
-                      "the load's answers never came from the new version")
+        load.wait_for(lambda: load.answers() >= switched + 100, "the load stopped after the reload")
     assert load.failed() == 0, sorted(set(load.statuses))
     assert load.versions[0] == first and load.versions[-1] == second
     record("MLflow stopped during a model reload",
            "reload failed and counted, old model kept serving; the replicas retried and loaded it once MLflow was "
            "back; no request failed", 0, recovery)
     deploy(stack, ServeModelConfig(champion=first), replicas=2)
+
+
+def _replicas_on(api: httpx.Client, version: str, replicas: int, seen: dict[str, str]) -> bool:
+    """True once ``replicas`` distinct replicas have each answered /health with ``version`` (each probe on a fresh
+    connection, so the proxy may pick any replica; ``seen`` keeps each replica's last answer between probes)."""
+    answer = httpx.get(f"{api.base_url}health", headers={"connection": "close"}, timeout=30)
+    seen[answer.headers[REPLICA_HEADER]] = answer.json()["model_version"]
+    return sum(v == version for v in seen.values()) >= replicas
 
 
 def test_with_api_keys_scoring_needs_a_key_and_health_stays_open(stack: Settings, versions) -> None:
