@@ -58,9 +58,13 @@ def test_every_command_given_a_bad_argument_says_so_in_one_line_without_a_traceb
     served_world: World, transactions_file: Path, tmp_path: Path
 ) -> None:
     """In the served world, so a model is registered and 'an unknown version' is one among known ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    mistakes = _mistakes(transactions_file, tmp_path)
+    with ThreadPoolExecutor(max_workers=4) as pool:  # independent processes: the CPUs stay busy during start-up
+        results = list(pool.map(lambda case: riskray(*case[0], timeout=300), mistakes))
     problems = []
-    for args, expected in _mistakes(transactions_file, tmp_path):
-        result = riskray(*args, timeout=300)
+    for (args, expected), result in zip(mistakes, results, strict=True):
         said = result.stderr.strip().splitlines()
         if (result.returncode == 0 or "Traceback" in result.stdout + result.stderr or len(said) != 1
                 or expected not in said[0]):
