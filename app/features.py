@@ -4,6 +4,20 @@ The streaming job keeps 1-minute *tiles* per customer and per merchant; each til
 the aggregation that computes it. The Spark job builds its aggregation from these declarations, the migrations
 hold the matching columns, and longer windows (1, 7, 30 days) are sums over tiles — which is why ``amount_sum``
 is kept beside the mean.
+
+Adding a history window is one line in HISTORY (a day span for all the long windows: one number in
+LONG_WINDOWS_DAYS). A day-span window of a kind the model already reads becomes a model input with no further
+line (app.model_inputs derives those inputs from the windows by kind and span):
+
+- customer count over d days -> ``cust_txn_count_{d}d``;
+- customer amount over d days -> ``cust_mean_amount_{d}d`` and ``amount_to_mean_{d}d``; the second line is the
+  customer count over d days, when it is not declared yet;
+- merchant count over d days -> ``merchant_txn_count_{d}d``;
+- merchant fraud over d days, labels delayed -> ``merchant_fraud_rate_{d}d``; the second line is the merchant
+  count over d days with labels delayed (its denominator).
+
+A window of any other kind (a new measure, entity or span) is history only until app.model_inputs says how it
+enters the model; a window an input needs but HISTORY lacks fails at import.
 """
 
 from __future__ import annotations
@@ -47,7 +61,9 @@ TILE_TABLES: dict[Entity, tuple[str, str]] = {  # table, key column
 # --- history windows: what a transaction's history holds, declared once -------------------------------------
 # Each window is read online from the tiles' running totals (app.feature_store), rebuilt point-in-time from raw
 # transactions for training (app.point_in_time), defaulted when the store cannot answer, cached per entity in
-# serving, and listed in HISTORY_COLUMNS — all from these declarations. Adding a window is one line below.
+# serving, listed in HISTORY_COLUMNS, read back far enough by training (history_span) and, by kind, turned into
+# model inputs — all from these declarations. Adding a window is one line below (the module docstring says when
+# a second one is needed).
 HistoryMeasure = Literal[
     "count",  # transactions
     "amount",  # sum of amounts
@@ -121,3 +137,30 @@ def _check(windows: tuple[HistoryWindow, ...]) -> None:
 _check(HISTORY)
 HISTORY_COLUMNS: tuple[str, ...] = tuple(w.name for w in HISTORY)
 WINDOW_OF: dict[str, HistoryWindow] = {w.name: w for w in HISTORY}
+
+
+_NAME_OF_KIND = {(w.entity, w.measure, w.span, w.labels_delayed): w.name for w in HISTORY}
+
+
+def window(entity: Entity, measure: HistoryMeasure, span: Span, labels_delayed: bool = False) -> str:
+    """The name of the declared window of this kind (KeyError naming the kind when none is declared)."""
+    try:
+        return _NAME_OF_KIND[(entity, measure, span, labels_delayed)]
+    except KeyError:
+        raise KeyError(f"no history window declared for {entity} {measure} over {span}"
+                       f"{' (labels delayed)' if labels_delayed else ''}") from None
+
+
+def day_spans(entity: Entity, measure: HistoryMeasure, labels_delayed: bool = False) -> tuple[int, ...]:
+    """The day spans declared for windows of this kind, in declaration order."""
+    return tuple(w.span for w in HISTORY if isinstance(w.span, int)
+                 and (w.entity, w.measure, w.labels_delayed) == (entity, measure, labels_delayed))
+
+
+def history_span(label_delay_days: int) -> int:
+    """Whole days of earlier transactions the day-span windows of HISTORY reach back from a transaction: the longest
+    span, plus the label delay for a delayed window, plus a day, for the current minute's tile a span starts at.
+    Training reads this much history before its period; lifetime windows reach further and are counted from the
+    store's own totals (app.point_in_time, ``counts before the snapshot``)."""
+    return max(w.span + (label_delay_days if w.labels_delayed else 0)
+               for w in HISTORY if isinstance(w.span, int)) + 1

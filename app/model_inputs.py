@@ -29,7 +29,7 @@ from datetime import UTC
 
 import numpy as np
 
-from app.features import HISTORY, HISTORY_COLUMNS, LONG_WINDOWS_DAYS
+from app.features import HISTORY, HISTORY_COLUMNS, day_spans, window
 
 # --- history: what the store (or the point-in-time rebuild) supplies for each transaction, declared as data in
 # app.features (entity, measure, span, label-delay rule, empty value)
@@ -37,17 +37,33 @@ from app.features import HISTORY, HISTORY_COLUMNS, LONG_WINDOWS_DAYS
 RAW_COLUMNS: tuple[str, ...] = ("amount", "timestamp", "country", "device_type", "currency")
 
 # --- model inputs -----------------------------------------------------------------------------------------
+# The day-span inputs follow the declared windows by kind (app.features says which kinds), so a window declared
+# with a new span becomes an input without a line here. Their order (kind by kind, spans in declaration order)
+# is part of the feature set.
+CUSTOMER_SPANS = day_spans("customer", "count")
+AMOUNT_SPANS = day_spans("customer", "amount")
+MERCHANT_SPANS = day_spans("merchant", "count")
+FRAUD_RATE_SPANS = day_spans("merchant", "fraud", labels_delayed=True)
+
 NUMERIC_FEATURES: tuple[str, ...] = (
     "amount", "hour", "is_night", "is_weekend",
     # the original design's 1-minute window features (request fields transaction_count / avg_amount)
     "transaction_count", "avg_amount", "max_amount", "amount_std",
-    *(f"cust_txn_count_{d}d" for d in LONG_WINDOWS_DAYS),
-    *(f"cust_mean_amount_{d}d" for d in LONG_WINDOWS_DAYS),
-    *(f"amount_to_mean_{d}d" for d in LONG_WINDOWS_DAYS),
-    *(f"merchant_txn_count_{d}d" for d in LONG_WINDOWS_DAYS),
-    *(f"merchant_fraud_rate_{d}d" for d in LONG_WINDOWS_DAYS),
+    *(f"cust_txn_count_{d}d" for d in CUSTOMER_SPANS),
+    *(f"cust_mean_amount_{d}d" for d in AMOUNT_SPANS),
+    *(f"amount_to_mean_{d}d" for d in AMOUNT_SPANS),
+    *(f"merchant_txn_count_{d}d" for d in MERCHANT_SPANS),
+    *(f"merchant_fraud_rate_{d}d" for d in FRAUD_RATE_SPANS),
     "country_is_home", "country_share",
 )
+# the windows each input reads, looked up once (a kind an input needs but HISTORY lacks fails here, at import)
+_MINUTE = {m: window("customer", m, "minute") for m in ("count", "amount", "max", "std")}
+_LIFETIME = {m: window("customer", m, "lifetime") for m in ("count", "country_count", "top_country_count")}
+_CUSTOMER_COUNT = {d: window("customer", "count", d) for d in CUSTOMER_SPANS}
+_MEAN_OF = {d: (window("customer", "amount", d), window("customer", "count", d)) for d in AMOUNT_SPANS}
+_MERCHANT_COUNT = {d: window("merchant", "count", d) for d in MERCHANT_SPANS}
+_FRAUD_RATE_OF = {d: (window("merchant", "fraud", d, labels_delayed=True),
+                      window("merchant", "count", d, labels_delayed=True)) for d in FRAUD_RATE_SPANS}
 CATEGORICAL_FEATURES: tuple[str, ...] = ("country", "device_type", "currency")
 FEATURES: tuple[str, ...] = NUMERIC_FEATURES + CATEGORICAL_FEATURES
 
@@ -110,9 +126,11 @@ def model_inputs(raw: Mapping[str, np.ndarray], history: Mapping[str, np.ndarray
     hour = (t_us // 3_600_000_000) % 24
     weekday = (t_us // 86_400_000_000 + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
     h = {name: np.asarray(history[name], dtype=np.float64) for name in HISTORY_COLUMNS}
+    minute = {m: h[name] for m, name in _MINUTE.items()}
+    lifetime = {m: h[name] for m, name in _LIFETIME.items()}
 
-    count = h["minute_count"]
-    avg = _ratio(h["minute_sum"], count)
+    count = minute["count"]
+    avg = _ratio(minute["amount"], count)
     if overrides:
         for name, column in (("transaction_count", "count"), ("avg_amount", "avg")):
             supplied = overrides.get(name)
@@ -130,24 +148,24 @@ def model_inputs(raw: Mapping[str, np.ndarray], history: Mapping[str, np.ndarray
         "is_weekend": (weekday >= 5).astype(np.float64),
         "transaction_count": count,
         "avg_amount": np.where(has_minute, np.nan_to_num(avg), 0.0),
-        "max_amount": np.where(h["minute_count"] > 0, h["minute_max"], 0.0),
-        "amount_std": np.where(h["minute_count"] > 1, h["minute_std"], 0.0),
+        "max_amount": np.where(minute["count"] > 0, minute["max"], 0.0),
+        "amount_std": np.where(minute["count"] > 1, minute["std"], 0.0),
     }
-    for d in LONG_WINDOWS_DAYS:
-        mean = _ratio(h[f"cust_amount_sum_{d}d"], h[f"cust_count_{d}d"])
-        out[f"cust_txn_count_{d}d"] = h[f"cust_count_{d}d"]
+    for d, name in _CUSTOMER_COUNT.items():
+        out[f"cust_txn_count_{d}d"] = h[name]
+    for d, (total, count_name) in _MEAN_OF.items():
+        mean = _ratio(h[total], h[count_name])
         out[f"cust_mean_amount_{d}d"] = mean
         out[f"amount_to_mean_{d}d"] = _ratio(amount, mean)
-    for d in LONG_WINDOWS_DAYS:
-        out[f"merchant_txn_count_{d}d"] = h[f"merchant_count_{d}d"]
-    for d in LONG_WINDOWS_DAYS:
-        out[f"merchant_fraud_rate_{d}d"] = _ratio(h[f"merchant_labelled_fraud_{d}d"],
-                                                  h[f"merchant_labelled_count_{d}d"])
-    has_history = h["cust_total_count"] > 0
+    for d, name in _MERCHANT_COUNT.items():
+        out[f"merchant_txn_count_{d}d"] = h[name]
+    for d, (frauds, labelled) in _FRAUD_RATE_OF.items():
+        out[f"merchant_fraud_rate_{d}d"] = _ratio(h[frauds], h[labelled])
+    has_history = lifetime["count"] > 0
     out["country_is_home"] = np.where(
-        has_history, (h["cust_country_count"] >= h["cust_top_country_count"]).astype(np.float64), np.nan
+        has_history, (lifetime["country_count"] >= lifetime["top_country_count"]).astype(np.float64), np.nan
     )
-    out["country_share"] = _ratio(h["cust_country_count"], h["cust_total_count"])
+    out["country_share"] = _ratio(lifetime["country_count"], lifetime["count"])
     for name in CATEGORICAL_FEATURES:
         out[name] = np.asarray(raw[name], dtype=object)
     return out

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from app.features import HISTORY, HISTORY_COLUMNS, TILE_TABLES
+from app.features import HISTORY, HISTORY_COLUMNS, TILE_TABLES, history_span
 from app.model_inputs import event_time_us, minute_std
 
 MINUTE_US = 60_000_000
@@ -86,36 +86,68 @@ def _partial_minute(entity: np.ndarray, minute: np.ndarray, t_us: np.ndarray,
     return result
 
 
-def _country_counts(customer: np.ndarray, country: np.ndarray, t_us: np.ndarray) -> dict[str, np.ndarray]:
+# The customer's country counts are lifetime windows: serving reads the store's all-time totals, which reach back
+# before any training snapshot. A snapshot that starts after a customer's first transactions therefore carries,
+# per row, the customer's counts from before it (training.data reads them from the store); without these columns
+# the snapshot is taken to hold the whole history (a file of transactions).
+COUNTS_BEFORE_SNAPSHOT: dict[str, str] = {
+    "country_count": "country_count_before_snapshot",  # the customer's transactions in this row's country
+    "top_country_count": "top_country_count_before_snapshot",  # ... in its most used country
+    "count": "count_before_snapshot",  # ... in all countries
+}
+
+
+def with_counts_before(transactions: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
+    """``transactions`` with the COUNTS_BEFORE_SNAPSHOT columns, from ``counts`` (customer_id, country,
+    transaction_count): each customer's transactions per country that are earlier than every row of the snapshot
+    and not in it."""
+    customers = transactions["customer_id"].to_numpy(dtype=np.int64)
+    by_customer = counts.groupby("customer_id")["transaction_count"].agg(["max", "sum"])
+    own = counts.set_index(["customer_id", "country"])["transaction_count"]
+    keys = pd.MultiIndex.from_arrays([customers, transactions["country"].to_numpy(dtype=object)])
+    return transactions.assign(**{
+        COUNTS_BEFORE_SNAPSHOT["country_count"]: own.reindex(keys).fillna(0).to_numpy(dtype=np.float64),
+        COUNTS_BEFORE_SNAPSHOT["top_country_count"]: by_customer["max"].reindex(customers).fillna(0).to_numpy(
+            dtype=np.float64),
+        COUNTS_BEFORE_SNAPSHOT["count"]: by_customer["sum"].reindex(customers).fillna(0).to_numpy(dtype=np.float64),
+    })
+
+
+def _country_counts(customer: np.ndarray, country: np.ndarray, t_us: np.ndarray,
+                    before: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Earlier transactions of the customer (by lifetime measure): in this country, in its most used country,
-    in total."""
+    in total; ``before``: the same counts from before the snapshot, per row."""
     n = len(customer)
     country_code = pd.factorize(country)[0]
     by_country = np.lexsort((t_us, country_code, customer))
     same = _run_starts(customer[by_country], country_code[by_country])
     tied = _run_starts(customer[by_country], country_code[by_country], t_us[by_country])
     country_count = np.empty(n, dtype=np.float64)
-    country_count[by_country] = tied - same
+    country_count[by_country] = tied - same + before["country_count"][by_country]
+    # the country's count *including* each row and the rows at its very instant (the end of its tied run)
+    _, run, run_length = np.unique(tied, return_inverse=True, return_counts=True)
+    including = np.empty(n, dtype=np.float64)
+    including[by_country] = tied + run_length[run] - same + before["country_count"][by_country]
 
     by_time = np.lexsort((t_us, customer))
     c_sorted = customer[by_time]
     start = _run_starts(c_sorted)
     first_tied = _run_starts(c_sorted, t_us[by_time])
     total = np.empty(n, dtype=np.float64)
-    total[by_time] = first_tied - start
-    # the top country's count *including* each row, carried forward in time: the row before a transaction's
-    # instant holds the top count of everything earlier
-    including = country_count[by_time] + 1
-    running_top = pd.Series(including).groupby(start).cummax().to_numpy()
+    total[by_time] = first_tied - start + before["count"][by_time]
+    # carried forward in time, the row before a transaction's instant holds the top count of everything earlier
+    running_top = pd.Series(including[by_time]).groupby(start).cummax().to_numpy()
     top_sorted = np.where(first_tied > start, running_top[np.maximum(first_tied - 1, 0)], 0.0)
     top = np.empty(n, dtype=np.float64)
-    top[by_time] = top_sorted
+    top[by_time] = np.maximum(top_sorted, before["top_country_count"][by_time])
     return {"country_count": country_count, "top_country_count": top, "count": total}
 
 
 def history_frame(transactions: pd.DataFrame, label_delay_days: int) -> pd.DataFrame:
-    """HISTORY_COLUMNS for every row of ``transactions`` (the Kafka message columns), in the same order: each
-    declared window of app.features.HISTORY rebuilt as the store would have answered at the row's event time."""
+    """HISTORY_COLUMNS for every row of ``transactions`` (the Kafka message columns, and the
+    COUNTS_BEFORE_SNAPSHOT columns when it does not start at the customers' first transactions), in the same order:
+    each declared window of app.features.HISTORY rebuilt as the store would have answered at the row's event
+    time."""
     t_us = event_time_us(transactions["timestamp"].to_numpy(dtype="datetime64[us]"))
     minute = t_us // MINUTE_US
     amount = transactions["amount"].to_numpy(dtype=np.float64)
@@ -123,8 +155,7 @@ def history_frame(transactions: pd.DataFrame, label_delay_days: int) -> pd.DataF
                 "fraud": transactions["is_fraud"].to_numpy(dtype=np.float64)}
     ids = {entity: transactions[key].to_numpy(dtype=np.int64) for entity, (_, key) in TILE_TABLES.items()}
 
-    longest = max(w.span for w in HISTORY if isinstance(w.span, int)) * DAY_MINUTES
-    margin = longest + label_delay_days * DAY_MINUTES + DAY_MINUTES
+    margin = history_span(label_delay_days) * DAY_MINUTES
     base = (int(minute.min()) if len(minute) else 0) - margin
     rel_minute = minute - base  # >= margin, so every window bound stays >= 0 and inside its entity's key range
     span = int(rel_minute.max() if len(minute) else 0) + margin + 1
@@ -159,7 +190,10 @@ def history_frame(transactions: pd.DataFrame, label_delay_days: int) -> pd.DataF
                            "std": lambda p=p: minute_std(p["count"], p["amount"], p["amount_sq"])}[w.measure]()
         elif w.span == "lifetime":
             if countries is None:
-                countries = _country_counts(ids["customer"], transactions["country"].to_numpy(dtype=object), t_us)
+                before = {m: transactions[c].to_numpy(dtype=np.float64) if c in transactions.columns
+                          else np.zeros(len(transactions)) for m, c in COUNTS_BEFORE_SNAPSHOT.items()}
+                countries = _country_counts(ids["customer"], transactions["country"].to_numpy(dtype=object), t_us,
+                                            before)
             out[w.name] = countries[w.measure]
         else:
             end = rel_minute - label_delay_days * DAY_MINUTES if w.labels_delayed else rel_minute

@@ -1,14 +1,18 @@
 """Data contracts at riskray's boundaries.
 
 ``Transaction`` is the Kafka message on the ``transactions`` topic (JSON, key = customer_id). It is defined
-here once; the Spark schema is derived from it (``streaming.spark_schema``), never written a second time.
+here once; its wire form (``message_fields``, ``kafka_values``), the Spark schema (``streaming.spark_schema``), the
+stream's canonical-form check and the store's names for its fields (``STORE_COLUMN_OF``) are derived from it,
+never written a second time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from functools import cache
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -79,6 +83,59 @@ class Transaction(BaseModel):
             return cls.model_validate_json(raw)
         except ValidationError as error:
             raise MessageError(describe_errors(error)) from None
+
+
+# --- the wire form and the store's names of the message, derived from the model ----------------------------
+def json_fields(model: type[BaseModel]) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """A model's fields in its order (the order of its JSON), each with its JSON schema, references resolved."""
+    schema = model.model_json_schema()
+    defs = schema.get("$defs", {})
+
+    def resolved(prop: dict[str, Any]) -> dict[str, Any]:
+        if "$ref" in prop:
+            return defs[prop["$ref"].rsplit("/", 1)[-1]]
+        if "allOf" in prop and len(prop["allOf"]) == 1:
+            return resolved(prop["allOf"][0])
+        return prop
+
+    return tuple((name, resolved(prop)) for name, prop in schema["properties"].items())
+
+
+@cache
+def message_fields() -> tuple[tuple[str, dict[str, Any]], ...]:
+    """The Kafka message's fields in wire order, with their JSON schema: what the producers write
+    (``kafka_values``), the Spark schema and the stream's canonical-form check read."""
+    return json_fields(Transaction)
+
+
+_UTC_TEXT = "%Y-%m-%dT%H:%M:%S.%fZ"  # RFC 3339 in UTC to the microsecond: what the model reads back exactly
+
+
+def kafka_values(columns: Mapping[str, Any]) -> list[bytes]:
+    """Kafka values of many transactions given as columns (a DataFrame: event times tz-aware pandas datetimes), each
+    the JSON ``Transaction.kafka_value`` writes: the model's fields in its order, each as its JSON type. The stream
+    vouches for messages in this form without a trip to Python (streaming.validation.canonical_message)."""
+    import numpy as np
+    import orjson
+
+    lists = []
+    for name, prop in message_fields():
+        values = columns[name]
+        if prop.get("format") == "date-time":
+            lists.append(values.dt.tz_convert(UTC).dt.strftime(_UTC_TEXT).tolist())
+        elif prop.get("type") == "integer":
+            lists.append(np.asarray(values, dtype=np.int64).tolist())
+        elif prop.get("type") == "number":
+            lists.append(np.asarray(values, dtype=np.float64).tolist())
+        else:  # text as it is: orjson refuses what is not JSON text (a UUID or an enum it writes as text)
+            lists.append(np.asarray(values, dtype=object).tolist())
+    names = [name for name, _ in message_fields()]
+    return [orjson.dumps(dict(zip(names, row, strict=False))) for row in zip(*lists, strict=True)]
+
+
+# The store's ``transactions`` table keeps each message field under the field's name, but for these.
+STORE_COLUMN_OF: dict[str, str] = {"timestamp": "event_time"}
+MESSAGE_STORE_COLUMNS: tuple[str, ...] = tuple(STORE_COLUMN_OF.get(name, name) for name in Transaction.model_fields)
 
 
 class MessageError(ValueError):

@@ -14,7 +14,7 @@ import psycopg2
 
 from app import db, migrate
 from app.config import Settings
-from app.model_inputs import LONG_WINDOWS_DAYS
+from app.features import history_span
 from app.operations import postgres
 
 STORE_TABLES = ("transactions", "features", "merchant_features", "customer_countries", "predictions",
@@ -36,10 +36,10 @@ def scratch_database(settings: Settings, name: str, revision: str = "head") -> S
 
 def seed_history(settings: Settings, customers: int, merchants: int) -> dict[str, int]:
     """Deterministic history for customers 1..``customers`` and merchants 1..``merchants`` up to this minute,
-    over the longest window plus the label delay: two tiles a day per card, a tile an hour per merchant and a
+    as far back as the windows reach (``history_span``): two tiles a day per card, a tile an hour per merchant and a
     tile every minute for every ``BUSY_MERCHANT_EVERY``-th merchant, and two countries per card. Returns row
     counts per table."""
-    days = max(LONG_WINDOWS_DAYS) + settings.label_delay_days + 1
+    days = history_span(settings.label_delay_days)
     params = {"customers": customers, "merchants": merchants, "days": days, "busy": BUSY_MERCHANT_EVERY,
               "now": datetime.now(UTC).replace(second=0, microsecond=0)}
     with db.connection(settings) as conn, conn.cursor() as cur:

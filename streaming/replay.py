@@ -24,17 +24,28 @@ import pandas as pd
 
 from app import db
 from app.config import Settings
+from app.schemas import PredictionRequest, Transaction
 from streaming.sinks import KafkaSink
 
 BATCH_REQUEST_ROWS = 250  # rows per /predict/batch call (Serve refuses more than RISKRAY_SERVE_MAX_BATCH)
 
 
+# The request fields a transaction message fills: those the two contracts share, in the request's order (the window
+# features a request may also carry are the store's to supply).
+REQUEST_FIELDS: tuple[str, ...] = tuple(name for name in PredictionRequest.model_fields
+                                        if name in Transaction.model_fields)
+
+
+def _json(value: object) -> object:
+    """A frame's cell as JSON takes it: a time as RFC 3339 text, a numpy number as a Python one."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def request_body(row: pd.Series) -> dict:
     """A generated transaction as a /predict request (the raw fields serving accepts beside the required ones)."""
-    return {"amount": float(row["amount"]), "merchant_id": int(row["merchant_id"]),
-            "customer_id": int(row["customer_id"]), "transaction_id": row["transaction_id"],
-            "timestamp": row["timestamp"].isoformat(), "country": row["country"], "device_type": row["device_type"],
-            "currency": row["currency"]}
+    return {name: _json(row[name]) for name in REQUEST_FIELDS}
 
 
 @dataclass

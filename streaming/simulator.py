@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from app.schemas import DeviceType, Transaction
+from app.schemas import DeviceType, Transaction, kafka_values
 
 SCENARIOS = ("large_amount", "compromised_merchant", "compromised_card", "card_testing", "account_takeover")
 COUNTRIES = np.array(["DE", "FR", "NL", "BE", "AT", "ES", "IT", "PL", "GB", "US"])
@@ -292,27 +292,5 @@ class Simulator:
 
 
 def message_values(frame: pd.DataFrame) -> list[bytes]:
-    """Kafka values for a generated frame, in the exact JSON shape of ``Transaction.model_dump_json``."""
-    import orjson
-
-    stamps = frame["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").to_numpy()
-    columns = {name: frame[name].to_numpy() for name in MESSAGE_COLUMNS if name != "timestamp"}
-    values = []
-    for i in range(len(frame)):
-        values.append(
-            orjson.dumps(
-                {
-                    "transaction_id": columns["transaction_id"][i],
-                    "customer_id": int(columns["customer_id"][i]),
-                    "merchant_id": int(columns["merchant_id"][i]),
-                    "amount": float(columns["amount"][i]),
-                    "currency": columns["currency"][i],
-                    "timestamp": stamps[i],
-                    "card_last_4": columns["card_last_4"][i],
-                    "is_fraud": int(columns["is_fraud"][i]),
-                    "country": columns["country"][i],
-                    "device_type": columns["device_type"][i],
-                }
-            )
-        )
-    return values
+    """Kafka values for a generated frame, in the wire form the message model defines (``app.schemas.kafka_values``)."""
+    return kafka_values(frame)

@@ -38,8 +38,8 @@ from pyspark.sql.types import LongType
 
 from app import db, stream_progress
 from app.config import Settings, get_settings
-from app.features import TILES, TileAggregate
-from app.schemas import Transaction
+from app.features import TILE_TABLES, TILES, TileAggregate
+from app.schemas import STORE_COLUMN_OF, Transaction
 from streaming import store_writer
 from streaming.dead_letters import DeadLetterProducer
 from streaming.spark_schema import spark_schema
@@ -47,6 +47,7 @@ from streaming.status import checkpoint_dir, features_query_name, progress_log, 
 from streaming.validation import canonical_message, validation_errors, validation_udf
 
 log = logging.getLogger("riskray.stream")
+EVENT_TIME = STORE_COLUMN_OF["timestamp"]  # the message's event time as the store names it
 
 
 def build_session(settings: Settings) -> SparkSession:
@@ -168,7 +169,8 @@ class RawWriter:
         self._resumed = False
         self.dead_letters = DeadLetterProducer(settings)
         # Derived once, not per batch: pandas widens integer columns to float when invalid rows hold nulls.
-        self.integer_columns = [f.name for f in spark_schema().fields if isinstance(f.dataType, LongType)]
+        self.integer_columns = [STORE_COLUMN_OF.get(f.name, f.name) for f in spark_schema().fields
+                                if isinstance(f.dataType, LongType)]
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
@@ -194,19 +196,18 @@ class RawWriter:
                 self.dead_letters.send(row.key, row.value, reason, row.topic, int(row.partition), int(row.offset))
             self.dead_letters.flush()  # before the commit: a dead letter is sent at least once, never lost
             # Valid rows keep the JVM's parse (same schema, derived from the model): no second parse in Python.
-            rows = source[errors.isna()].rename(columns={"timestamp": "event_time", "partition": "kafka_partition",
-                                                         "offset": "kafka_offset"})
-            rows["event_time"] = as_utc(rows["event_time"])
+            rows = source[errors.isna()].rename(columns={**STORE_COLUMN_OF, **store_writer.KAFKA_SOURCE_COLUMNS})
+            rows[EVENT_TIME] = as_utc(rows[EVENT_TIME])
             rows[self.integer_columns] = rows[self.integer_columns].astype("int64")
             watermark = self.latest - self.delay if self.latest is not None else None
-            rows["is_late"] = (rows["event_time"] < watermark) if watermark is not None else False
+            rows["is_late"] = (rows[EVENT_TIME] < watermark) if watermark is not None else False
             validated_at = time.monotonic()
             inserted = store_writer.insert_transactions(cur, rows)
             counts = {"valid": len(rows), "inserted": inserted, "duplicates": len(rows) - inserted,
                       "dlq": len(bad), "late": int(rows["is_late"].sum()) if len(rows) else 0}
             latest = self.latest
             if len(rows):
-                newest = rows["event_time"].max().to_pydatetime()
+                newest = rows[EVENT_TIME].max().to_pydatetime()
                 latest = newest if latest is None else max(latest, newest)
             store_writer.record_counts(cur, query, batch_id, counts, latest)
         self.latest = latest
@@ -230,6 +231,15 @@ def _aggregate(aggregate: TileAggregate) -> Column:
     return _SPARK_AGGREGATION[aggregate.aggregation](column).alias(aggregate.name)
 
 
+# The tiles of every entity are one aggregation of every declared tile column (each entity's tile table is written
+# with its own columns), over the message columns the declarations aggregate, per entity key.
+TILE_AGGREGATES: tuple[TileAggregate, ...] = tuple(
+    {a.name: a for entity_tile in TILES.values() for a in entity_tile}.values())
+TILE_INPUTS: tuple[str, ...] = tuple(dict.fromkeys(a.column for a in TILE_AGGREGATES if a.column is not None))
+TILE_TIMES: tuple[str, ...] = ("window_start", "window_end", *(  # the latest event time of a tile is a time too
+    a.name for a in TILE_AGGREGATES if a.column == "timestamp" and a.aggregation == "max"))
+
+
 def tiles(valid: DataFrame, settings: Settings) -> DataFrame:
     """One stateful aggregation over (entity kind, entity id, 1-minute window) for customers and merchants."""
     window = f"{settings.stream_window_seconds} seconds"
@@ -239,19 +249,17 @@ def tiles(valid: DataFrame, settings: Settings) -> DataFrame:
     )
     exploded = deduplicated.select(
         F.explode(
-            F.array(
-                F.struct(F.lit("customer").alias("kind"), F.col("customer_id").alias("entity_id")),
-                F.struct(F.lit("merchant").alias("kind"), F.col("merchant_id").alias("entity_id")),
-            )
+            F.array(*(F.struct(F.lit(entity).alias("kind"), F.col(key).alias("entity_id"))
+                      for entity, (_, key) in TILE_TABLES.items()))
         ).alias("entity"),
-        "timestamp", "amount", "is_fraud",
+        *dict.fromkeys(("timestamp", *TILE_INPUTS)),  # the window's time, and what the tiles aggregate
     )
     return (
         exploded.groupBy(F.col("entity.kind").alias("kind"), F.col("entity.entity_id").alias("entity_id"),
                          F.window("timestamp", window))
-        .agg(*(_aggregate(a) for a in TILES["customer"]))
+        .agg(*(_aggregate(a) for a in TILE_AGGREGATES))
         .select("kind", "entity_id", F.col("window.start").alias("window_start"),
-                F.col("window.end").alias("window_end"), *(a.name for a in TILES["customer"]))
+                F.col("window.end").alias("window_end"), *(a.name for a in TILE_AGGREGATES))
     )
 
 
@@ -264,15 +272,15 @@ class FeatureWriter:
         started = time.monotonic()
         query = str(self.ledger)
         frame = batch.toPandas()
-        for column in ("window_start", "window_end", "last_event_at"):
+        for column in TILE_TIMES:
             frame[column] = as_utc(frame[column])
         with db.connection(self.settings) as conn, conn.cursor() as cur:
             if not store_writer.claim_batch(cur, query, batch_id):
                 log.info("%s batch %d already committed; skipped", query, batch_id)
                 return
             counts = {}
-            for entity in ("customer", "merchant"):
-                part = frame[frame["kind"] == entity].rename(columns={"entity_id": f"{entity}_id"})
+            for entity, (_, key) in TILE_TABLES.items():
+                part = frame[frame["kind"] == entity].rename(columns={"entity_id": key})
                 counts[entity] = store_writer.upsert_tiles(cur, entity, part)
             store_writer.record_counts(cur, query, batch_id, counts)
         log.info("%s batch %d: %s in %.2f s", query, batch_id, counts, time.monotonic() - started)

@@ -21,15 +21,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from app.schemas import Transaction
-
-
-def _resolve(prop: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
-    if "$ref" in prop:
-        return defs[prop["$ref"].rsplit("/", 1)[-1]]
-    if "allOf" in prop and len(prop["allOf"]) == 1:
-        return _resolve(prop["allOf"][0], defs)
-    return prop
+from app.schemas import Transaction, json_fields
 
 
 def spark_type(prop: dict[str, Any]) -> DataType:
@@ -46,11 +38,4 @@ def spark_type(prop: dict[str, Any]) -> DataType:
 
 
 def spark_schema(model: type[BaseModel] = Transaction) -> StructType:
-    schema = model.model_json_schema()
-    defs = schema.get("$defs", {})
-    return StructType(
-        [
-            StructField(name, spark_type(_resolve(prop, defs)), nullable=True)
-            for name, prop in schema["properties"].items()
-        ]
-    )
+    return StructType([StructField(name, spark_type(prop), nullable=True) for name, prop in json_fields(model)])

@@ -17,11 +17,11 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from app.features import TILE_TABLES, TILES, Entity
+from app.schemas import MESSAGE_STORE_COLUMNS
 
-TRANSACTION_COLUMNS = (
-    "transaction_id", "customer_id", "merchant_id", "amount", "currency", "event_time", "card_last_4",
-    "is_fraud", "country", "device_type", "kafka_partition", "kafka_offset", "is_late",
-)
+# The Kafka source's columns a stored row keeps beside the message (where it was read), under these names.
+KAFKA_SOURCE_COLUMNS = {"partition": "kafka_partition", "offset": "kafka_offset"}
+TRANSACTION_COLUMNS = (*MESSAGE_STORE_COLUMNS, *KAFKA_SOURCE_COLUMNS.values(), "is_late")
 
 
 def claim_batch(cur: psycopg2.extensions.cursor, query: str, batch_id: int) -> bool:

@@ -13,7 +13,7 @@ from functools import reduce
 
 import pandas as pd
 
-from app.schemas import MAX_MESSAGE_BYTES, MessageError, Transaction
+from app.schemas import MAX_MESSAGE_BYTES, MessageError, Transaction, message_fields
 
 Raw = bytes | bytearray | None
 
@@ -53,11 +53,12 @@ def validation_udf():
 
 # --- the same check in the JVM, for the common case ----------------------------------------------------------
 # Running the model over every message costs a trip through a Python worker per row. Nearly every message is in the
-# canonical form the producers write (``Transaction.kafka_value``): the model's fields in its order, each once, JSON
-# types as the schema says, no escapes. That form is one anchored regular expression derived from the model's JSON
-# schema, checked in the JVM with the schema's bounds on the parsed values; it implies that the model accepts the
-# message. Every other message still goes to the model itself, so the accepted set and the reasons stay exactly the
-# model's (tests/integration/test_message_check_in_the_jvm.py).
+# canonical form the producers write (``app.schemas.kafka_values``, ``Transaction.kafka_value``): the model's fields
+# in its order, each once, JSON types as the schema says, no escapes. That form is one anchored regular expression
+# derived from the same wire description (``app.schemas.message_fields``), checked in the JVM with the schema's
+# bounds on the parsed values; it implies that the model accepts the message. Every other message still goes to
+# the model itself, so the accepted set and the reasons stay exactly the model's
+# (tests/integration/test_message_check_in_the_jvm.py).
 _SPACE = "[ \\t\\n\\r]*"  # JSON's whitespace (Java's \\s has two more)
 _JSON_INTEGER = "-?(?:0|[1-9][0-9]*)"
 _JSON_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
@@ -90,14 +91,11 @@ def _value_regex(prop: dict) -> str | None:
 
 
 def canonical_regex() -> str | None:
-    """The canonical form of a whole message, from the model's JSON schema (None if a field cannot be checked)."""
-    from streaming.spark_schema import _resolve
-
-    schema = Transaction.model_json_schema()
-    defs = schema.get("$defs", {})
+    """The canonical form of a whole message, from the model's wire form (``app.schemas.message_fields``: its
+    fields in order, with their JSON schema; None if a field cannot be checked)."""
     fields = []
-    for name, prop in schema["properties"].items():
-        value = _value_regex(_resolve(prop, defs))
+    for name, prop in message_fields():
+        value = _value_regex(prop)
         if value is None:
             return None
         fields.append(f'"{re.escape(name)}"{_SPACE}:{_SPACE}{value}')
@@ -113,17 +111,12 @@ def canonical_message(key: str = "key", value: str = "value", parsed: str = "m")
     a message goes to the model."""
     from pyspark.sql import functions as F
 
-    from streaming.spark_schema import _resolve
-
     regex = canonical_regex()
     if regex is None:
         return F.lit(False)
-    schema = Transaction.model_json_schema()
-    defs = schema.get("$defs", {})
     raw = F.col(value)
     checks = [F.length(raw) <= MAX_MESSAGE_BYTES, raw.cast("string").rlike(regex)]
-    for name, prop in schema["properties"].items():
-        prop = _resolve(prop, defs)
+    for name, prop in message_fields():
         column = F.col(f"{parsed}.{name}")
         checks.append(column.isNotNull())  # Spark read it too (a 30th of February reads as null)
         if prop.get("type") == "number":

@@ -2,8 +2,9 @@
 before any Ray work starts, then turned into point-in-time model inputs with the features of ``app``.
 
 Whatever the source, the result is a *snapshot*: the raw Kafka-message columns of every transaction the run
-needs (the labelled period plus the history its features look back on). Features are code, not data, so the
-snapshot alone reproduces a model.
+needs (the labelled period plus the history its features look back on) and, from the store, each row's customer
+country counts from before the snapshot (``app.point_in_time.COUNTS_BEFORE_SNAPSHOT``: lifetime windows reach
+further back than any snapshot). Features are code, not data, so the snapshot alone reproduces a model.
 """
 
 from __future__ import annotations
@@ -11,19 +12,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from app.config import Settings
 from app.errors import UserError
-from app.model_inputs import FEATURES, LONG_WINDOWS_DAYS, model_inputs, raw_columns
-from app.point_in_time import history_frame
-from app.schemas import Transaction
+from app.features import history_span
+from app.model_inputs import FEATURES, model_inputs, raw_columns
+from app.point_in_time import history_frame, with_counts_before
+from app.schemas import STORE_COLUMN_OF, Transaction, message_fields
+
+if TYPE_CHECKING:
+    import psycopg2.extensions
 
 SNAPSHOT_COLUMNS = list(Transaction.model_fields)
-INTEGER_COLUMNS = ("customer_id", "merchant_id", "is_fraud")
-TEXT_COLUMNS = ("transaction_id", "currency", "card_last_4", "country", "device_type")
 
 
 class TrainingDataError(UserError, ValueError):
@@ -31,8 +35,8 @@ class TrainingDataError(UserError, ValueError):
 
 
 def history_days(settings: Settings) -> int:
-    """How far before a labelled transaction its features look back."""
-    return max(LONG_WINDOWS_DAYS) + settings.label_delay_days + 1
+    """How far before a labelled transaction its features look back (the declared windows' reach)."""
+    return history_span(settings.label_delay_days)
 
 
 def read_file(path: Path) -> pd.DataFrame:
@@ -52,8 +56,27 @@ def _shown(value: object) -> str:
     return repr(value.item() if hasattr(value, "item") else value)
 
 
+# The message model's rules on a number (JSON schema keyword -> how it reads, whether a value keeps it)
+_BOUNDS = {"exclusiveMinimum": ("> {}", np.greater), "minimum": (">= {}", np.greater_equal),
+           "maximum": ("<= {}", np.less_equal), "exclusiveMaximum": ("< {}", np.less)}
+
+
+def _number_rule(prop: dict, values: pd.Series) -> tuple[str, np.ndarray]:
+    """What the message model requires of a numeric field, in words, and which values keep it."""
+    if "enum" in prop:
+        return " or ".join(map(str, prop["enum"])), values.isin(prop["enum"]).to_numpy()
+    kept = np.ones(len(values), dtype=bool)
+    words = []
+    for keyword, (text, holds) in _BOUNDS.items():
+        if keyword in prop:
+            kept &= holds(values.to_numpy(), prop[keyword])
+            words.append(text.format(prop[keyword]))
+    return " and ".join(words), kept
+
+
 def check_transactions(frame: pd.DataFrame, source: str) -> pd.DataFrame:
-    """The Kafka-message columns with proper dtypes, or TrainingDataError naming the first problem found."""
+    """The Kafka-message columns with proper dtypes, or TrainingDataError naming the first problem found. Numbers
+    keep the message model's rules (its JSON schema: bounds, allowed values), as the stream applies them."""
     missing = [c for c in SNAPSHOT_COLUMNS if c not in frame.columns]
     if missing:
         raise TrainingDataError(
@@ -61,35 +84,39 @@ def check_transactions(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     frame = frame[SNAPSHOT_COLUMNS].copy()
     if frame.empty:
         raise TrainingDataError(f"{source}: no transactions")
-    for name in (*INTEGER_COLUMNS, "amount"):
+
+    def first_bad(name: str, bad: np.ndarray, must: str) -> TrainingDataError:
+        row = int(np.flatnonzero(bad)[0])
+        shown = _shown(frame[name].iloc[row])
+        return TrainingDataError(f"{source}: column '{name}' must be {must}; row {row} has {shown}")
+
+    numbers = [(name, prop) for name, prop in message_fields() if prop.get("type") in ("integer", "number")]
+    for name, prop in numbers:
+        integer = prop["type"] == "integer"
         values = pd.to_numeric(frame[name], errors="coerce")
         bad = values.isna() | ~np.isfinite(values)
-        if name in INTEGER_COLUMNS:
+        if integer:
             bad |= values != np.round(values)
         if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            kind = "an integer" if name in INTEGER_COLUMNS else "a number"
-            raise TrainingDataError(
-                f"{source}: column '{name}' must be {kind}; row {row} has {_shown(frame[name].iloc[row])}")
-        frame[name] = values.astype(np.int64 if name in INTEGER_COLUMNS else np.float64)
-    for name, rule in (("customer_id", frame["customer_id"] > 0), ("merchant_id", frame["merchant_id"] > 0),
-                       ("amount", frame["amount"] > 0), ("is_fraud", frame["is_fraud"].isin([0, 1]))):
-        if not rule.all():
-            row = int(np.flatnonzero(~rule.to_numpy())[0])
-            expected = "0 or 1" if name == "is_fraud" else "> 0"
-            raise TrainingDataError(
-                f"{source}: column '{name}' must be {expected}; row {row} has {_shown(frame[name].iloc[row])}")
-    stamps = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601", errors="coerce")
-    if stamps.isna().any():
-        row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
-        raise TrainingDataError(
-            f"{source}: column 'timestamp' must be ISO 8601 times; row {row} has {frame['timestamp'].iloc[row]!r}")
-    frame["timestamp"] = stamps.astype("datetime64[us, UTC]")
-    for name in TEXT_COLUMNS:
-        if frame[name].isna().any():
-            row = int(np.flatnonzero(frame[name].isna().to_numpy())[0])
-            raise TrainingDataError(f"{source}: column '{name}' is empty in row {row}")
-        frame[name] = frame[name].astype(str)
+            raise first_bad(name, bad.to_numpy(), "an integer" if integer else "a number")
+        frame[name] = values.astype(np.int64 if integer else np.float64)
+    for name, prop in numbers:
+        must, kept = _number_rule(prop, frame[name])
+        if not kept.all():
+            raise first_bad(name, ~kept, must)
+    for name, prop in message_fields():
+        if prop.get("format") == "date-time":
+            stamps = pd.to_datetime(frame[name], utc=True, format="ISO8601", errors="coerce")
+            if stamps.isna().any():
+                row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
+                raise TrainingDataError(
+                    f"{source}: column '{name}' must be ISO 8601 times; row {row} has {frame[name].iloc[row]!r}")
+            frame[name] = stamps.astype("datetime64[us, UTC]")
+        elif prop.get("type") == "string":
+            if frame[name].isna().any():
+                row = int(np.flatnonzero(frame[name].isna().to_numpy())[0])
+                raise TrainingDataError(f"{source}: column '{name}' is empty in row {row}")
+            frame[name] = frame[name].astype(str)
     return frame.reset_index(drop=True)
 
 
@@ -106,6 +133,11 @@ TRAINING_FEATURE_COLUMNS = ("transaction_id", "customer_id", "merchant_id", "eve
 
 
 _PERIOD = "FROM transactions WHERE NOT is_late AND event_time >= %s AND event_time < %s"
+# the message fields from their store columns; a uuid and a smallint read as the types Arrow takes from the message
+_READ_AS = {"transaction_id": "text", "is_fraud": "bigint"}
+_SNAPSHOT_SELECT = ", ".join(
+    f"{STORE_COLUMN_OF.get(name, name)}{'::' + _READ_AS[name] if name in _READ_AS else ''} AS {name}"
+    for name in SNAPSHOT_COLUMNS)
 
 
 def require_transactions(settings: Settings, since: datetime, until: datetime) -> None:
@@ -122,7 +154,8 @@ def require_transactions(settings: Settings, since: datetime, until: datetime) -
 
 
 def load_from_store(settings: Settings, since: datetime, until: datetime) -> pd.DataFrame:
-    """Transactions in [since - history, until) from PostgreSQL, read in parallel blocks by Ray Data."""
+    """Transactions in [since - history, until) from PostgreSQL, read in parallel blocks by Ray Data, with their
+    customers' country counts from before them (``country_counts_before``)."""
     import psycopg2
     import ray.data
 
@@ -134,15 +167,30 @@ def load_from_store(settings: Settings, since: datetime, until: datetime) -> pd.
     # Late rows never reached the stream's tiles, so they stay out of the history as they stay out of serving.
     with db.connection(settings) as conn, conn.cursor() as cur:
         # Ray Data's read_sql takes no bind parameters: psycopg2 binds them into the text (quoted as it would be)
-        sql = cur.mogrify(
-            "SELECT transaction_id::text AS transaction_id, customer_id, merchant_id, amount, currency, "
-            "event_time AS timestamp, card_last_4, is_fraud::bigint AS is_fraud, country, device_type " + _PERIOD,
-            (first, until)).decode()
+        sql = cur.mogrify(f"SELECT {_SNAPSHOT_SELECT} {_PERIOD}", (first, until)).decode()
     frame = ray.data.read_sql(sql, lambda: psycopg2.connect(dsn)).to_pandas()
     if frame.empty:
         raise TrainingDataError(
             f"feature store: no transactions between {first:%Y-%m-%d %H:%M} and {until:%Y-%m-%d %H:%M}")
-    return check_transactions(frame, "feature store")
+    frame = check_transactions(frame, "feature store")
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        before = country_counts_before(cur, first, frame["customer_id"].unique().tolist())
+    return with_counts_before(frame, before)
+
+
+def country_counts_before(cur: psycopg2.extensions.cursor, first: datetime, customers: list[int]) -> pd.DataFrame:
+    """Per customer and country, the transactions earlier than ``first`` (customer_id, country,
+    transaction_count): the all-time counts serving reads (``customer_countries``) less those from ``first`` on,
+    in one statement, so both are read as of one moment. Lifetime windows then count in training as in serving,
+    however far back a customer's history goes."""
+    cur.execute(
+        "WITH recent AS (SELECT customer_id, country, count(*) AS n FROM transactions WHERE NOT is_late "
+        "AND event_time >= %(first)s AND customer_id = ANY(%(customers)s::bigint[]) GROUP BY 1, 2) "
+        "SELECT cc.customer_id, cc.country::text, cc.transaction_count - coalesce(recent.n, 0) "
+        "FROM customer_countries cc LEFT JOIN recent USING (customer_id, country) "
+        "WHERE cc.customer_id = ANY(%(customers)s::bigint[]) AND cc.transaction_count > coalesce(recent.n, 0)",
+        {"first": first, "customers": "{" + ",".join(map(str, customers)) + "}"})
+    return pd.DataFrame(cur.fetchall(), columns=["customer_id", "country", "transaction_count"])
 
 
 @dataclass

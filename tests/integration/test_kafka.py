@@ -47,7 +47,8 @@ def test_the_products_producer_puts_each_customer_on_one_partition_as_the_java_c
 
     frame = pd.concat(Simulator(SimulatorConfig(seed=20261206, customers=30, merchants=20))
                       .backfill(datetime(2026, 11, 1, tzinfo=UTC), 1))
-    consumer = KafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, consumer_timeout_ms=10_000)
+    # the sink flushed before reading: every message is there, so a short silence ends the read
+    consumer = KafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, consumer_timeout_ms=3_000)
     partitions = [TopicPartition(stack.kafka_topic, p) for p in consumer.partitions_for_topic(stack.kafka_topic)]
     start = consumer.end_offsets(partitions)
     sink = KafkaSink(stack)

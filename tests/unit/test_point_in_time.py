@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.model_inputs import FEATURES, HISTORY_COLUMNS, LONG_WINDOWS_DAYS, model_inputs
-from app.point_in_time import history_frame
+from app.features import HISTORY, LONG_WINDOWS_DAYS, history_span
+from app.model_inputs import FEATURES, HISTORY_COLUMNS, model_inputs
+from app.point_in_time import history_frame, with_counts_before
 
 DELAY_DAYS = 2
 
@@ -100,3 +101,50 @@ def test_model_inputs_cover_every_feature_and_let_request_values_win() -> None:
                               overrides={"transaction_count": supplied})
     assert overridden["transaction_count"][0] == 9
     np.testing.assert_array_equal(overridden["transaction_count"][1:], inputs["transaction_count"][1:])
+
+
+LIFETIME = [w.name for w in HISTORY if w.span == "lifetime"]
+
+
+def _long_history(days: int = 45) -> pd.DataFrame:
+    rng = np.random.default_rng(5)
+    n = 3_000
+    seconds = np.sort(rng.integers(0, days * 86_400, size=n))
+    return pd.DataFrame({
+        "customer_id": rng.integers(1, 30, size=n), "merchant_id": rng.integers(1, 8, size=n),
+        "amount": np.round(rng.lognormal(3.5, 0.8, size=n), 2),
+        "timestamp": pd.to_datetime(datetime(2026, 10, 1, tzinfo=UTC)) + pd.to_timedelta(seconds, unit="s"),
+        "is_fraud": (rng.random(n) < 0.1).astype(int),
+        "country": rng.choice(["DE", "FR", "US"], size=n, p=[0.6, 0.3, 0.1]),
+    })
+
+
+def test_a_snapshot_reaching_back_history_span_days_gives_every_day_window_in_full() -> None:
+    frame = _long_history()
+    since = frame["timestamp"].max() - timedelta(days=3)
+    snapshot = frame[frame["timestamp"] >= since - timedelta(days=history_span(DELAY_DAYS))]
+    labelled = snapshot["timestamp"] >= since
+    windows = [name for name in HISTORY_COLUMNS if name not in LIFETIME]
+    pd.testing.assert_frame_equal(history_frame(snapshot, DELAY_DAYS)[labelled][windows],
+                                  history_frame(frame, DELAY_DAYS).loc[snapshot.index[labelled], windows])
+
+
+def test_lifetime_counts_of_a_snapshot_with_its_counts_from_before_equal_a_history_read_from_the_start() -> None:
+    frame = _long_history()
+    first = frame["timestamp"].min() + timedelta(days=20)
+    before, snapshot = frame[frame["timestamp"] < first], frame[frame["timestamp"] >= first]
+    counts = before.groupby(["customer_id", "country"]).size().rename("transaction_count").reset_index()
+    full = history_frame(frame, DELAY_DAYS).loc[snapshot.index, LIFETIME]
+    pd.testing.assert_frame_equal(history_frame(with_counts_before(snapshot, counts), DELAY_DAYS)[LIFETIME], full)
+    # what training counted before: only the snapshot, as if every customer had started with it
+    assert (history_frame(snapshot, DELAY_DAYS)[LIFETIME] != full).any().all()
+
+
+def test_top_country_counts_every_earlier_transaction_at_one_instant() -> None:
+    at = pd.Timestamp("2026-11-01T00:00:00Z")
+    frame = pd.DataFrame({"customer_id": 1, "merchant_id": [1, 2, 3, 4], "amount": 5.0, "is_fraud": 0,
+                          "timestamp": [at, at, at + timedelta(hours=1), at + timedelta(hours=2)],
+                          "country": ["DE", "DE", "FR", "FR"]})
+    history = history_frame(frame, DELAY_DAYS)
+    assert history["cust_top_country_count"].tolist() == [0, 0, 2, 2]
+    assert history["cust_country_count"].tolist() == [0, 0, 0, 1]

@@ -133,3 +133,45 @@ def test_the_schema_of_ids_is_json_schemas_integer_with_its_bounds() -> None:
     assert properties["customer_id"] == {"exclusiveMinimum": 0, "maximum": 2**53 - 1, "title": "Customer Id",
                                          "type": "integer"}
     assert properties["timestamp"]["anyOf"][0] == {"format": "date-time", "type": "string"}
+
+
+# --- the message's wire form: one derivation from the model, for producers and the stream's canonical check ------
+def _frame_of(messages: list[dict]):
+    import pandas as pd
+
+    frame = pd.DataFrame(messages)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
+    return frame
+
+
+def test_kafka_values_write_each_message_in_the_models_field_order_and_read_back_as_the_model() -> None:
+    from app.schemas import kafka_values
+
+    messages = [make(), make(customer_id=3, amount=7.0, timestamp="2026-11-29T10:15:00.5+02:00", is_fraud=1)]
+    values = kafka_values(_frame_of(messages))
+    for value, message in zip(values, messages, strict=True):
+        assert list(json.loads(value)) == list(Transaction.model_fields)
+        assert Transaction.from_kafka_value(value) == Transaction.model_validate(message)
+
+
+def test_kafka_values_are_in_the_canonical_form_the_stream_vouches_for() -> None:
+    import re
+
+    from app.schemas import kafka_values
+    from streaming.validation import canonical_regex
+
+    regex = canonical_regex()
+    assert regex is not None
+    python_regex = re.compile(regex.replace("\\z", "\\Z"))  # Java's end of input is Python's \Z
+    for value in kafka_values(_frame_of([make(), make(amount=1_000_000.0, device_type="atm")])):
+        assert python_regex.match(value.decode()), value
+    assert not python_regex.match(json.dumps(dict(reversed(make().items()))))  # another order is not canonical
+
+
+def test_the_store_names_message_fields_by_one_mapping() -> None:
+    from app.schemas import MESSAGE_STORE_COLUMNS
+    from streaming.store_writer import TRANSACTION_COLUMNS
+
+    stored = dict(zip(Transaction.model_fields, MESSAGE_STORE_COLUMNS, strict=True))
+    assert stored["timestamp"] == "event_time" and stored["amount"] == "amount"
+    assert TRANSACTION_COLUMNS[:len(MESSAGE_STORE_COLUMNS)] == MESSAGE_STORE_COLUMNS

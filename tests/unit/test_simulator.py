@@ -128,3 +128,17 @@ def test_ids_repeat_only_for_the_same_seed_and_period() -> None:
     later_start = START + timedelta(seconds=5)
     live_b = Simulator(config).live_batch(50, later_start, later_start + timedelta(seconds=1))["transaction_id"]
     assert not set(live_a) & set(live_b)
+
+
+def test_a_generated_transaction_is_a_valid_predict_request_with_every_field_they_share() -> None:
+    import json
+
+    from app.schemas import PredictionRequest
+    from streaming.replay import request_body
+
+    frame = next(Simulator(SimulatorConfig(customers=50, merchants=20)).backfill(START, 1))
+    for _, row in frame.head(20).iterrows():
+        body = request_body(row)
+        request = PredictionRequest.model_validate_json(json.dumps(body))
+        assert set(body) == set(PredictionRequest.model_fields) & set(Transaction.model_fields)
+        assert request.timestamp == row["timestamp"] and request.customer_id == row["customer_id"]

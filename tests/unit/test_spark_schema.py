@@ -23,3 +23,13 @@ def test_spark_types_follow_the_model() -> None:
 
 def test_every_spark_field_is_nullable_so_bad_rows_reach_the_dlq_instead_of_failing_the_batch() -> None:
     assert all(field.nullable for field in spark_schema().fields)
+
+
+def test_the_tile_aggregation_reads_what_the_tile_declarations_aggregate() -> None:
+    from app.features import TILES
+    from streaming.spark_job import TILE_AGGREGATES, TILE_INPUTS
+
+    declared = {a for tile in TILES.values() for a in tile}
+    assert set(TILE_AGGREGATES) == declared
+    assert set(TILE_INPUTS) == {a.column for a in declared if a.column is not None}
+    assert set(TILE_INPUTS) <= set(Transaction.model_fields)

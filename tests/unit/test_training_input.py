@@ -27,6 +27,10 @@ def _good(n: int = 40) -> pd.DataFrame:
     (lambda f: f.assign(customer_id=[1.5] + [1] * (len(f) - 1)), "column 'customer_id' must be an integer; row 0"),
     (lambda f: f.assign(timestamp="yesterday"), "column 'timestamp' must be ISO 8601 times; row 0 has 'yesterday'"),
     (lambda f: f.assign(is_fraud=2), "column 'is_fraud' must be 0 or 1; row 0 has 2"),
+    # the message model's bounds, the cap included: a file holds what the stream would have accepted
+    (lambda f: f.assign(merchant_id=[0] + [1] * (len(f) - 1)), "column 'merchant_id' must be > 0 and <= "),
+    (lambda f: f.assign(amount=[1.0] * (len(f) - 1) + [2e6]),
+     "column 'amount' must be > 0 and <= 1000000; row 39 has 2000000.0"),
 ])
 def test_bad_training_file_is_an_error_naming_the_file_and_what_is_wrong(tmp_path: Path, change, message: str) -> None:
     from training.data import TrainingDataError, read_file
