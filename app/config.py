@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     serve_high_throughput: bool = Field(
         default=True, description="Ray Serve's HAProxy ingress + throughput-optimized mode (set on the Ray head)."
     )
+    serve_drain_s: float | None = Field(
+        default=None, ge=0, description="How long a stopping Serve replica keeps draining before it goes (set on the "
+                                        "Ray head; unset: Ray's 30 s, room for HAProxy to stop sending to it). The "
+                                        "tests' scratch world, which stops replicas with no traffic, uses 5 s.")
     serve_haproxy_stats_port: int = Field(default=28404, ge=1, le=65535)
     serve_haproxy_metrics_port: int = Field(default=29101, ge=1, le=65535)
     serve_haproxy_threads: int = Field(

@@ -45,6 +45,8 @@ def environment(settings: Settings) -> dict[str, str]:
     env.update(client_environment(settings))
     if settings.serve_high_throughput:
         env.update(serve_high_throughput_environment(settings))
+    if settings.serve_drain_s is not None:
+        env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = f"{settings.serve_drain_s:g}"
     return env
 
 

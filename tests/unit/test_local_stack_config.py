@@ -196,3 +196,8 @@ def test_stream_job_runs_below_the_apis_cpu_priority_and_its_children_inherit_it
     probe = [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"]
     out = subprocess.run([*command[:-3], *probe], capture_output=True, text=True, check=True, timeout=30)
     assert out.stdout.split() == [str(policy), str(os.nice(0) + niceness)]
+
+
+def test_the_serve_drain_setting_reaches_the_ray_head_and_unset_leaves_rays_default() -> None:
+    assert ray_head.environment(Settings(serve_drain_s=5))["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "5"
+    assert "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S" not in ray_head.environment(Settings(serve_drain_s=None))
