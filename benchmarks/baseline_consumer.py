@@ -18,7 +18,7 @@ from confluent_kafka import Consumer
 
 from app import db
 from app.config import get_settings
-from app.schemas import Transaction
+from app.schemas import STORE_COLUMN_OF, Transaction
 from streaming import store_writer
 from streaming.validation import validation_errors
 
@@ -39,7 +39,7 @@ def main() -> None:
         values = [m.value() for m in messages]
         errors = validation_errors(values, [m.key() for m in messages])
         valid = [Transaction.from_kafka_value(v) for v, e in zip(values, errors, strict=True) if e is None]
-        rows = pd.DataFrame([t.model_dump() for t in valid]).rename(columns={"timestamp": "event_time"})
+        rows = pd.DataFrame([t.model_dump() for t in valid]).rename(columns=STORE_COLUMN_OF)
         # model_dump writes the time as the message does: no fraction when it is zero (one message in a million at
         # microsecond precision), so the format must not be inferred from the first row
         rows["event_time"] = pd.to_datetime(rows["event_time"], utc=True, format="ISO8601")

@@ -17,6 +17,7 @@ import pytest
 from app import db
 from app.config import Settings
 from app.registry import CHAMPION, Registry
+from app.schemas import STORE_COLUMN_OF
 from streaming.simulator import Simulator, SimulatorConfig
 from streaming.store_writer import insert_transactions
 from tests.helpers import riskray
@@ -38,7 +39,7 @@ def period(stack: Settings) -> tuple[datetime, datetime]:
     """~50k simulated transactions of a pinned world in a period of the past, written to the scratch store."""
     frames = list(Simulator(SimulatorConfig(seed=SEED)).backfill(START, DAYS))
     frame = pd.concat(frames, ignore_index=True).drop(columns="scenario")
-    rows = frame.rename(columns={"timestamp": "event_time"}).assign(kafka_partition=None, kafka_offset=None,
+    rows = frame.rename(columns=STORE_COLUMN_OF).assign(kafka_partition=None, kafka_offset=None,
                                                                     is_late=False)
     with db.connection(stack) as conn, conn.cursor() as cur:
         assert insert_transactions(cur, rows) == len(frame)
