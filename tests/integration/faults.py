@@ -1,5 +1,5 @@
 """The fault tests' measurements (fault injected, what the system did, data lost, time to recover), printed as a
-table at the end of the run (tests/conftest.py) and copied into the README's fault table."""
+table at the end of the run (tests/conftest.py) and copied into the fault table of docs/reliability.md."""
 
 from __future__ import annotations
 

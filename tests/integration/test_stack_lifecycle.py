@@ -64,7 +64,7 @@ def test_every_port_the_stack_opens_listens_on_loopback_only(served_world: World
     loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
     # The two ports no setting of ours reaches: a Serve replica's inter-deployment gRPC server (bound to "[::]:0" in
     # ray/serve/_private/replica.py) and, in HAProxy mode, its direct-ingress HTTP server (Ray forces it to all
-    # interfaces so HAProxy on other nodes reaches it, ray/serve/_private/constants.py). README: Known limits.
+    # interfaces so HAProxy on other nodes reaches it, ray/serve/_private/constants.py). docs/limits.md.
     unreachable_by_settings = ("ray::ServeReplica",)
     listening = [(c.laddr.ip, c.laddr.port, c.pid) for c in psutil.net_connections(kind="inet")
                  if c.status == psutil.CONN_LISTEN and c.pid in processes]

@@ -6,7 +6,7 @@ tiles), and the period scans of training, drift and the demo report read event-t
 in event-time order: a BRIN index answers those from a few kilobytes and costs an insert almost nothing, where
 the B-tree took a random page write per row. The (customer_id, event_time) index stays: it is the table's
 documented access path (ARCHITECTURE.md) for looking up a card's history. Measured with
-``benchmarks/streaming_benchmark.py --against``: see the README's streaming section.
+``benchmarks/streaming_benchmark.py --against``: see docs/benchmarks.md (streaming).
 
 Revision ID: 0007
 Revises: 0006
