@@ -261,6 +261,7 @@ def test_moving_the_champion_alias_under_load_switches_version_without_a_failed_
     first, second = versions
     statuses: list[int] = []
     seen_versions: list[str] = []
+    replica_versions: dict[str, str] = {}  # each replica's last answered version
     stop = threading.Event()
 
     def load() -> None:
@@ -270,6 +271,7 @@ def test_moving_the_champion_alias_under_load_switches_version_without_a_failed_
                 statuses.append(answer.status_code)
                 if answer.status_code == 200:
                     seen_versions.append(answer.json()["model_version"])
+                    replica_versions[answer.headers[REPLICA_HEADER]] = seen_versions[-1]
 
     workers = [threading.Thread(target=load) for _ in range(4)]
     for worker in workers:
@@ -285,8 +287,10 @@ def test_moving_the_champion_alias_under_load_switches_version_without_a_failed_
         promoted = riskray("promote", second)
         assert promoted.returncode == 0, promoted.stderr
         assert f"Serve now answers with version {second}" in promoted.stdout
-        seen: dict[str, str] = {}  # a state that cannot un-happen: every replica reports the new version
-        wait_for(lambda: _replicas_on(api, second, 2, seen), "never switched on every replica")
+        # a state that cannot un-happen: both replicas answer with the new version (not the last answer, which
+        # either replica may give)
+        wait_for(lambda: sum(v == second for v in list(replica_versions.values())) >= 2,
+                 "never switched on every replica")
         switched = len(seen_versions)
         wait_for(lambda: len(seen_versions) >= switched + 50, "no answers after the switch")
     finally:
@@ -418,6 +422,7 @@ class SteadyLoad:
         self.answered: list[str] = []  # transaction ids answered 200
         self.degraded = 0
         self.versions: list[str] = []
+        self.replica_versions: dict[str, str] = {}  # each replica's last answered model version
         self.health: list[tuple[int, list[str]]] = []
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._predict) for _ in range(clients)]
@@ -450,6 +455,7 @@ class SteadyLoad:
                         self.answered.append(transaction_id)
                         self.degraded += body["features_degraded"]
                         self.versions.append(body["model_version"])
+                        self.replica_versions[answer.headers[REPLICA_HEADER]] = body["model_version"]
 
     def _probe(self) -> None:
         with httpx.Client(base_url=self.base_url, timeout=30) as client:
@@ -460,6 +466,12 @@ class SteadyLoad:
                 except (httpx.HTTPError, ValueError):
                     self.health.append((0, ["no answer"]))
                 time.sleep(0.2)
+
+    def replicas_on(self, version: str) -> int:
+        """Replicas whose answers now come from ``version``: a replica that loaded it never goes back, so once this
+        counts every replica it stays so (unlike the last answer, which any replica may give)."""
+        with self.lock:
+            return sum(v == version for v in self.replica_versions.values())
 
     def wait_for(self, condition, what: str, timeout_s: float = 180) -> float:  # type: ignore[no-untyped-def]
         started = time.monotonic()
@@ -585,9 +597,8 @@ def test_an_unreachable_mlflow_fails_a_reload_which_succeeds_by_itself_once_mlfl
         back = time.monotonic()
         # Each replica retries on its own timer. Wait for a state that cannot un-happen: every replica has reported
         # the new version (a replica that loaded it never goes back), not for the last answer of a moving load.
-        seen: dict[str, str] = {}
-        load.wait_for(lambda: _replicas_on(api, second, 2, seen), "the reload never succeeded on every replica "
-                      "after MLflow came back")
+        load.wait_for(lambda: load.replicas_on(second) >= 2, "the reload never succeeded on every replica after "
+                      "MLflow came back")
         recovery = time.monotonic() - back
         switched = load.answers()
         load.wait_for(lambda: load.answers() >= switched + 100, "the load stopped after the reload")
@@ -597,14 +608,6 @@ def test_an_unreachable_mlflow_fails_a_reload_which_succeeds_by_itself_once_mlfl
            "reload failed and counted, old model kept serving; the replicas retried and loaded it once MLflow was "
            "back; no request failed", 0, recovery)
     deploy(stack, ServeModelConfig(champion=first), replicas=2)
-
-
-def _replicas_on(api: httpx.Client, version: str, replicas: int, seen: dict[str, str]) -> bool:
-    """True once ``replicas`` distinct replicas have each answered /health with ``version`` (each probe on a fresh
-    connection, so the proxy may pick any replica; ``seen`` keeps each replica's last answer between probes)."""
-    answer = httpx.get(f"{api.base_url}health", headers={"connection": "close"}, timeout=30)
-    seen[answer.headers[REPLICA_HEADER]] = answer.json()["model_version"]
-    return sum(v == version for v in seen.values()) >= replicas
 
 
 def test_with_api_keys_scoring_needs_a_key_and_health_stays_open(stack: Settings, versions) -> None:
