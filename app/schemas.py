@@ -8,7 +8,8 @@ never written a second time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache
@@ -107,6 +108,13 @@ def message_fields() -> tuple[tuple[str, dict[str, Any]], ...]:
     (``kafka_values``), the Spark schema and the stream's canonical-form check read."""
     return json_fields(Transaction)
 
+
+# JSON schema's numeric bounds: keyword -> the comparison a value must pass, as written and as an operator (one that
+# works alike on numbers, numpy arrays and Spark columns)
+NUMBER_BOUNDS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
+    "exclusiveMinimum": (">", operator.gt), "minimum": (">=", operator.ge),
+    "maximum": ("<=", operator.le), "exclusiveMaximum": ("<", operator.lt),
+}
 
 _UTC_TEXT = "%Y-%m-%dT%H:%M:%S.%fZ"  # RFC 3339 in UTC to the microsecond: what the model reads back exactly
 

@@ -13,7 +13,7 @@ from functools import reduce
 
 import pandas as pd
 
-from app.schemas import MAX_MESSAGE_BYTES, MessageError, Transaction, message_fields
+from app.schemas import MAX_MESSAGE_BYTES, NUMBER_BOUNDS, MessageError, Transaction, message_fields
 
 Raw = bytes | bytearray | None
 
@@ -121,8 +121,7 @@ def canonical_message(key: str = "key", value: str = "value", parsed: str = "m")
         checks.append(column.isNotNull())  # Spark read it too (a 30th of February reads as null)
         if prop.get("type") == "number":
             checks.append(~F.isnan(column) & (F.abs(column) < float("inf")))  # 1e400 reads as infinity
-        for bound, holds in (("exclusiveMinimum", lambda c, b: c > b), ("minimum", lambda c, b: c >= b),
-                             ("maximum", lambda c, b: c <= b), ("exclusiveMaximum", lambda c, b: c < b)):
+        for bound, (_, holds) in NUMBER_BOUNDS.items():
             if bound in prop:
                 checks.append(holds(column, prop[bound]))
     # the key is the customer_id as Transaction.kafka_key writes it

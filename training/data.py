@@ -22,7 +22,7 @@ from app.errors import UserError
 from app.features import history_span
 from app.model_inputs import FEATURES, model_inputs, raw_columns
 from app.point_in_time import history_frame, with_counts_before
-from app.schemas import STORE_COLUMN_OF, Transaction, message_fields
+from app.schemas import NUMBER_BOUNDS, STORE_COLUMN_OF, Transaction, message_fields
 
 if TYPE_CHECKING:
     import psycopg2.extensions
@@ -56,21 +56,16 @@ def _shown(value: object) -> str:
     return repr(value.item() if hasattr(value, "item") else value)
 
 
-# The message model's rules on a number (JSON schema keyword -> how it reads, whether a value keeps it)
-_BOUNDS = {"exclusiveMinimum": ("> {}", np.greater), "minimum": (">= {}", np.greater_equal),
-           "maximum": ("<= {}", np.less_equal), "exclusiveMaximum": ("< {}", np.less)}
-
-
 def _number_rule(prop: dict, values: pd.Series) -> tuple[str, np.ndarray]:
     """What the message model requires of a numeric field, in words, and which values keep it."""
     if "enum" in prop:
         return " or ".join(map(str, prop["enum"])), values.isin(prop["enum"]).to_numpy()
     kept = np.ones(len(values), dtype=bool)
     words = []
-    for keyword, (text, holds) in _BOUNDS.items():
+    for keyword, (comparison, holds) in NUMBER_BOUNDS.items():
         if keyword in prop:
             kept &= holds(values.to_numpy(), prop[keyword])
-            words.append(text.format(prop[keyword]))
+            words.append(f"{comparison} {prop[keyword]}")
     return " and ".join(words), kept
 
 
