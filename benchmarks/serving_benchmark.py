@@ -38,6 +38,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app import local_paths  # noqa: E402
 from app.config import get_settings  # noqa: E402
 from app.operations import haproxy_loopback, ray_head  # noqa: E402
 from app.operations.serving import deployment_options  # noqa: E402
@@ -153,7 +154,7 @@ class RayServe:
         self.env = env
         self.head = subprocess.Popen(
             [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={self.gcs}",
-             "--include-dashboard=false", f"--temp-dir={ray_head.temp_dir(settings)}", "--num-cpus=2",
+             "--include-dashboard=false", f"--temp-dir={local_paths.ray_temp_dir(settings)}", "--num-cpus=2",
              f"--metrics-export-port={env['RISKRAY_RAY_METRICS_EXPORT_PORT']}", "--disable-usage-stats"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         script = (

@@ -12,6 +12,7 @@ from typing import Any
 
 import psutil
 
+from app import local_paths
 from app.config import Settings
 from app.operations import airflow, kafka, mlflow_server, postgres, ray_head, stream, supervisor
 from app.operations import monitoring as monitoring_services
@@ -205,7 +206,7 @@ def stray_processes(settings: Settings) -> list[psutil.Process]:
     Matched by paths only our services put on their command lines, so a user's `tail -f` of a log survives.
     """
     markers = (
-        str(ray_head.temp_dir(settings)),
+        str(local_paths.ray_temp_dir(settings)),
         str(ray_head.haproxy_dir(settings)),  # an HAProxy outliving Serve's proxy actor
         str(kafka.config_file(settings)),
         str(postgres.data_dir(settings)),

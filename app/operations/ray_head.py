@@ -26,10 +26,6 @@ def venv_bin() -> Path:
     return Path(sys.executable).parent
 
 
-def temp_dir(settings: Settings) -> Path:
-    return ray_temp_dir(settings)
-
-
 def environment(settings: Settings) -> dict[str, str]:
     env = {
         "RAY_AUTH_MODE": "disabled",
@@ -129,7 +125,7 @@ def _remove_path(path: Path) -> None:
 
 
 def prepare(settings: Settings) -> None:
-    temp_dir(settings).mkdir(parents=True, exist_ok=True)
+    ray_temp_dir(settings).mkdir(parents=True, exist_ok=True)
     if settings.serve_high_throughput:
         prepare_haproxy(settings)
 
@@ -152,7 +148,7 @@ def program(settings: Settings) -> Program:
         f"--ray-client-server-port={settings.ray_client_port}",
         f"--metrics-export-port={settings.ray_metrics_export_port}",
         f"--object-store-memory={settings.ray_object_store_mb * MIB}",
-        f"--temp-dir={temp_dir(settings)}",
+        f"--temp-dir={ray_temp_dir(settings)}",
         "--disable-usage-stats",
     ]
     if settings.ray_num_cpus:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from ray.serve._private.haproxy_templates import HAPROXY_CONFIG_TEMPLATE
 
+from app import local_paths
 from app.config import Settings
 from app.operations import haproxy_loopback, kafka, manager, ray_head, stream, supervisor
 
@@ -61,8 +62,8 @@ def test_airflow_runs_on_loopback_with_its_secrets_and_connections_off_the_comma
 def test_sockets_move_to_a_short_path_when_the_state_folder_is_deep(tmp_path: Path) -> None:
     deep = tmp_path / ("x" * 80)
     assert len(str(supervisor.socket_path(Settings(state_dir=deep)))) < 100
-    assert supervisor.runtime_dir(Settings(state_dir=Path("/w/.riskray"))) == Path("/w/.riskray/run")
-    ray_socket = supervisor.runtime_dir(Settings(state_dir=deep)) / "ray" / ("s" * 43) / "sockets" / "dash_MetricsHead"
+    assert local_paths.runtime_dir(Settings(state_dir=Path("/w/.riskray"))) == Path("/w/.riskray/run")
+    ray_socket = local_paths.runtime_dir(Settings(state_dir=deep)) / "ray" / ("s" * 43) / "sockets" / "dash_MetricsHead"
     assert len(str(ray_socket)) <= 107
 
 
@@ -172,7 +173,7 @@ def test_haproxy_sockets_live_in_the_state_folder_behind_a_short_link_that_teard
         env = ray_head.serve_high_throughput_environment(settings)
         assert link.is_symlink() and link.resolve() == ray_head.haproxy_socket_home(settings).resolve()
         # the runtime folder: <state>/run, unless that is too long for the stack's own sockets
-        assert ray_head.haproxy_socket_home(settings).is_relative_to(supervisor.runtime_dir(settings))
+        assert ray_head.haproxy_socket_home(settings).is_relative_to(local_paths.runtime_dir(settings))
         # Ray nests the socket under the 56-character node id; HAProxy binds "<path>.<pid>.tmp" first
         nested = Path(env["RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH"]).parent / ("n" * 56) / "metrics.sock.4194304.tmp"
         assert len(str(nested)) <= 107
@@ -180,7 +181,7 @@ def test_haproxy_sockets_live_in_the_state_folder_behind_a_short_link_that_teard
         assert not link.is_symlink() and not ray_head.haproxy_socket_home(settings).exists()
     finally:
         ray_head.remove_sockets(settings)
-        shutil.rmtree(supervisor.runtime_dir(settings), ignore_errors=True)  # /tmp/riskray-<hash> for a deep tmp_path
+        shutil.rmtree(local_paths.runtime_dir(settings), ignore_errors=True)  # /tmp/riskray-<hash> for a deep tmp_path
 
 
 @pytest.mark.parametrize(("priority", "policy", "niceness"), [
