@@ -77,20 +77,26 @@ def _failure(service: Service, settings: Settings) -> str | None:
     return None
 
 
+def _starting_problem(service: Service, settings: Settings, started: float) -> str | None:
+    """None once the service started at ``started`` (monotonic) is healthy; its reason while it may still become
+    so; StackError once it exited or ran out of time."""
+    reason = _failure(service, settings)
+    if reason is None:
+        return None
+    log = supervisor.log_path(settings, service.name)
+    state = supervisor.process_state(settings, service.name)
+    if state in {"FATAL", "EXITED", "BACKOFF", "STOPPED"}:
+        raise StackError(f"{service.name} exited while starting ({state}); see {log}")
+    if time.monotonic() > started + service.start_timeout_s:
+        raise StackError(f"{service.name} not healthy after {service.start_timeout_s:.0f} s ({reason}); see {log}")
+    return reason
+
+
 def _wait_healthy(service: Service, settings: Settings) -> float:
     started = time.monotonic()
-    deadline = started + service.start_timeout_s
-    log = supervisor.log_path(settings, service.name)
-    while True:
-        reason = _failure(service, settings)
-        if reason is None:
-            return time.monotonic() - started
-        state = supervisor.process_state(settings, service.name)
-        if state in {"FATAL", "EXITED", "BACKOFF", "STOPPED"}:
-            raise StackError(f"{service.name} exited while starting ({state}); see {log}")
-        if time.monotonic() > deadline:
-            raise StackError(f"{service.name} not healthy after {service.start_timeout_s:.0f} s ({reason}); see {log}")
+    while _starting_problem(service, settings, started) is not None:
         time.sleep(0.5)
+    return time.monotonic() - started
 
 
 def wait_healthy(settings: Settings, name: str) -> float:
@@ -118,34 +124,60 @@ def _stop_running(settings: Settings, names: list[str], echo: Echo) -> None:
 
 
 def up(settings: Settings, echo: Echo = print, groups: tuple[str, ...] = ()) -> None:
-    """Start every service in order (the optional ones of ``groups`` too), each after the previous one is
-    healthy. Running it again is harmless."""
+    """Start every service (the optional ones of ``groups`` too) and wait until each is healthy. Running it again is
+    harmless.
+
+    PostgreSQL comes first (the schema is migrated, MLflow's and Airflow's databases live there); the others depend
+    on nothing but it and each other's health checks, so they start together and are waited for in order: their
+    start-ups (a JVM, Ray's head, MLflow's workers, Airflow's components) overlap on two cores instead of queueing."""
     check_groups(groups)
     java_major_version(settings.java_bin)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     supervisor.ensure_running(settings, programs(settings))
-    for service in SERVICES:
-        if service.group and service.group not in groups:
-            continue
+    wanted = [s for s in SERVICES if not s.group or s.group in groups]
+    database, rest = wanted[0], wanted[1:]
+    _wait_started(settings, _start(settings, [database], echo), echo)
+    from app import migrate  # Alembic/SQLAlchemy only when the database is there to migrate
+
+    migrate.upgrade(settings)
+    echo(f"{'schema':<9} at revision {migrate.current_revision(settings)}")
+    _wait_started(settings, _start(settings, rest, echo), echo)
+
+
+def _start(settings: Settings, services: list[Service], echo: Echo) -> list[tuple[Service, float | None]]:
+    """Start those of ``services`` not running and healthy, without waiting; (service, start time or None)."""
+    started: list[tuple[Service, float | None]] = []
+    for service in services:
         state = supervisor.process_state(settings, service.name)
         if state == "RUNNING" and _failure(service, settings) is None:
             echo(f"{service.name:<9} already running  {service.address(settings)}")
-        else:
-            if state != "RUNNING":
-                for port in service.ports(settings):
-                    if _port_open("127.0.0.1", port):
-                        raise StackError(f"port {port} needed by {service.name} is already in use by another process")
-            service.module.prepare(settings)
-            echo(f"{service.name:<9} starting ...")
-            supervisor.start(settings, service.name)
-            took = _wait_healthy(service, settings)
-            echo(f"{service.name:<9} healthy after {took:.1f} s  {service.address(settings)}")
-        service.module.provision(settings)
-        if service is SERVICES[0]:
-            from app import migrate  # Alembic/SQLAlchemy only when the database is there to migrate
+            started.append((service, None))
+            continue
+        if state != "RUNNING":
+            for port in service.ports(settings):
+                if _port_open("127.0.0.1", port):
+                    raise StackError(f"port {port} needed by {service.name} is already in use by another process")
+        service.module.prepare(settings)
+        echo(f"{service.name:<9} starting ...")
+        supervisor.start(settings, service.name, wait=False)
+        started.append((service, time.monotonic()))
+    return started
 
-            migrate.upgrade(settings)
-            echo(f"{'schema':<9} at revision {migrate.current_revision(settings)}")
+
+def _wait_started(settings: Settings, started: list[tuple[Service, float | None]], echo: Echo) -> None:
+    """Each started service reported as it turns healthy (in whatever order), then provisioned."""
+    pending = [(service, began) for service, began in started if began is not None]
+    for service, began in started:
+        if began is None:
+            service.module.provision(settings)
+    while pending:
+        for service, began in list(pending):
+            if _starting_problem(service, settings, began) is None:
+                echo(f"{service.name:<9} healthy after {time.monotonic() - began:.1f} s  {service.address(settings)}")
+                service.module.provision(settings)
+                pending.remove((service, began))
+        if pending:
+            time.sleep(0.5)
 
 
 def status(settings: Settings) -> list[ServiceStatus]:

@@ -170,9 +170,11 @@ def process_state(settings: Settings, name: str) -> str:
         return "UNKNOWN"
 
 
-def start(settings: Settings, name: str) -> None:
+def start(settings: Settings, name: str, wait: bool = True) -> None:
+    """``wait``: until supervisord counts the program as started (its ``startsecs``); a caller that waits for a
+    health check instead passes False and watches the state itself."""
     try:
-        rpc(settings).supervisor.startProcess(name, True)
+        rpc(settings).supervisor.startProcess(name, wait)
     except xmlrpc.client.Fault as fault:
         if "ALREADY_STARTED" not in fault.faultString:
             raise StackError(f"{name} failed to start ({fault.faultString}); see {log_path(settings, name)}") from None

@@ -16,6 +16,7 @@ from app.config import Settings, get_settings
 from tests import scratch
 
 from .served_world import World, served
+from .trained_model import Trained, train
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +46,13 @@ def airflow_stack(stack: Settings) -> Iterator[Settings]:
     yield stack
     if supervisor.is_running(stack):
         manager.stop_group(stack, airflow.GROUP, echo=lambda line: None)
+
+
+@pytest.fixture(scope="session")
+def trained(stack: Settings) -> Trained:
+    """A version trained from the store (tests/integration/trained_model.py): the training tests' subject, the
+    serving tests' model."""
+    return train(stack)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Deploying the prediction API on the stack's Ray head for a test, every replica running before it returns."""
+"""Deploying the prediction API on the stack's Ray head for a test, every replica running before it returns, and
+removing it again."""
 
 from __future__ import annotations
 
@@ -24,4 +25,17 @@ def deploy(settings: Settings, models: ServeModelConfig, replicas: int = 1) -> N
             if len(running) >= replicas:
                 break
             assert time.monotonic() < deadline, app
+            time.sleep(1)
+
+
+def remove(settings: Settings, models: ServeModelConfig, timeout_s: float = 120) -> None:
+    """Every application deleted, Serve itself left running (its controller and proxy): the next deploy starts
+    replicas only, where a full shutdown costs ~30 s here and the next deploy a new controller."""
+    empty = serving.local_config(settings, models)
+    empty["applications"] = []
+    with serving.ServeClient(settings) as client:
+        client.deploy(empty)
+        deadline = time.monotonic() + timeout_s
+        while client.application() is not None:
+            assert time.monotonic() < deadline, "the prediction app was never removed"
             time.sleep(1)

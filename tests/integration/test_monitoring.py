@@ -18,12 +18,12 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from app.config import Settings
-from app.operations import serving
 from app.reports import MonitoringReport
 from app.schemas import ServeModelConfig
 from streaming.replay import request_body
 from tests.helpers import riskray
 
+from .serve_app import remove
 from .served_world import DRIFT_AT, SEED, SERVE_START, WORLD_END, World, cli_time, deploy_champion, wait
 
 pytestmark = pytest.mark.integration
@@ -189,13 +189,9 @@ def _received(settings: Settings) -> list[dict]:
 
 def test_with_serve_stopped_the_serve_down_alert_reaches_the_local_receiver(stack: Settings, world: World) -> None:
     stopped = datetime.now(UTC)
-    with serving.ServeClient(stack) as client:
-        # Every application deleted, Serve itself left running: no replica serves and the scrape of /metrics fails,
-        # as when the app is down; the redeploy below then needs no new controller and proxy
-        empty = serving.local_config(stack, ServeModelConfig(champion=world.version))
-        empty["applications"] = []
-        client.deploy(empty)
-        wait(lambda: client.application() is None, 120, "the prediction app was never removed")
+    # every application deleted, Serve itself left running: no replica serves and the scrape of /metrics fails, as
+    # when the app is down; the redeploy below then needs no new controller and proxy
+    remove(stack, ServeModelConfig(champion=world.version))
     try:
         # `for:` (10 s in the scratch world) on a failed scrape, then Alertmanager's group wait: about 25 s. Only
         # an alert that started after the stop counts: Serve was also down before the world deployed it.

@@ -10,7 +10,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -27,12 +26,12 @@ from app.prediction_service import ANSWERED, DEPLOYMENT
 from app.registry import CHAMPION, Registry
 from app.schemas import ServeModelConfig
 from serve_deployments.app import REPLICA_HEADER
-from streaming.simulator import Simulator, SimulatorConfig
 from tests.helpers import riskray
 
 from .model_copies import copy_version
-from .serve_app import deploy
+from .serve_app import deploy, remove
 from .stream_harness import StreamHarness, probes_after, recent_transactions, stream_into_store
+from .trained_model import Trained
 
 pytestmark = pytest.mark.integration
 
@@ -45,21 +44,10 @@ def _ids(n: int, block: int) -> list[uuid.UUID]:
     return [uuid.UUID(int=(SEED << 80) + (block << 32) + i, version=4) for i in range(n)]
 
 
-def _train_version(settings: Settings, tmp: Path, seed: int) -> str:
-    frame = pd.concat(list(Simulator(SimulatorConfig(seed=seed)).backfill(datetime(2026, 5, 1, tzinfo=UTC), 2)))
-    path = tmp / f"train-{seed}.parquet"
-    frame.drop(columns="scenario").to_parquet(path)
-    result = riskray("train", "--from-file", str(path), "--trials", "0", timeout=900)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    with Registry(settings) as registry:
-        return registry.by_alias("challenger").version
-
-
 @pytest.fixture(scope="module")
-def versions(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """Two registered versions; the first is the champion."""
-    tmp = tmp_path_factory.mktemp("models")
-    first = _train_version(stack, tmp, 1)
+def versions(stack: Settings, trained: Trained) -> tuple[str, str]:
+    """Two registered versions of the session's trained model; the first is the champion."""
+    first = trained.version
     second = copy_version(stack, first)  # two versions to switch between; one training
     assert riskray("promote", first).returncode == 0
     return first, second
@@ -70,8 +58,7 @@ def api(stack: Settings, versions: tuple[str, str]) -> Iterator[httpx.Client]:
     deploy(stack, ServeModelConfig(champion=versions[0]), replicas=2)
     with httpx.Client(base_url=f"http://{stack.ray_host}:{stack.serve_port}", timeout=30) as client:
         yield client
-    with serving.ServeClient(stack) as serve_client:
-        serve_client.shutdown()
+    remove(stack, ServeModelConfig(champion=versions[0]))
 
 
 def test_valid_requests_answer_every_field_and_explain_on_request(api: httpx.Client, versions) -> None:
@@ -610,11 +597,22 @@ def test_an_unreachable_mlflow_fails_a_reload_which_succeeds_by_itself_once_mlfl
     deploy(stack, ServeModelConfig(champion=first), replicas=2)
 
 
-def test_with_api_keys_scoring_needs_a_key_and_health_stays_open(stack: Settings, versions) -> None:
-    config = serving.local_config(stack, ServeModelConfig(champion=versions[0]))
+def test_with_api_keys_scoring_needs_a_key_and_health_stays_open_even_when_it_reports_the_store_unreachable(
+        stack: Settings, versions) -> None:
+    """One deployment for two behaviours (each redeploy with a new environment starts new replicas): API keys, and
+    replicas that start while the feature store is unreachable (a port nothing listens on) still answer, degraded,
+    while /health, open without a key, says 503 naming the store."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    config = serving.local_config(stack, serving.resolve_models(stack, ServeModelConfig(champion=versions[0])))
     application = config["applications"][0]
     keys = "k-old,k-new"  # pragma: allowlist secret
-    application.setdefault("runtime_env", {}).setdefault("env_vars", {})["RISKRAY_SERVE_API_KEYS"] = keys
+    application.setdefault("runtime_env", {}).setdefault("env_vars", {}).update(
+        RISKRAY_SERVE_API_KEYS=keys, RISKRAY_POSTGRES_PORT=str(closed))
+    # The module's last test: the api fixture's teardown removes this broken deployment (no redeploy).
     with serving.ServeClient(stack) as client:
         client.deploy(config)
         client.wait_running(300, lambda line: None)
@@ -625,34 +623,14 @@ def test_with_api_keys_scoring_needs_a_key_and_health_stays_open(stack: Settings
             time.sleep(1)
         assert "missing API key" in refused.json()["detail"]
         assert api.post("/predict", json=GOOD, headers={"X-API-Key": "k-wrong"}).status_code == 401
-        assert api.post("/predict", json=GOOD, headers={"X-API-Key": "k-new"}).status_code == 200
+        answer = api.post("/predict", json=GOOD, headers={"X-API-Key": "k-new"})
+        assert answer.status_code == 200 and answer.json()["features_degraded"] is True  # request values, defaults
         assert api.post("/predict/batch", json=[GOOD], headers={"X-API-Key": "k-old"}).status_code == 200
-        assert api.get("/health").status_code == 200
-        schema = api.get("/openapi.json").json()
-        assert schema["paths"]["/predict"]["post"]["security"] == [{"ApiKey": []}]
-        assert "401" in schema["paths"]["/predict/batch"]["post"]["responses"]
-
-
-def test_health_is_503_naming_the_feature_store_when_the_database_is_unreachable(stack: Settings, versions) -> None:
-    import socket
-
-    with socket.socket() as probe:  # a port nothing listens on: the database is down as far as Serve knows
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
-    config = serving.local_config(stack, serving.resolve_models(stack, ServeModelConfig(champion=versions[0])))
-    application = config["applications"][0]
-    application.setdefault("runtime_env", {}).setdefault("env_vars", {})["RISKRAY_POSTGRES_PORT"] = str(closed)
-    # The module's last test: the api fixture's teardown shuts this broken deployment down (no redeploy).
-    with serving.ServeClient(stack) as client:
-        client.deploy(config)
-        client.wait_running(300, lambda line: None)
-    with httpx.Client(base_url=f"http://{stack.ray_host}:{stack.serve_port}", timeout=30) as api:
-        deadline = time.monotonic() + 120
-        while (health := api.get("/health")).status_code != 503:  # until the new replicas answer
-            assert time.monotonic() < deadline, health.text
-            time.sleep(1)
+        health = api.get("/health")
+        assert health.status_code == 503, health.text
         body = health.json()
         assert body["status"] == "unavailable"
         assert any(reason.startswith("feature store unreachable") for reason in body["reasons"]), body
-        answer = api.post("/predict", json=GOOD)  # still answered, from request values and defaults
-        assert answer.status_code == 200 and answer.json()["features_degraded"] is True
+        schema = api.get("/openapi.json").json()
+        assert schema["paths"]["/predict"]["post"]["security"] == [{"ApiKey": []}]
+        assert "401" in schema["paths"]["/predict/batch"]["post"]["responses"]

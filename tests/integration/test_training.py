@@ -1,13 +1,10 @@
 """Training for real: transactions in PostgreSQL -> Ray Data -> point-in-time features -> Ray Tune 5-fold CV ->
 Ray Train on 2 workers -> evaluation -> MLflow run and registry alias; the same run as a Ray job; promote and
-rollback; batch scoring with the registered model."""
+rollback; batch scoring with the registered model. The trained version is the session's (trained_model.py)."""
 
 from __future__ import annotations
 
-import hashlib
-import re
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -17,56 +14,16 @@ import pytest
 from app import db
 from app.config import Settings
 from app.registry import CHAMPION, Registry
-from app.schemas import STORE_COLUMN_OF
-from streaming.simulator import Simulator, SimulatorConfig
-from streaming.store_writer import insert_transactions
 from tests.helpers import riskray
-from tests.model import behaviour
 
+from . import trained_model
 from .model_copies import copy_version
+from .trained_model import Trained
 
 pytestmark = pytest.mark.integration
 
-DAYS, START = behaviour.TRAINING_WORLD_DAYS, behaviour.TRAINING_WORLD_START
-SEED = 20261202  # the world; benchmarks/floors.py measures its test AUC and 20 other seeds' against the 0.8 floor
-# time-forward folds on 3 days: a few hours between training and validation rows (the default, the 7-day label
-# delay, needs a longer period)
-TRAIN = ("--trials", "2", "--folds", "5", "--cv", "time", "--cv-gap-days", "0.1", "--workers", "2")
-
-
-@pytest.fixture(scope="module")
-def period(stack: Settings) -> tuple[datetime, datetime]:
-    """~50k simulated transactions of a pinned world in a period of the past, written to the scratch store."""
-    frames = list(Simulator(SimulatorConfig(seed=SEED)).backfill(START, DAYS))
-    frame = pd.concat(frames, ignore_index=True).drop(columns="scenario")
-    rows = frame.rename(columns=STORE_COLUMN_OF).assign(kafka_partition=None, kafka_offset=None,
-                                                                    is_late=False)
-    with db.connection(stack) as conn, conn.cursor() as cur:
-        assert insert_transactions(cur, rows) == len(frame)
-    return START, START + timedelta(days=DAYS)
-
-
-@dataclass(frozen=True)
-class Trained:
-    stdout: str
-    version: str
-    snapshot_md5: str  # of the snapshot file this run trained on (a later run rewrites the file)
-
-
-@pytest.fixture(scope="module")
-def trained(stack: Settings, period: tuple[datetime, datetime]) -> Trained:
-    """`riskray train` on the period, as a user runs it; the version it registered."""
-    since, until = period
-    result = riskray("train", "--since", _cli(since), "--until", _cli(until), *TRAIN, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    version = re.search(r"version (\d+) -> alias 'challenger'", result.stdout)
-    assert version, result.stdout[-2000:]
-    snapshot = hashlib.md5((stack.training_dir / "snapshot.parquet").read_bytes()).hexdigest()
-    return Trained(result.stdout, version.group(1), snapshot)
-
-
-def _cli(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S")  # UTC, as the CLI reads it
+SEED = trained_model.SEED
+_cli = trained_model.cli_time
 
 
 def _mlflow(settings: Settings, endpoint: str, **params: str) -> dict:
@@ -80,10 +37,8 @@ def _artifacts(settings: Settings, run_id: str, path: str = "") -> set[str]:
     return {f["path"] for f in files}
 
 
-def test_training_from_the_store_registers_a_challenger_with_every_artifact(
-    stack: Settings, period: tuple[datetime, datetime], trained: Trained
-) -> None:
-    since, until = period
+def test_training_from_the_store_registers_a_challenger_with_every_artifact(stack: Settings, trained: Trained) -> None:
+    since, until = trained.since, trained.until
     for phase in ("snapshot:", "features:", "tune: 2 trials x 5-fold CV (time-forward, 0.1-day gap)",
                   "train: 2 Ray Train workers", "evaluate: test AUC", "evaluate: CV (time) vs test: AP",
                   "register: MLflow run"):
@@ -141,9 +96,9 @@ def test_promote_and_rollback_move_the_champion_alias(stack: Settings, trained: 
 
 
 def test_scoring_a_file_uses_only_earlier_rows_and_the_registered_model(
-    stack: Settings, period: tuple[datetime, datetime], trained: Trained, tmp_path: Path
+    stack: Settings, trained: Trained, tmp_path: Path
 ) -> None:
-    since, until = period
+    since, until = trained.since, trained.until
     with db.connection(stack) as conn, conn.cursor() as cur:
         cur.execute("SELECT transaction_id::text, customer_id, merchant_id, amount, currency, event_time AS timestamp, "
                     "card_last_4, is_fraud::int, country, device_type FROM transactions "
