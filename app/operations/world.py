@@ -96,9 +96,11 @@ def reset(settings: Settings, topic_prefix: str | None = None, airflow: bool = T
 
 
 def remove(settings: Settings, topic_prefix: str | None = None) -> None:
-    """Everything :func:`reset` made, gone (before the stack stops)."""
-    from app.operations import postgres
+    """Everything :func:`reset` made, gone (before the stack stops). Airflow stops first: a scheduler whose database
+    vanishes under it crashes and then waits for its tasks until supervisord kills it (30 s)."""
+    from app.operations import airflow, manager, postgres
 
+    manager.stop_group(settings, airflow.GROUP, echo=lambda line: None)
     postgres.drop_database(settings, settings.postgres_db)
     postgres.drop_database(settings, settings.airflow_db)
     delete_topics(settings, topic_prefix)
