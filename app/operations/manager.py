@@ -128,8 +128,9 @@ def up(settings: Settings, echo: Echo = print, groups: tuple[str, ...] = ()) -> 
     harmless.
 
     PostgreSQL comes first (the schema is migrated, MLflow's and Airflow's databases live there); the others depend
-    on nothing but it and each other's health checks, so they start together and are waited for in order: their
-    start-ups (a JVM, Ray's head, MLflow's workers, Airflow's components) overlap on two cores instead of queueing."""
+    on nothing but it and each other's health checks, so they start together and each is reported as it turns
+    healthy: their start-ups (a JVM, Ray's head, MLflow's workers, Airflow's components) overlap on two cores instead
+    of queueing."""
     check_groups(groups)
     java_major_version(settings.java_bin)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
@@ -144,14 +145,15 @@ def up(settings: Settings, echo: Echo = print, groups: tuple[str, ...] = ()) -> 
     _wait_started(settings, _start(settings, rest, echo), echo)
 
 
-def _start(settings: Settings, services: list[Service], echo: Echo) -> list[tuple[Service, float | None]]:
-    """Start those of ``services`` not running and healthy, without waiting; (service, start time or None)."""
-    started: list[tuple[Service, float | None]] = []
+def _start(settings: Settings, services: list[Service], echo: Echo) -> list[tuple[Service, float]]:
+    """Start those of ``services`` not running and healthy, without waiting (one already healthy is provisioned);
+    (service, monotonic start time) of each started."""
+    started: list[tuple[Service, float]] = []
     for service in services:
         state = supervisor.process_state(settings, service.name)
         if state == "RUNNING" and _failure(service, settings) is None:
             echo(f"{service.name:<9} already running  {service.address(settings)}")
-            started.append((service, None))
+            service.module.provision(settings)
             continue
         if state != "RUNNING":
             for port in service.ports(settings):
@@ -164,12 +166,9 @@ def _start(settings: Settings, services: list[Service], echo: Echo) -> list[tupl
     return started
 
 
-def _wait_started(settings: Settings, started: list[tuple[Service, float | None]], echo: Echo) -> None:
+def _wait_started(settings: Settings, started: list[tuple[Service, float]], echo: Echo) -> None:
     """Each started service reported as it turns healthy (in whatever order), then provisioned."""
-    pending = [(service, began) for service, began in started if began is not None]
-    for service, began in started:
-        if began is None:
-            service.module.provision(settings)
+    pending = list(started)
     while pending:
         for service, began in list(pending):
             if _starting_problem(service, settings, began) is None:

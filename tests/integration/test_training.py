@@ -16,14 +16,10 @@ from app.config import Settings
 from app.registry import CHAMPION, Registry
 from tests.helpers import riskray
 
-from . import trained_model
 from .model_copies import copy_version
-from .trained_model import Trained
+from .trained_model import SEED, Trained, cli_time
 
 pytestmark = pytest.mark.integration
-
-SEED = trained_model.SEED
-_cli = trained_model.cli_time
 
 
 def _mlflow(settings: Settings, endpoint: str, **params: str) -> dict:
@@ -109,8 +105,8 @@ def test_scoring_a_file_uses_only_earlier_rows_and_the_registered_model(
     snapshot.to_parquet(source)
     out = tmp_path / "scores.parquet"
     last_day = until - timedelta(days=1)
-    result = riskray("score", "--from-file", str(source), "--since", _cli(last_day), "--until",
-                     _cli(until), "--model", trained.version, "--out", str(out))
+    result = riskray("score", "--from-file", str(source), "--since", cli_time(last_day), "--until",
+                     cli_time(until), "--model", trained.version, "--out", str(out))
     assert result.returncode == 0, result.stderr
     scores = pd.read_parquet(out)
     assert list(scores.columns) == ["transaction_id", "customer_id", "timestamp", "fraud_probability",
@@ -122,7 +118,7 @@ def test_scoring_a_file_uses_only_earlier_rows_and_the_registered_model(
     # actor pool (the path of large files), which must agree with the in-process one
     cut = tmp_path / "cut.parquet"
     snapshot[snapshot["timestamp"] < pd.Timestamp(last_day + timedelta(hours=12))].to_parquet(cut)
-    parallel = riskray("score", "--from-file", str(cut), "--since", _cli(last_day), "--model", trained.version,
+    parallel = riskray("score", "--from-file", str(cut), "--since", cli_time(last_day), "--model", trained.version,
                        "--out", str(tmp_path / "cut_scores.parquet"), RISKRAY_SCORE_PARALLEL_ABOVE_ROWS="1000")
     assert parallel.returncode == 0, parallel.stderr[-3000:]
     both = scores.merge(pd.read_parquet(tmp_path / "cut_scores.parquet"), on="transaction_id")
