@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     kafka_controller_port: int = Field(default=29093, ge=1, le=65535)
     kafka_topic: str = "transactions"
     kafka_dlq_topic: str = "transactions.dlq"
+    kafka_labels_topic: str = Field(default="labels", description="Label events (app.schemas.LabelEvent)")
+    kafka_labels_dlq_topic: str = "labels.dlq"
+    kafka_labels_partitions: int = Field(default=3, ge=1, description="Label events are ~1/10 of the transactions")
     kafka_partitions: int = Field(default=12, ge=1)
     kafka_retention_days: int = Field(default=7, ge=1)
     kafka_heap_mb: int = Field(default=512, ge=128)
@@ -234,6 +237,11 @@ class Settings(BaseSettings):
     @property
     def kafka_bootstrap(self) -> str:
         return f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def kafka_topics(self) -> tuple[str, ...]:
+        """The world's topics: transactions, labels, and their dead-letter topics."""
+        return (self.kafka_topic, self.kafka_dlq_topic, self.kafka_labels_topic, self.kafka_labels_dlq_topic)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

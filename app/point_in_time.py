@@ -152,7 +152,8 @@ def history_frame(transactions: pd.DataFrame, label_delay_days: int) -> pd.DataF
     minute = t_us // MINUTE_US
     amount = transactions["amount"].to_numpy(dtype=np.float64)
     measures = {"count": np.ones(len(transactions)), "amount": amount,
-                "fraud": transactions["is_fraud"].to_numpy(dtype=np.float64)}
+                # a row without a label (a live transaction) adds no fraud
+                "fraud": np.nan_to_num(transactions["is_fraud"].to_numpy(dtype=np.float64), nan=0.0)}
     ids = {entity: transactions[key].to_numpy(dtype=np.int64) for entity, (_, key) in TILE_TABLES.items()}
 
     margin = history_span(label_delay_days) * DAY_MINUTES

@@ -1,31 +1,32 @@
 """Data contracts at riskray's boundaries.
 
-``Transaction`` is the Kafka message on the ``transactions`` topic (JSON, key = customer_id). It is defined
-here once; its wire form (``message_fields``, ``kafka_values``), the Spark schema (``streaming.spark_schema``), the
-stream's canonical-form check and the store's names for its fields (``STORE_COLUMN_OF``) are derived from it,
-never written a second time.
+Two Kafka messages, each one pydantic model: ``Transaction`` on the ``transactions`` topic (JSON, key =
+customer_id) and ``LabelEvent`` on the ``labels`` topic (JSON, key = transaction_id). Each is defined here once;
+its wire form (``message_fields``, ``kafka_values``), the Spark schema (``streaming.spark_schema``), the stream's
+canonical-form check and the store's names for its fields (``STORE_COLUMN_OF``) are derived from it, never written
+a second time. The wire form omits an optional field that is absent (``kafka_value``).
 """
 
 from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC
 from enum import StrEnum
 from functools import cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     Strict,
     ValidationError,
-    field_serializer,
-    field_validator,
 )
 
 
@@ -46,39 +47,26 @@ PositiveId = Annotated[int, Strict(), Field(gt=0, le=2**63 - 1)]
 MAX_MESSAGE_BYTES = 64 * 1024
 
 
-class Transaction(BaseModel):
-    """One card transaction as it travels through Kafka; the message key is its customer_id (``kafka_key``)."""
+# A message's time: any offset in, UTC inside, written back with a "Z"
+UtcTime = Annotated[AwareDatetime, AfterValidator(lambda value: value.astimezone(UTC)),
+                    PlainSerializer(lambda value: value.isoformat().replace("+00:00", "Z"), return_type=str)]
+
+
+class KafkaMessage(BaseModel):
+    """A message riskray reads from Kafka: its key is the text of one of its fields (``KEY_FIELD``), its value the
+    model's JSON without the optional fields that are absent."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    transaction_id: UUID
-    customer_id: PositiveId
-    merchant_id: PositiveId
-    amount: Annotated[float, Strict(), Field(gt=0, le=1_000_000, allow_inf_nan=False)]
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
-    timestamp: Annotated[AwareDatetime, Field(description="Event time, ISO 8601 with an offset; stored as UTC")]
-    card_last_4: Annotated[str, Field(pattern=r"^[0-9]{4}$")]
-    is_fraud: Literal[0, 1] = Field(description="The label; never a serving input")
-    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 code")]
-    device_type: DeviceType
-
-    @field_validator("timestamp")
-    @classmethod
-    def _to_utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
-
-    @field_serializer("timestamp")
-    def _iso_utc(self, value: datetime) -> str:
-        return value.isoformat().replace("+00:00", "Z")
+    KEY_FIELD: ClassVar[str]
 
     def kafka_key(self) -> bytes:
-        return str(self.customer_id).encode()
+        return str(getattr(self, self.KEY_FIELD)).encode()
 
     def kafka_value(self) -> bytes:
-        return self.model_dump_json().encode()
+        return self.model_dump_json(exclude_none=True).encode()
 
     @classmethod
-    def from_kafka_value(cls, raw: bytes | str) -> Transaction:
+    def from_kafka_value(cls, raw: bytes | str) -> KafkaMessage:
         """Parse one message; raises MessageError naming every field at fault."""
         try:
             return cls.model_validate_json(raw)
@@ -86,9 +74,78 @@ class Transaction(BaseModel):
             raise MessageError(describe_errors(error)) from None
 
 
+class Transaction(KafkaMessage):
+    """One card transaction as it travels through Kafka; the message key is its customer_id (``kafka_key``).
+
+    ``is_fraud`` is absent in what a live client sends: nobody knows the label at authorisation. Backfilled history
+    and files in the original format may carry it; such a label counts as reported ``label_delay_days`` after the
+    transaction (docs/labels.md)."""
+
+    KEY_FIELD: ClassVar[str] = "customer_id"
+
+    transaction_id: UUID
+    customer_id: PositiveId
+    merchant_id: PositiveId
+    amount: Annotated[float, Strict(), Field(gt=0, le=1_000_000, allow_inf_nan=False)]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+    timestamp: Annotated[UtcTime, Field(description="Event time, ISO 8601 with an offset; stored as UTC")]
+    card_last_4: Annotated[str, Field(pattern=r"^[0-9]{4}$")]
+    is_fraud: Literal[0, 1] | None = Field(
+        default=None, description="The label when the sender knows it (history backfills); absent live. Never a "
+                                  "serving input")
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 code")]
+    device_type: DeviceType
+
+
+class LabelSource(StrEnum):
+    """Where a label comes from (docs/labels.md has the delays the simulator gives each)."""
+
+    ANALYST = "analyst"  # a fraud analyst's verdict on a reviewed transaction: fraud or legitimate, within hours
+    DISPUTE = "dispute"  # the cardholder disputes the charge with the issuer: days to weeks
+    CHARGEBACK = "chargeback"  # the card scheme's chargeback with a fraud reason code: weeks, up to ~120 days
+    CONFIRMED_LEGITIMATE = "confirmed_legitimate"  # a dispute resolved as the cardholder's own purchase
+    BACKFILL = "backfill"  # the label inside a transaction message (history, files): known label_delay_days later
+
+
+class LabelEvent(KafkaMessage):
+    """One label reported for one transaction, on the ``labels`` topic (key = transaction_id, so a transaction's
+    events stay in order on one partition) or through ``POST /labels``. Stored once per ``label_id``; for a
+    transaction, the event reported last by ``reported_at`` is its label from that time on, and the earlier ones
+    stay as its history."""
+
+    KEY_FIELD: ClassVar[str] = "transaction_id"
+
+    label_id: UUID = Field(description="The event's own id: a replayed or duplicated event is stored once")
+    transaction_id: UUID
+    is_fraud: Literal[0, 1] = Field(description="1: fraud; 0: legitimate")
+    source: LabelSource
+    reported_at: Annotated[UtcTime, Field(description="When the label became known, RFC 3339 with an offset")]
+    reason_code: Annotated[str, Field(pattern=r"^[0-9A-Za-z.]{1,12}$", description="The scheme's reason code of a "
+                                      "dispute or chargeback (Visa 10.4, Mastercard 4837)")] | None = None
+    case_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:/-]{1,64}$",
+                                  description="The case manager's reference")] | None = None
+
+
+class LabelBatch(BaseModel):
+    """POST /labels: label events from an analyst tool or a case manager."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    labels: list[LabelEvent] = Field(min_length=1, max_length=1000)
+
+
+class LabelsAccepted(BaseModel):
+    """What POST /labels answers once the events are in Kafka, on their way to the store exactly once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    accepted: int = Field(ge=0, description="label events written to the labels topic")
+
+
 # --- the wire form and the store's names of the message, derived from the model ----------------------------
 def json_fields(model: type[BaseModel]) -> tuple[tuple[str, dict[str, Any]], ...]:
-    """A model's fields in its order (the order of its JSON), each with its JSON schema, references resolved."""
+    """A model's fields in its order (the order of its JSON), each with its JSON schema, references resolved; an
+    optional field (``X | None = None``) has the schema of X with ``"optional": True``."""
     schema = model.model_json_schema()
     defs = schema.get("$defs", {})
 
@@ -97,16 +154,23 @@ def json_fields(model: type[BaseModel]) -> tuple[tuple[str, dict[str, Any]], ...
             return defs[prop["$ref"].rsplit("/", 1)[-1]]
         if "allOf" in prop and len(prop["allOf"]) == 1:
             return resolved(prop["allOf"][0])
+        if "anyOf" in prop:
+            present = [p for p in prop["anyOf"] if p.get("type") != "null"]
+            if len(present) == 1 and len(prop["anyOf"]) == 2:
+                return {**resolved(present[0]), "optional": True}
         return prop
 
     return tuple((name, resolved(prop)) for name, prop in schema["properties"].items())
 
 
 @cache
-def message_fields() -> tuple[tuple[str, dict[str, Any]], ...]:
-    """The Kafka message's fields in wire order, with their JSON schema: what the producers write
+def message_fields(model: type[KafkaMessage] = Transaction) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """A Kafka message's fields in wire order, with their JSON schema: what the producers write
     (``kafka_values``), the Spark schema and the stream's canonical-form check read."""
-    return json_fields(Transaction)
+    fields = json_fields(model)
+    if fields[0][1].get("optional"):
+        raise TypeError(f"{model.__name__}: the first field of a message must be required (the canonical form)")
+    return fields
 
 
 # JSON schema's numeric bounds: keyword -> the comparison a value must pass, as written and as an operator (one that
@@ -119,31 +183,48 @@ NUMBER_BOUNDS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
 _UTC_TEXT = "%Y-%m-%dT%H:%M:%S.%fZ"  # RFC 3339 in UTC to the microsecond: what the model reads back exactly
 
 
-def kafka_values(columns: Mapping[str, Any]) -> list[bytes]:
-    """Kafka values of many transactions given as columns (a DataFrame: event times tz-aware pandas datetimes), each
-    the JSON ``Transaction.kafka_value`` writes: the model's fields in its order, each as its JSON type. The stream
-    vouches for messages in this form without a trip to Python (streaming.validation.canonical_message)."""
+def kafka_values(columns: Mapping[str, Any], model: type[KafkaMessage] = Transaction) -> list[bytes]:
+    """Kafka values of many messages given as columns (a DataFrame: times tz-aware pandas datetimes), each the JSON
+    ``kafka_value`` writes: the model's fields in its order, each as its JSON type, an optional field left out
+    where it is missing (a missing column, None or NaN). The stream vouches for messages in this form without a
+    trip to Python (streaming.validation.canonical_message)."""
     import numpy as np
     import orjson
+    import pandas as pd
 
-    lists = []
-    for name, prop in message_fields():
-        values = columns[name]
+    lists, names, missing = [], [], []
+    for name, prop in message_fields(model):
+        if prop.get("optional") and name not in columns:
+            continue
+        values = pd.Series(columns[name]).reset_index(drop=True)
+        absent = values.isna().to_numpy() if prop.get("optional") else None
+        if absent is not None and absent.any():
+            values = values.where(~absent, other=values[~absent].iloc[0] if (~absent).any() else 0)
         if prop.get("format") == "date-time":
-            lists.append(values.dt.tz_convert(UTC).dt.strftime(_UTC_TEXT).tolist())
+            listed = values.dt.tz_convert(UTC).dt.strftime(_UTC_TEXT).tolist()
         elif prop.get("type") == "integer":
-            lists.append(np.asarray(values, dtype=np.int64).tolist())
+            listed = np.asarray(values, dtype=np.int64).tolist()
         elif prop.get("type") == "number":
-            lists.append(np.asarray(values, dtype=np.float64).tolist())
+            listed = np.asarray(values, dtype=np.float64).tolist()
         else:  # text as it is: orjson refuses what is not JSON text (a UUID or an enum it writes as text)
-            lists.append(np.asarray(values, dtype=object).tolist())
-    names = [name for name, _ in message_fields()]
-    return [orjson.dumps(dict(zip(names, row, strict=False))) for row in zip(*lists, strict=True)]
+            listed = np.asarray(values, dtype=object).tolist()
+        lists.append(listed)
+        names.append(name)
+        missing.append(absent if absent is not None and absent.any() else None)
+    if not any(m is not None for m in missing):
+        return [orjson.dumps(dict(zip(names, row, strict=True))) for row in zip(*lists, strict=True)]
+    values_out = []
+    for i, row in enumerate(zip(*lists, strict=True)):
+        values_out.append(orjson.dumps({name: value for name, value, m in zip(names, row, missing, strict=True)
+                                        if m is None or not m[i]}))
+    return values_out
 
 
-# The store's ``transactions`` table keeps each message field under the field's name, but for these.
+# The store's ``transactions`` table keeps each message field under the field's name, but for these; ``labels``
+# keeps a label event's fields under their own names.
 STORE_COLUMN_OF: dict[str, str] = {"timestamp": "event_time"}
 MESSAGE_STORE_COLUMNS: tuple[str, ...] = tuple(STORE_COLUMN_OF.get(name, name) for name in Transaction.model_fields)
+LABEL_STORE_COLUMNS: tuple[str, ...] = tuple(LabelEvent.model_fields)
 
 
 class MessageError(ValueError):

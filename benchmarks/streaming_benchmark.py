@@ -95,10 +95,12 @@ def run_rate(base: Settings, rate: int, duration: float, output_mode: str, engin
     tag = uuid.uuid4().hex[:6]
     topic, prefix = f"bench-{tag}", f"bench-{tag}"
     client = admin(settings)
-    client.create_topics([NewTopic(topic, 12, 1), NewTopic(f"{topic}.dlq", 1, 1)])
+    client.create_topics([NewTopic(topic, 12, 1), NewTopic(f"{topic}.dlq", 1, 1), NewTopic(f"{topic}.labels", 3, 1),
+                          NewTopic(f"{topic}.labels.dlq", 1, 1)])
     client.close()
     env = {**os.environ, "RISKRAY_POSTGRES_DB": BENCH_DB, "RISKRAY_KAFKA_TOPIC": topic,
-           "RISKRAY_KAFKA_DLQ_TOPIC": f"{topic}.dlq", "RISKRAY_STREAM_QUERY_PREFIX": prefix,
+           "RISKRAY_KAFKA_DLQ_TOPIC": f"{topic}.dlq", "RISKRAY_KAFKA_LABELS_TOPIC": f"{topic}.labels",
+           "RISKRAY_KAFKA_LABELS_DLQ_TOPIC": f"{topic}.labels.dlq", "RISKRAY_STREAM_QUERY_PREFIX": prefix,
            "RISKRAY_STREAM_OUTPUT_MODE": output_mode, "RISKRAY_STATE_DIR": str(settings.state_dir)}
     if older:
         engine = f"spark@{older.revision}"
@@ -155,7 +157,7 @@ def run_rate(base: Settings, rate: int, duration: float, output_mode: str, engin
                                 "percentile_cont(0.95) WITHIN GROUP (ORDER BY s) FROM (SELECT extract(epoch FROM "
                                 "ingested_at - event_time) AS s FROM transactions) t")
     client = admin(settings)
-    client.delete_topics([topic, f"{topic}.dlq"])
+    client.delete_topics([topic, f"{topic}.dlq", f"{topic}.labels", f"{topic}.labels.dlq"])
     client.close()
     processed_seconds = caught_up - started
     return {

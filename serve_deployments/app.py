@@ -7,9 +7,10 @@ replicas of this one deployment scale out together with their models.
 A plain POST /predict (valid JSON body, no query string) is answered by ``PredictFastPath`` in front of
 FastAPI's routing (serve_deployments/fast_path.py); everything else is FastAPI's.
 
-Endpoints: POST /predict, POST /predict/batch (413 above ``serve_max_batch``), GET /health, GET /metrics,
-GET /docs. In front of all of them ``RequestGuard`` (serve_deployments/guard.py): 413 above the body bound, 401
-without a valid API key when keys are configured. Import path for Serve configs: ``serve_deployments.app:app``.
+Endpoints: POST /predict, POST /predict/batch (413 above ``serve_max_batch``), POST /labels (label events into
+the labels topic: serve_deployments/label_intake.py), GET /health, GET /metrics, GET /docs. In front of all of
+them ``RequestGuard`` (serve_deployments/guard.py): 413 above the body bound, 401 without a valid API key when keys
+are configured. Import path for Serve configs: ``serve_deployments.app:app``.
 """
 
 import asyncio
@@ -31,6 +32,8 @@ from app.prediction_service import DEPLOYMENT
 from app.schemas import (
     BatchPredictionResponse,
     HealthResponse,
+    LabelBatch,
+    LabelsAccepted,
     PredictionRequest,
     PredictionResponse,
     ServeModelConfig,
@@ -38,6 +41,7 @@ from app.schemas import (
 from serve_deployments.batching import NaturalBatcher
 from serve_deployments.fast_path import PredictFastPath
 from serve_deployments.guard import RequestGuard, document
+from serve_deployments.label_intake import LabelIntake, LabelsNotAcceptedError
 from serve_deployments.metrics import LatestReport, PredictionMetrics, gauge_lines, merged_text
 from serve_deployments.predictor import Predictor
 
@@ -92,6 +96,7 @@ class FraudDetector:
         self.together = NaturalBatcher(self._answer, self.settings.serve_batch_max_size,
                                        self.settings.serve_batch_concurrency, metrics.batch_size.observe)
         self.latest_report = LatestReport(self.settings)
+        self.labels = LabelIntake(self.settings)
         self.replica_header = {REPLICA_HEADER: serve.get_replica_context().replica_id.unique_id}
         PredictFastPath.answer_with(self._predict_one, self.replica_header)
 
@@ -166,6 +171,17 @@ class FraudDetector:
             self.predictor.failed(len(requests))
             raise
         return ORJSONResponse({"predictions": answers}, headers=self.replica_header)
+
+    @api.post("/labels", response_model=LabelsAccepted, response_class=ORJSONResponse, status_code=202,
+              responses={503: {"description": "Kafka did not acknowledge every event: send the request again"}})
+    async def post_labels(self, batch: LabelBatch) -> Response:
+        """Label events (fraud or legitimate, from an analyst, a dispute, a chargeback...) for transactions: in the
+        labels topic when this answers 202, stored once per label_id by the stream."""
+        try:
+            accepted = await asyncio.to_thread(self.labels.send, list(batch.labels))
+        except LabelsNotAcceptedError as error:
+            return ORJSONResponse({"detail": str(error)}, status_code=503, headers=self.replica_header)
+        return ORJSONResponse({"accepted": accepted}, status_code=202, headers=self.replica_header)
 
     @api.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
     def health(self) -> Response:

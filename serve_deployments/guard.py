@@ -1,9 +1,10 @@
 """What every request passes before the API reads it: the body-size bound (413) and, when keys are configured,
 the API key (401). ASGI middleware outside the fast path and FastAPI, so both are guarded by the same code.
 
-Only the scoring endpoints need a key: ``/health`` is for probes and ``/metrics`` for Prometheus (in Kubernetes a
-NetworkPolicy limits who reaches them), ``/docs`` and ``/openapi.json`` describe the API. Keys are compared in
-constant time, every configured key each time, so neither a key's prefix nor its position shows in the timing.
+Only the scoring and labelling endpoints need a key: ``/health`` is for probes and ``/metrics`` for Prometheus
+(in Kubernetes a NetworkPolicy limits who reaches them), ``/docs`` and ``/openapi.json`` describe the API. Keys are
+compared in constant time, every configured key each time, so neither a key's prefix nor its position shows in
+the timing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.config import Settings, get_settings
 from serve_deployments.fast_path import route_path
 
-KEYED_PATHS = frozenset({"/predict", "/predict/batch"})
+KEYED_PATHS = frozenset({"/predict", "/predict/batch", "/labels"})
 API_KEY_SCHEME = "ApiKey"  # pragma: allowlist secret
 
 

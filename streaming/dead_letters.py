@@ -11,8 +11,8 @@ ERROR_HEADER = "riskray.error"
 
 
 class DeadLetterProducer:
-    def __init__(self, settings: Settings) -> None:
-        self.topic = settings.kafka_dlq_topic
+    def __init__(self, settings: Settings, topic: str | None = None) -> None:
+        self.topic = topic or settings.kafka_dlq_topic
         self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "client.id": "riskray-dlq",
                                   "acks": "all", "enable.idempotence": True})
         self.failures: list[str] = []

@@ -12,12 +12,17 @@ import pyarrow.parquet as pq
 from confluent_kafka import Producer
 
 from app.config import Settings
+from app.errors import UserError
 from streaming.simulator import MESSAGE_COLUMNS, message_values
 
 
 class Sink(Protocol):
     def write(self, frame: pd.DataFrame) -> None: ...
     def close(self) -> None: ...
+
+
+class DeliveryError(UserError, RuntimeError):
+    """Kafka did not take every message: said in one line, with the first reason it gave."""
 
 
 class KafkaSink:
@@ -28,6 +33,7 @@ class KafkaSink:
 
     def __init__(self, settings: Settings, topic: str | None = None) -> None:
         self.topic = topic or settings.kafka_topic
+        self.producer_servers = settings.kafka_bootstrap
         self.producer = Producer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
@@ -40,10 +46,12 @@ class KafkaSink:
             }
         )
         self.failed = 0
+        self.first_failure = ""
 
     def _on_delivery(self, error: object, _message: object) -> None:
         if error is not None:
             self.failed += 1
+            self.first_failure = self.first_failure or str(error)
 
     def write(self, frame: pd.DataFrame) -> None:
         keys = [str(c).encode() for c in frame["customer_id"].to_numpy()]
@@ -60,7 +68,9 @@ class KafkaSink:
         """Wait until every message written so far is delivered (or fail saying how many were not)."""
         remaining = self.producer.flush(timeout_s)
         if remaining or self.failed:
-            raise RuntimeError(f"{remaining + self.failed} messages were not delivered to Kafka")
+            reason = self.first_failure or f"no answer from {self.producer_servers} in {timeout_s:g} s"
+            raise DeliveryError(f"{remaining + self.failed} messages were not delivered to Kafka topic {self.topic}: "
+                                f"{reason} (does the topic exist? `riskray stack up` creates the world's topics)")
 
     def close(self) -> None:
         self.flush()

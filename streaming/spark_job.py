@@ -1,6 +1,6 @@
-"""The Spark Structured Streaming job: Kafka ``transactions`` -> PostgreSQL feature store.
+"""The Spark Structured Streaming job: Kafka ``transactions`` and ``labels`` -> PostgreSQL feature store.
 
-Two queries share one Spark application and one Kafka topic:
+Three queries share one Spark application; two of them read the ``transactions`` topic:
 
 - ``<prefix>-raw`` (stateless): validates every message against the message model; invalid ones go to the
   dead-letter topic with the raw bytes and key, and headers naming the error and the source partition/offset;
@@ -9,6 +9,10 @@ Two queries share one Spark application and one Kafka topic:
   1-minute tumbling windows per customer and per merchant, written as upserts to ``features`` and
   ``merchant_features``. Rows behind the watermark are dropped by Spark and counted (numRowsDroppedByWatermark in
   the progress log).
+
+The third, ``<prefix>-labels`` (stateless), reads the ``labels`` topic: label events checked by their model like
+transactions (invalid ones to the labels' dead-letter topic), stored once per label_id in ``labels`` (a label whose
+transaction is not stored yet is kept and counted as unmatched).
 
 Spark cannot emit a stateful aggregation's input rows from the same query, which is why raw rows and windows are
 two queries; each query's batch is one database transaction with its own commit row, so each is exactly-once.
@@ -39,11 +43,17 @@ from pyspark.sql.types import LongType
 from app import db, stream_progress
 from app.config import Settings, get_settings
 from app.features import TILE_TABLES, TILES, TileAggregate
-from app.schemas import STORE_COLUMN_OF, Transaction
+from app.schemas import STORE_COLUMN_OF, KafkaMessage, LabelEvent, Transaction, message_fields
 from streaming import store_writer
 from streaming.dead_letters import DeadLetterProducer
 from streaming.spark_schema import spark_schema
-from streaming.status import checkpoint_dir, features_query_name, progress_log, raw_query_name
+from streaming.status import (
+    checkpoint_dir,
+    features_query_name,
+    labels_query_name,
+    progress_log,
+    raw_query_name,
+)
 from streaming.validation import canonical_message, validation_errors, validation_udf
 
 log = logging.getLogger("riskray.stream")
@@ -86,11 +96,11 @@ def build_session(settings: Settings) -> SparkSession:
     return spark
 
 
-def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
+def kafka_source(spark: SparkSession, settings: Settings, topic: str | None = None) -> DataFrame:
     return (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
-        .option("subscribe", settings.kafka_topic)
+        .option("subscribe", topic or settings.kafka_topic)
         .option("startingOffsets", "earliest")
         .option("maxOffsetsPerTrigger", settings.stream_max_offsets_per_trigger)
         .option("failOnDataLoss", "false")  # retention may delete offsets a long-stopped job had not read
@@ -98,17 +108,19 @@ def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
     )
 
 
-def parsed(source: DataFrame) -> DataFrame:
+def parsed(source: DataFrame, model: type[KafkaMessage] = Transaction) -> DataFrame:
     """Kafka rows with the message fields parsed in the JVM by the Spark schema derived from the model, and whether
     the JVM vouches for the message (``canonical``: see ``canonical_message``)."""
-    return (source.select("*", F.from_json(F.col("value").cast("string"), spark_schema()).alias("m"))
-            .withColumn("canonical", canonical_message()))
+    return (source.select("*", F.from_json(F.col("value").cast("string"), spark_schema(model)).alias("m"))
+            .withColumn("canonical", canonical_message(model=model)))
 
 
-def fully_parsed() -> Column:
+def fully_parsed(model: type[KafkaMessage] = Transaction) -> Column:
     """Guard for the rare value the model accepts but Spark's parser does not (a timestamp with 7 fractional
-    digits, say): such a row goes to the dead-letter topic instead of failing the batch on a NULL."""
-    return reduce(lambda a, b: a & b, [F.col(f"m.{name}").isNotNull() for name in Transaction.model_fields])
+    digits, say): such a row goes to the dead-letter topic instead of failing the batch on a NULL. An optional
+    field may be null."""
+    return reduce(lambda a, b: a & b, [F.col(f"m.{name}").isNotNull() for name, prop in message_fields(model)
+                                       if not prop.get("optional")])
 
 
 def for_the_model(column: str) -> Column:
@@ -117,11 +129,11 @@ def for_the_model(column: str) -> Column:
     return F.when(F.col("canonical"), F.lit(None)).otherwise(F.col(column))
 
 
-def accepted() -> Column:
+def accepted(model: type[KafkaMessage] = Transaction) -> Column:
     """Over ``parsed`` rows: the message satisfies the model. Canonical ones are recognised in the JVM, the rest are
     checked by the model itself in a Python UDF (which gets nulls for the canonical ones, and says "empty" of them)."""
-    message_error = validation_udf()
-    model_accepts = message_error(for_the_model("key"), for_the_model("value")).isNull() & fully_parsed()
+    message_error = validation_udf(model)
+    model_accepts = message_error(for_the_model("key"), for_the_model("value")).isNull() & fully_parsed(model)
     return F.col("canonical") | model_accepts
 
 
@@ -153,6 +165,30 @@ class LedgerName:
         return self._value
 
 
+def checked_batch(batch: DataFrame, model: type[KafkaMessage], dead_letters: DeadLetterProducer
+                  ) -> tuple[pd.DataFrame, int]:
+    """One micro-batch of Kafka rows on the driver (one Spark job, Arrow), checked against ``model``: the message
+    model validates those the JVM could not vouch for (``canonical_message``; no Python UDF round trip). Invalid
+    ones are sent to the dead-letter topic, acknowledged before this returns (a dead letter is sent at least once,
+    never lost). Returns the valid rows (the message fields as the JVM parsed them, plus topic, partition and
+    offset) and how many went to the dead-letter topic."""
+    source = parsed(batch, model).select(for_the_model("key").alias("key"), for_the_model("value").alias("value"),
+                                         "canonical", "topic", "partition", "offset",
+                                         fully_parsed(model).alias("fully_parsed"), "m.*").toPandas()
+    errors = pd.Series(None, index=source.index, dtype=object)
+    check = ~source["canonical"].astype(bool)  # the model checks what the JVM could not vouch for
+    if check.any():
+        errors[check] = validation_errors(source.loc[check, "value"], source.loc[check, "key"], model)
+    unparsed = errors.isna() & ~source["fully_parsed"].astype(bool)
+    errors[unparsed] = "message: valid for the model but not for the stream's Spark schema"
+    bad = source[errors.notna()]
+    for row, reason in zip(bad.itertuples(index=False), errors[errors.notna()], strict=True):
+        dead_letters.send(row.key, row.value, reason, row.topic, int(row.partition), int(row.offset))
+    dead_letters.flush()
+    # Valid rows keep the JVM's parse (same schema, derived from the model): no second parse in Python.
+    return source[errors.isna()], len(bad)
+
+
 # --- raw query -----------------------------------------------------------------------------------------------
 class RawWriter:
     """foreachBatch of the raw query: one Spark job pulls the batch's Kafka rows to the driver (Arrow), where the
@@ -169,8 +205,11 @@ class RawWriter:
         self._resumed = False
         self.dead_letters = DeadLetterProducer(settings)
         # Derived once, not per batch: pandas widens integer columns to float when invalid rows hold nulls.
+        optional = {name for name, prop in message_fields(Transaction) if prop.get("optional")}
         self.integer_columns = [STORE_COLUMN_OF.get(f.name, f.name) for f in spark_schema().fields
-                                if isinstance(f.dataType, LongType)]
+                                if isinstance(f.dataType, LongType) and f.name not in optional]
+        self.optional_integers = [STORE_COLUMN_OF.get(f.name, f.name) for f in spark_schema().fields
+                                  if isinstance(f.dataType, LongType) and f.name in optional]
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
@@ -181,45 +220,60 @@ class RawWriter:
             if not store_writer.claim_batch(cur, query, batch_id):
                 log.info("%s batch %d already committed; skipped", query, batch_id)
                 return
-            source = parsed(batch).select(for_the_model("key").alias("key"), for_the_model("value").alias("value"),
-                                          "canonical", "topic", "partition", "offset",
-                                          fully_parsed().alias("fully_parsed"), "m.*").toPandas()
-            collected_at = time.monotonic()
-            errors = pd.Series(None, index=source.index, dtype=object)
-            check = ~source["canonical"].astype(bool)  # the model checks what the JVM could not vouch for
-            if check.any():
-                errors[check] = validation_errors(source.loc[check, "value"], source.loc[check, "key"])
-            unparsed = errors.isna() & ~source["fully_parsed"].astype(bool)
-            errors[unparsed] = "message: valid for the model but not for the stream's Spark schema"
-            bad = source[errors.notna()]
-            for row, reason in zip(bad.itertuples(index=False), errors[errors.notna()], strict=True):
-                self.dead_letters.send(row.key, row.value, reason, row.topic, int(row.partition), int(row.offset))
-            self.dead_letters.flush()  # before the commit: a dead letter is sent at least once, never lost
-            # Valid rows keep the JVM's parse (same schema, derived from the model): no second parse in Python.
-            rows = source[errors.isna()].rename(columns={**STORE_COLUMN_OF, **store_writer.KAFKA_SOURCE_COLUMNS})
+            valid, dead = checked_batch(batch, Transaction, self.dead_letters)
+            collected_at = time.monotonic()  # collected and checked: the check is most of it only without the JVM's
+            rows = valid.rename(columns={**STORE_COLUMN_OF, **store_writer.KAFKA_SOURCE_COLUMNS})
             rows[EVENT_TIME] = as_utc(rows[EVENT_TIME])
             rows[self.integer_columns] = rows[self.integer_columns].astype("int64")
+            rows[self.optional_integers] = rows[self.optional_integers].astype("Int64")  # a label or NULL
             watermark = self.latest - self.delay if self.latest is not None else None
             rows["is_late"] = (rows[EVENT_TIME] < watermark) if watermark is not None else False
             validated_at = time.monotonic()
             inserted = store_writer.insert_transactions(cur, rows)
             counts = {"valid": len(rows), "inserted": inserted, "duplicates": len(rows) - inserted,
-                      "dlq": len(bad), "late": int(rows["is_late"].sum()) if len(rows) else 0}
+                      "dlq": dead, "late": int(rows["is_late"].sum()) if len(rows) else 0}
             latest = self.latest
             if len(rows):
                 newest = rows[EVENT_TIME].max().to_pydatetime()
                 latest = newest if latest is None else max(latest, newest)
             store_writer.record_counts(cur, query, batch_id, counts, latest)
         self.latest = latest
-        phases = {"collect_s": round(collected_at - started, 2), "validate_s": round(validated_at - collected_at, 2),
+        phases = {"collect_s": round(collected_at - started, 2), "prepare_s": round(validated_at - collected_at, 2),
                   "store_s": round(time.monotonic() - validated_at, 2)}
         log.info("%s batch %d: %s %s in %.2f s", query, batch_id, counts, phases, time.monotonic() - started)
+
+
+# --- labels query --------------------------------------------------------------------------------------------
+class LabelWriter:
+    """foreachBatch of the labels query: label events checked by their model (invalid ones to the labels'
+    dead-letter topic) and stored once per label_id, in one database transaction with the batch's ledger row."""
+
+    def __init__(self, settings: Settings, checkpoint: Path) -> None:
+        self.settings = settings
+        self.ledger = LedgerName(labels_query_name(settings), checkpoint)
+        self.dead_letters = DeadLetterProducer(settings, settings.kafka_labels_dlq_topic)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
+        query = str(self.ledger)
+        with db.connection(self.settings) as conn, conn.cursor() as cur:
+            if not store_writer.claim_batch(cur, query, batch_id):
+                log.info("%s batch %d already committed; skipped", query, batch_id)
+                return
+            valid, dead = checked_batch(batch, LabelEvent, self.dead_letters)
+            rows = valid.rename(columns=store_writer.KAFKA_SOURCE_COLUMNS)
+            rows["reported_at"] = as_utc(rows["reported_at"])
+            inserted, unmatched = store_writer.insert_labels(cur, rows)
+            counts = {"valid": len(rows), "inserted": inserted, "duplicates": len(rows) - inserted, "dlq": dead,
+                      "unmatched": unmatched}
+            store_writer.record_counts(cur, query, batch_id, counts)
+        log.info("%s batch %d: %s in %.2f s", query, batch_id, counts, time.monotonic() - started)
 
 
 # --- features query ------------------------------------------------------------------------------------------
 _SPARK_AGGREGATION = {
     "count": lambda column: F.count(F.lit(1)),
-    "sum": lambda column: F.sum(column),
+    "sum": lambda column: F.coalesce(F.sum(column), F.lit(0)),  # a label no row in the tile carries sums to 0
     "mean": lambda column: F.avg(column),
     "max": lambda column: F.max(column),
     "std": lambda column: F.coalesce(F.stddev_samp(column), F.lit(0.0)),
@@ -353,7 +407,15 @@ def start_queries(spark: SparkSession, settings: Settings) -> list[StreamingQuer
         .trigger(**trigger)
         .start()
     )
-    return [raw, features]
+    labels = (
+        kafka_source(spark, settings, settings.kafka_labels_topic).coalesce(1).writeStream
+        .queryName(labels_query_name(settings))
+        .foreachBatch(LabelWriter(settings, checkpoints / "labels"))
+        .option("checkpointLocation", str(checkpoints / "labels"))
+        .trigger(**trigger)
+        .start()
+    )
+    return [raw, features, labels]
 
 
 def main() -> None:
@@ -364,8 +426,8 @@ def main() -> None:
     spark = build_session(settings)
     spark.streams.addListener(ProgressLog(progress_log(settings)))
     queries = start_queries(spark, settings)
-    log.info("streaming %s -> feature store (%s mode, message model %s)", settings.kafka_topic,
-             settings.stream_output_mode, Transaction.__name__)
+    log.info("streaming %s and %s -> feature store (%s mode)", settings.kafka_topic, settings.kafka_labels_topic,
+             settings.stream_output_mode)
 
     stopping = threading.Event()
     # The handler only sets a flag: calling into py4j from a signal handler while the main thread is inside a

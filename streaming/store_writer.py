@@ -17,11 +17,12 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from app.features import TILE_TABLES, TILES, Entity
-from app.schemas import MESSAGE_STORE_COLUMNS
+from app.schemas import LABEL_STORE_COLUMNS, MESSAGE_STORE_COLUMNS
 
 # The Kafka source's columns a stored row keeps beside the message (where it was read), under these names.
 KAFKA_SOURCE_COLUMNS = {"partition": "kafka_partition", "offset": "kafka_offset"}
 TRANSACTION_COLUMNS = (*MESSAGE_STORE_COLUMNS, *KAFKA_SOURCE_COLUMNS.values(), "is_late")
+LABEL_COLUMNS = (*LABEL_STORE_COLUMNS, *KAFKA_SOURCE_COLUMNS.values())
 
 
 def claim_batch(cur: psycopg2.extensions.cursor, query: str, batch_id: int) -> bool:
@@ -83,6 +84,25 @@ def insert_transactions(cur: psycopg2.extensions.cursor, rows: pd.DataFrame) -> 
         f"SELECT count(*) FROM inserted"
     )
     return int(cur.fetchone()[0])
+
+
+def insert_labels(cur: psycopg2.extensions.cursor, rows: pd.DataFrame) -> tuple[int, int]:
+    """Insert label events, skipping label ids already stored; returns (how many were new, how many of those name
+    a transaction not stored yet: kept all the same, and counted)."""
+    if rows.empty:
+        return 0, 0
+    columns = list(LABEL_COLUMNS)
+    rows = rows.drop_duplicates("label_id")
+    temp = _copy_into_temp(cur, "labels", rows, columns)
+    listed = ", ".join(columns)
+    cur.execute(
+        f"WITH inserted AS (INSERT INTO labels ({listed}) SELECT {listed} FROM {temp} "
+        f"ON CONFLICT (label_id) DO NOTHING RETURNING transaction_id) "
+        f"SELECT count(*), count(*) FILTER (WHERE NOT EXISTS "
+        f"(SELECT 1 FROM transactions t WHERE t.transaction_id = inserted.transaction_id)) FROM inserted"
+    )
+    inserted, unmatched = cur.fetchone()
+    return int(inserted), int(unmatched)
 
 
 def upsert_tiles(cur: psycopg2.extensions.cursor, entity: Entity, tiles: pd.DataFrame) -> int:

@@ -1,8 +1,9 @@
-"""Validation of raw Kafka values against the one message model, for use inside Spark.
+"""Validation of raw Kafka values against their message model, for use inside Spark.
 
 Spark's ``from_json`` only knows types; the contract's rules (ids > 0, amount > 0, ISO codes, a timezone on the
-event time, no unknown fields) live in ``app.schemas.Transaction``. Running that model here keeps one set of
-rules and gives the dead-letter topic the same reason text a user of the model sees.
+event time, no unknown fields) live in the message models of ``app.schemas`` (``Transaction``, ``LabelEvent``).
+Running the model here keeps one set of rules and gives the dead-letter topic the same reason text a user of the
+model sees.
 """
 
 from __future__ import annotations
@@ -13,40 +14,46 @@ from functools import reduce
 
 import pandas as pd
 
-from app.schemas import MAX_MESSAGE_BYTES, NUMBER_BOUNDS, MessageError, Transaction, message_fields
+from app.schemas import MAX_MESSAGE_BYTES, NUMBER_BOUNDS, KafkaMessage, MessageError, Transaction, message_fields
 
 Raw = bytes | bytearray | None
 
+# why each message is keyed as it is, for the dead-letter reason of a message without its key
+_KEY_REASON = {"customer_id": "which keeps a customer on one partition",
+               "transaction_id": "which keeps a transaction's labels in order on one partition"}
 
-def message_error(key: Raw, value: Raw) -> str | None:
+
+def message_error(key: Raw, value: Raw, model: type[KafkaMessage] = Transaction) -> str | None:
     """None for a valid message, else the reason naming what is at fault (the value's fields, or the key)."""
     if value is None or len(value) == 0:
         return "message: empty value"
     if len(value) > MAX_MESSAGE_BYTES:
         return f"message: {len(value)} bytes, above the bound of {MAX_MESSAGE_BYTES}"
     try:
-        transaction = Transaction.from_kafka_value(bytes(value))
+        message = model.from_kafka_value(bytes(value))
     except MessageError as error:
         return str(error)
+    field = model.KEY_FIELD
     if key is None or len(key) == 0:
-        return "key: missing (a transaction's key is its customer_id, which keeps a customer on one partition)"
-    if bytes(key) != transaction.kafka_key():
+        return f"key: missing (the key is the {field}, {_KEY_REASON.get(field, 'as the contract says')})"
+    if bytes(key) != message.kafka_key():
         shown = bytes(key)[:40].decode("utf-8", "backslashreplace")
-        return f"key: {shown!r} is not the customer_id {transaction.customer_id}"
+        return f"key: {shown!r} is not the {field} {getattr(message, field)}"
     return None
 
 
-def validation_errors(values: Iterable[Raw], keys: Iterable[Raw]) -> list[str | None]:
+def validation_errors(values: Iterable[Raw], keys: Iterable[Raw],
+                      model: type[KafkaMessage] = Transaction) -> list[str | None]:
     """``message_error`` of each (key, value) pair."""
-    return [message_error(key, value) for key, value in zip(keys, values, strict=True)]
+    return [message_error(key, value, model) for key, value in zip(keys, values, strict=True)]
 
 
-def validation_udf():
+def validation_udf(model: type[KafkaMessage] = Transaction):
     from pyspark.sql.functions import pandas_udf
 
     @pandas_udf("string")  # type: ignore[call-overload]
     def message_error_udf(keys: pd.Series, values: pd.Series) -> pd.Series:
-        return pd.Series(validation_errors(values, keys), dtype=object)
+        return pd.Series(validation_errors(values, keys, model), dtype=object)
 
     return message_error_udf
 
@@ -90,40 +97,47 @@ def _value_regex(prop: dict) -> str | None:
     return None
 
 
-def canonical_regex() -> str | None:
+def canonical_regex(model: type[KafkaMessage] = Transaction) -> str | None:
     """The canonical form of a whole message, from the model's wire form (``app.schemas.message_fields``: its
-    fields in order, with their JSON schema; None if a field cannot be checked)."""
+    fields in order, with their JSON schema, an optional one present or left out; None if a field cannot be
+    checked)."""
     fields = []
-    for name, prop in message_fields():
+    for i, (name, prop) in enumerate(message_fields(model)):
         value = _value_regex(prop)
         if value is None:
             return None
-        fields.append(f'"{re.escape(name)}"{_SPACE}:{_SPACE}{value}')
+        field = f'{_SPACE},{_SPACE}' * (i > 0) + f'"{re.escape(name)}"{_SPACE}:{_SPACE}{value}'
+        fields.append(f"(?:{field})?" if prop.get("optional") else field)
     # Java's \\A and \\z: the whole text (its $ would also match before a final line terminator)
-    return f"\\A{_SPACE}\\{{{_SPACE}" + f"{_SPACE},{_SPACE}".join(fields) + f"{_SPACE}\\}}{_SPACE}\\z"
+    return f"\\A{_SPACE}\\{{{_SPACE}" + "".join(fields) + f"{_SPACE}\\}}{_SPACE}\\z"
 
 
-def canonical_message(key: str = "key", value: str = "value", parsed: str = "m"):
-    """A Spark predicate over Kafka rows: true only for a message the model accepts under its customer's key.
+def canonical_message(key: str = "key", value: str = "value", parsed: str = "m",
+                      model: type[KafkaMessage] = Transaction):
+    """A Spark predicate over Kafka rows: true only for a message the model accepts under its key.
 
     ``parsed``: the struct ``from_json`` made of the value with the Spark schema, for the schema's bounds (the
     regex fixes the form, the bounds the values). Never null: a null comparison counts as "not canonical", and such
     a message goes to the model."""
     from pyspark.sql import functions as F
 
-    regex = canonical_regex()
+    regex = canonical_regex(model)
     if regex is None:
         return F.lit(False)
     raw = F.col(value)
     checks = [F.length(raw) <= MAX_MESSAGE_BYTES, raw.cast("string").rlike(regex)]
-    for name, prop in message_fields():
+    for name, prop in message_fields(model):
         column = F.col(f"{parsed}.{name}")
-        checks.append(column.isNotNull())  # Spark read it too (a 30th of February reads as null)
+        field_checks = []
         if prop.get("type") == "number":
-            checks.append(~F.isnan(column) & (F.abs(column) < float("inf")))  # 1e400 reads as infinity
+            field_checks.append(~F.isnan(column) & (F.abs(column) < float("inf")))  # 1e400 reads as infinity
         for bound, (_, holds) in NUMBER_BOUNDS.items():
             if bound in prop:
-                checks.append(holds(column, prop[bound]))
-    # the key is the customer_id as Transaction.kafka_key writes it
-    checks.append(F.col(key) == F.col(f"{parsed}.customer_id").cast("string").cast("binary"))
+                field_checks.append(holds(column, prop[bound]))
+        if prop.get("optional"):  # left out (the regex fixed its form when present)
+            checks.extend(column.isNull() | check for check in field_checks)
+        else:
+            checks.extend([column.isNotNull(), *field_checks])  # Spark read it too (a 30th of February reads null)
+    # the key is the key field as KafkaMessage.kafka_key writes it
+    checks.append(F.col(key) == F.col(f"{parsed}.{model.KEY_FIELD}").cast("string").cast("binary"))
     return F.coalesce(reduce(lambda a, b: a & b, checks), F.lit(False))

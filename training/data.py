@@ -89,14 +89,17 @@ def check_transactions(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     for name, prop in numbers:
         integer = prop["type"] == "integer"
         values = pd.to_numeric(frame[name], errors="coerce")
-        bad = values.isna() | ~np.isfinite(values)
+        absent = values.isna() & frame[name].isna() if prop.get("optional") else pd.Series(False, index=frame.index)
+        bad = (values.isna() | ~np.isfinite(values)) & ~absent
         if integer:
-            bad |= values != np.round(values)
+            bad |= (values != np.round(values)) & ~absent
         if bad.any():
             raise first_bad(name, bad.to_numpy(), "an integer" if integer else "a number")
-        frame[name] = values.astype(np.int64 if integer else np.float64)
+        # an optional field left empty stays NaN (a transaction without its label), so it stays float
+        frame[name] = values.astype(np.int64 if integer and not absent.any() else np.float64)
     for name, prop in numbers:
         must, kept = _number_rule(prop, frame[name])
+        kept = kept | frame[name].isna().to_numpy()  # left out, which an optional field may be (checked above)
         if not kept.all():
             raise first_bad(name, ~kept, must)
     for name, prop in message_fields():
@@ -217,7 +220,8 @@ def build_examples(snapshot: pd.DataFrame, settings: Settings, since: datetime |
                    until: datetime | None) -> Examples:
     """Point-in-time model inputs for the transactions in [since, until); all of ``snapshot`` is history."""
     history = history_frame(snapshot, settings.label_delay_days)
-    keep = in_period(snapshot["timestamp"], since, until)
+    # a transaction whose message carried no label is history for the others, never an example
+    keep = in_period(snapshot["timestamp"], since, until) & snapshot["is_fraud"].notna().to_numpy()
     if not keep.any():
         raise TrainingDataError("no labelled transactions in the training period")
     part, part_history = snapshot[keep], history[keep]
@@ -228,7 +232,7 @@ def build_examples(snapshot: pd.DataFrame, settings: Settings, since: datetime |
         "merchant_id": part["merchant_id"].to_numpy(),
         "card_last_4": part["card_last_4"].to_numpy(),
         "timestamp": part["timestamp"].to_numpy(dtype="datetime64[us]"),
-        "is_fraud": part["is_fraud"].to_numpy(),
+        "is_fraud": part["is_fraud"].to_numpy(dtype=np.int64),
         **inputs,
     })
     return Examples(frame.sort_values("timestamp", kind="stable").reset_index(drop=True))

@@ -92,7 +92,7 @@ def snapshot(settings: Settings, options: TrainOptions, say: Say) -> Path:
         data.require_transactions(settings, since, until)
         ensure_ray(settings)
         frame = data.load_from_store(settings, since, until)
-    labelled = frame[data.in_period(frame["timestamp"], since, until)]
+    labelled = frame[data.in_period(frame["timestamp"], since, until) & frame["is_fraud"].notna().to_numpy()]
     data.require_both_classes(labelled["is_fraud"], str(options.source_file or "feature store"))
     frame.to_parquet(out, index=False)
     (out.parent / PERIOD_FILE).write_text(json.dumps({"since": since.isoformat(), "until": until.isoformat()}))

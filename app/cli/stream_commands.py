@@ -141,14 +141,14 @@ def status() -> None:
 
     from app.operations import stream as stream_program
     from app.operations import supervisor
-    from streaming.status import features_query_name, last_failure, late_rows_dropped, query_status, raw_query_name
+    from streaming.status import last_failure, late_rows_dropped, query_names, query_status
 
     settings = get_settings()
     state = supervisor.process_state(settings, stream_program.NAME)
     console = Console(width=200)
     console.print(f"stream job: {state}   log: {supervisor.log_path(settings, stream_program.NAME)}")
     table = Table("query", "last batch", "committed at", "totals")
-    for name in (raw_query_name(settings), features_query_name(settings)):
+    for name in query_names(settings):
         item = query_status(settings, name)
         totals = ", ".join(f"{k}={v}" for k, v in item.totals.items()) or "-"
         table.add_row(name, str(item.last_batch), str(item.last_commit or "-"), totals)

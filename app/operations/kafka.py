@@ -120,11 +120,14 @@ def topics(settings: Settings) -> list[NewTopic]:
     return [
         NewTopic(settings.kafka_topic, settings.kafka_partitions, 1, topic_configs={"retention.ms": retention}),
         NewTopic(settings.kafka_dlq_topic, 1, 1, topic_configs={"retention.ms": retention}),
+        NewTopic(settings.kafka_labels_topic, settings.kafka_labels_partitions, 1,
+                 topic_configs={"retention.ms": retention}),
+        NewTopic(settings.kafka_labels_dlq_topic, 1, 1, topic_configs={"retention.ms": retention}),
     ]
 
 
 def provision(settings: Settings) -> None:
-    """Create the transactions topic and its dead-letter topic. Idempotent."""
+    """Create the transactions and labels topics and their dead-letter topics. Idempotent."""
     client = admin(settings)
     try:
         existing = set(client.list_topics())

@@ -34,7 +34,7 @@ def delete_topics(settings: Settings, prefix: str | None = None) -> None:
     client = admin(settings)
     try:
         mine = [t for t in client.list_topics()
-                if t in (settings.kafka_topic, settings.kafka_dlq_topic) or (prefix and t.startswith(prefix))]
+                if t in settings.kafka_topics or (prefix and t.startswith(prefix))]
         if mine:
             with contextlib.suppress(UnknownTopicOrPartitionError):
                 client.delete_topics(mine, timeout_ms=30_000)

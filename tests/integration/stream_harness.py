@@ -22,7 +22,7 @@ from kafka.admin import NewTopic
 from app import db
 from app.config import Settings
 from app.operations.kafka import admin
-from streaming.status import features_query_name, progress_log, raw_query_name
+from streaming.status import features_query_name, labels_query_name, progress_log, raw_query_name
 from tests import scratch
 
 if TYPE_CHECKING:
@@ -39,6 +39,8 @@ class StreamHarness:
         self.settings = settings if stack_names else settings.model_copy(update={
             "kafka_topic": f"test-{tag}.transactions",
             "kafka_dlq_topic": f"test-{tag}.transactions.dlq",
+            "kafka_labels_topic": f"test-{tag}.labels",
+            "kafka_labels_dlq_topic": f"test-{tag}.labels.dlq",
             "stream_query_prefix": f"test-{tag}",
         })
         self.log_path = log_dir / f"stream-{tag}.log"
@@ -49,7 +51,9 @@ class StreamHarness:
             client = admin(settings)
             try:
                 client.create_topics([NewTopic(self.settings.kafka_topic, 12, 1),
-                                      NewTopic(self.settings.kafka_dlq_topic, 1, 1)])
+                                      NewTopic(self.settings.kafka_dlq_topic, 1, 1),
+                                      NewTopic(self.settings.kafka_labels_topic, 3, 1),
+                                      NewTopic(self.settings.kafka_labels_dlq_topic, 1, 1)])
             finally:
                 client.close()
         self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "partitioner": "murmur2_random"})
@@ -60,6 +64,8 @@ class StreamHarness:
             **os.environ,
             "RISKRAY_KAFKA_TOPIC": self.settings.kafka_topic,
             "RISKRAY_KAFKA_DLQ_TOPIC": self.settings.kafka_dlq_topic,
+            "RISKRAY_KAFKA_LABELS_TOPIC": self.settings.kafka_labels_topic,
+            "RISKRAY_KAFKA_LABELS_DLQ_TOPIC": self.settings.kafka_labels_dlq_topic,
             "RISKRAY_STREAM_QUERY_PREFIX": self.settings.stream_query_prefix,
             **self.environment,
         }
@@ -86,11 +92,12 @@ class StreamHarness:
         assert self.process is not None and self.process.poll() is None, self.log_path.read_text()[-3000:]
 
     # --- input --------------------------------------------------------------------------------------------
-    def send(self, messages: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+    def send(self, messages: Iterable[tuple[bytes | None, bytes | None]], topic: str | None = None) -> None:
+        """Messages (key, value) to the transactions topic, or ``topic``; returns once Kafka has them all."""
         for key, value in messages:
             while True:
                 try:
-                    self.producer.produce(self.settings.kafka_topic, key=key, value=value)
+                    self.producer.produce(topic or self.settings.kafka_topic, key=key, value=value)
                     break
                 except BufferError:  # the local queue (100,000 messages) is full: let deliveries drain it
                     self.producer.poll(0.5)
@@ -112,28 +119,40 @@ class StreamHarness:
         marks = [pd.Timestamp(m) for m in marks if m]
         return max(marks) if marks else None
 
+    def send_labels(self, events: pd.DataFrame) -> None:
+        """Label events (the LabelEvent columns) to the labels topic, in the wire form producers write."""
+        from app.schemas import LabelEvent, kafka_values
+
+        keys = [str(t).encode() for t in events[LabelEvent.KEY_FIELD]]
+        self.send(zip(keys, kafka_values(events, LabelEvent), strict=True), topic=self.settings.kafka_labels_topic)
+
     def caught_up(self) -> bool:
-        """Both queries have committed a batch that read to the end of every partition of the topic: whatever was
+        """Every query has committed a batch that read to the end of every partition of its topic: whatever was
         sent is in the store, and no later batch can change it (Spark reports progress after a batch commits)."""
         from kafka import KafkaConsumer, TopicPartition
 
         path = progress_log(self.settings)
         if not path.exists():
             return False
+        s = self.settings
+        topic_of = {raw_query_name(s): s.kafka_topic, features_query_name(s): s.kafka_topic,
+                    labels_query_name(s): s.kafka_labels_topic}
         latest: dict[str, dict] = {}
         for line in path.read_text().splitlines():
             record = json.loads(line)
-            if record.get("end_offsets"):
-                latest[record["query"]] = record["end_offsets"].get(self.settings.kafka_topic, {})
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
+            if record.get("end_offsets") and record["query"] in topic_of:
+                latest[record["query"]] = record["end_offsets"].get(topic_of[record["query"]], {})
+        consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap)
         try:
-            partitions = [TopicPartition(self.settings.kafka_topic, p)
-                          for p in consumer.partitions_for_topic(self.settings.kafka_topic) or ()]
-            ends = {str(tp.partition): offset for tp, offset in consumer.end_offsets(partitions).items()}
+            ends = {}
+            for topic in set(topic_of.values()):
+                partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+                ends[topic] = {str(tp.partition): offset for tp, offset in consumer.end_offsets(partitions).items()}
         finally:
             consumer.close()
-        queries = (raw_query_name(self.settings), features_query_name(self.settings))
-        return all(q in latest and all(latest[q].get(p, 0) >= end for p, end in ends.items()) for q in queries)
+        # a query whose topic is still empty has nothing to catch up on (an idle query reports no progress)
+        return all(all(latest.get(q, {}).get(p, 0) >= end for p, end in ends[topic].items())
+                   for q, topic in topic_of.items())
 
     def wait_until(self, condition: Callable[[], bool], timeout_s: float, what: str,
                    progress: Callable[[], str] | None = None) -> None:

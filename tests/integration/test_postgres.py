@@ -13,7 +13,7 @@ from app.operations import postgres
 pytestmark = pytest.mark.integration
 
 TABLES = {"transactions", "features", "merchant_features", "training_features", "predictions",
-          "stream_batch_commits", "customer_countries", "monitoring_reports"}
+          "stream_batch_commits", "customer_countries", "monitoring_reports", "labels"}
 
 
 @pytest.fixture()

@@ -77,7 +77,36 @@ def test_valid_requests_answer_every_field_and_explain_on_request(api: httpx.Cli
     assert batch.status_code == 200 and len(batch.json()["predictions"]) == 2
     assert api.get("/docs").status_code == 200
     schema = api.get("/openapi.json").json()
-    assert {"/predict", "/predict/batch", "/health", "/metrics"} <= set(schema["paths"])
+    assert {"/predict", "/predict/batch", "/labels", "/health", "/metrics"} <= set(schema["paths"])
+
+
+def test_posted_label_events_are_in_the_labels_topic_when_accepted_and_a_bad_one_is_a_422_naming_its_field(
+        api: httpx.Client, stack: Settings) -> None:
+    from kafka import KafkaConsumer
+
+    from app.schemas import LabelEvent
+
+    ids = _ids(3, block=9)
+    events = [{"label_id": str(ids[0]), "transaction_id": str(ids[1]), "is_fraud": 1, "source": "chargeback",
+               "reported_at": "2026-11-30T09:15:00+01:00", "reason_code": "10.4", "case_id": "case/2026-17"},
+              {"label_id": str(ids[2]), "transaction_id": str(ids[1]), "is_fraud": 0,
+               "source": "confirmed_legitimate", "reported_at": "2026-12-03T10:00:00Z"}]
+    answer = api.post("/labels", json={"labels": events})
+    assert answer.status_code == 202 and answer.json() == {"accepted": 2}, answer.text
+    consumer = KafkaConsumer(stack.kafka_labels_topic, bootstrap_servers=stack.kafka_bootstrap,
+                             auto_offset_reset="earliest", consumer_timeout_ms=10_000)
+    received = {(LabelEvent.from_kafka_value(r.value), r.key) for r in consumer}
+    consumer.close()
+    for sent in events:
+        event = LabelEvent.model_validate(sent)
+        assert (event, str(ids[1]).encode()) in received  # keyed by its transaction: its events stay in order
+    for body, field in (({"labels": [{**events[0], "is_fraud": 2}]}, "is_fraud"),
+                        ({"labels": [{**events[0], "reported_at": "2026-11-30T09:15:00"}]}, "reported_at"),
+                        ({"labels": [{**events[0], "source": "rumour"}]}, "source"),
+                        ({"labels": []}, "labels"), ({"events": events}, "labels")):
+        refused = api.post("/labels", json=body)
+        assert refused.status_code == 422, refused.text
+        assert field in [str(part) for item in refused.json()["detail"] for part in item["loc"]], refused.text
 
 
 @pytest.mark.parametrize(("body", "field"), [
@@ -144,7 +173,7 @@ def test_the_api_fuzzed_from_its_own_openapi_schema_answers_only_as_documented(a
     base_url = str(api.base_url)
     both = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
     for path, method, modes in (("/predict", "POST", both), ("/predict/batch", "POST", both),
-                                ("/health", "GET", both[:1])):  # no input to make invalid
+                                ("/labels", "POST", both), ("/health", "GET", both[:1])):  # no input to make invalid
         for mode in modes:
             @given(case=schema[path][method].as_strategy(generation_mode=mode))
             @fuzzing(max_examples=FUZZ_EXAMPLES, derandomize=True, deadline=None, database=None,
@@ -626,6 +655,7 @@ def test_with_api_keys_scoring_needs_a_key_and_health_stays_open_even_when_it_re
         answer = api.post("/predict", json=GOOD, headers={"X-API-Key": "k-new"})
         assert answer.status_code == 200 and answer.json()["features_degraded"] is True  # request values, defaults
         assert api.post("/predict/batch", json=[GOOD], headers={"X-API-Key": "k-old"}).status_code == 200
+        assert api.post("/labels", json={"labels": []}).status_code == 401  # labelling is keyed too
         health = api.get("/health")
         assert health.status_code == 503, health.text
         body = health.json()

@@ -1,5 +1,5 @@
-"""The data path for real: Kafka -> Spark Structured Streaming -> PostgreSQL, with duplicates, late events,
-malformed messages, and a SIGKILLed driver."""
+"""The data path for real: Kafka -> Spark Structured Streaming -> PostgreSQL, transactions and label events, with
+duplicates, late events, malformed messages, and a SIGKILLed driver."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from kafka import KafkaConsumer
 
+from app import db, labels
 from app.config import Settings
 from streaming.simulator import message_values
 
@@ -112,12 +113,39 @@ MALFORMED_MORE = [
 ]
 
 
+def _label(transaction_id: str, is_fraud: int, source: str, reported_at: datetime, n: int, **more: str) -> dict:
+    return {"label_id": str(uuid.UUID(int=(SEED << 64) + n, version=4)), "transaction_id": transaction_id,
+            "is_fraud": is_fraud, "source": source, "reported_at": pd.Timestamp(reported_at), **more}
+
+
+def _label_message(n: int, **changes: object) -> bytes:
+    import json
+
+    fields = {"label_id": str(uuid.UUID(int=(SEED << 64) + n, version=4)),
+              "transaction_id": str(uuid.UUID(int=n, version=4)), "is_fraud": 1, "source": "dispute",
+              "reported_at": "2026-11-29T08:00:00Z", **changes}
+    return json.dumps(fields).encode()
+
+
+# label messages the stream must refuse: key, value, the start of the reason in the labels' dead-letter topic
+MALFORMED_LABELS = [
+    (b"k1", b"not json", "message: Invalid JSON"),
+    (str(uuid.UUID(int=2, version=4)).encode(), _label_message(2, is_fraud=2), "is_fraud: Input should be 0 or 1"),
+    (str(uuid.UUID(int=3, version=4)).encode(), _label_message(3, source="hearsay"), "source: Input should be"),
+    (str(uuid.UUID(int=4, version=4)).encode(), _label_message(4, reported_at="2026-11-29T08:00:00"),
+     "reported_at: Input should have timezone info"),
+    (b"someone-else", _label_message(5), "key: 'someone-else' is not the transaction_id"),
+]
+
+
 def test_known_transactions_become_exact_windows_with_duplicates_late_events_and_dead_letters(
     harness: StreamHarness,
 ) -> None:
     customers = fresh_customers(5, block=1)
     start = START
     on_time = transactions(customers, start, minutes=4, per_minute=5, seed=1)
+    # a third as a live client sends them: no label (left out of the message); the tiles count their fraud as 0
+    on_time["is_fraud"] = on_time["is_fraud"].astype(float).where(on_time.index % 3 != 0)
     # One event well ahead pushes the watermark past the first windows, so the late ones below are late.
     ahead = transactions(customers[:1], start + timedelta(minutes=8), minutes=1, per_minute=2, seed=2)
     ahead = ahead.head(1)
@@ -165,6 +193,67 @@ def test_known_transactions_become_exact_windows_with_duplicates_late_events_and
     assert dict(by_key[b"2"].headers)["riskray.error"].startswith(b"customer_id: Input should be greater than 0")
     assert b"amount: Field required" in dict(by_key[b"3"].headers)["riskray.error"]
     assert dict(by_key[b"4"].headers)["riskray.error"] == b"message: empty value"
+    live = on_time.loc[on_time["is_fraud"].isna(), "transaction_id"]
+    assert stored.set_index("transaction_id").loc[live, "is_fraud"].isna().all(), "stored without a label"
+
+
+def test_label_events_are_stored_once_with_their_history_kept_and_bad_ones_in_the_dead_letter_topic(
+    harness: StreamHarness,
+) -> None:
+    customers = fresh_customers(3, block=2)
+    sold = transactions(customers, START, minutes=2, per_minute=3, seed=4).assign(is_fraud=None)  # live: no label
+    first, second, third = sold["transaction_id"].iloc[:3]
+    t0 = START + timedelta(days=1)
+    events = pd.DataFrame([
+        _label(first, 1, "analyst", t0, 1),
+        _label(second, 1, "dispute", t0, 2, reason_code="10.4", case_id="case-2"),
+        _label(second, 1, "chargeback", t0 + timedelta(days=30), 3, reason_code="10.4"),
+        _label(third, 1, "dispute", t0, 4),  # a false dispute, resolved below
+        _label(third, 0, "confirmed_legitimate", t0 + timedelta(days=9), 5),
+        _label(str(uuid.UUID(int=(SEED << 64) + 99, version=4)), 1, "chargeback", t0, 6),  # no such transaction
+    ])
+    harness.send(as_messages(sold))
+    harness.send_labels(events.iloc[[5, 4, 3]])  # out of report order, and before the rest
+    harness.start()
+    settings = harness.settings
+    harness.wait_until(lambda: len(stored_transactions(settings, customers)) == len(sold), 180, "raw rows")
+    harness.send_labels(events)  # all again: three of them duplicates
+    harness.send_labels(events.iloc[[0]])
+    harness.send([(k, v) for k, v, _ in MALFORMED_LABELS], topic=settings.kafka_labels_topic)
+    harness.wait_until(harness.caught_up, 120, "every query past every message")
+
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT label_id::text FROM labels ORDER BY 1")
+        assert [r[0] for r in cur.fetchall()] == sorted(events["label_id"]), "each event stored once"
+        ids = events["transaction_id"].tolist()
+        before, between, after = (labels.known_at(cur, ids, at, settings.label_delay_days).set_index(
+            "transaction_id") for at in (t0 - timedelta(seconds=1), t0 + timedelta(days=1), t0 + timedelta(days=31)))
+    assert before.empty, "nothing known before the first report"
+    assert between["is_fraud"].to_dict() == {first: 1, second: 1, third: 1, ids[5]: 1}
+    assert between.loc[second, "source"] == "dispute"
+    assert after["is_fraud"].to_dict() == {first: 1, second: 1, third: 0, ids[5]: 1}  # the false dispute resolved
+    assert after.loc[second, "source"] == "chargeback"
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT key, sum(value::bigint) FROM stream_batch_commits, jsonb_each_text(row_counts) "
+                    "WHERE query_name LIKE %s GROUP BY key", (f"{settings.stream_query_prefix}-labels@%",))
+        totals = {key: int(total) for key, total in cur.fetchall()}
+        cur.execute("SELECT transaction_id::text FROM labels l WHERE NOT EXISTS "
+                    "(SELECT 1 FROM transactions t WHERE t.transaction_id = l.transaction_id)")
+        orphans = [r[0] for r in cur.fetchall()]
+    assert orphans == [ids[5]], "a label for a transaction never stored is kept"
+    # 3 + 6 + 1 sent, 6 distinct; counted unmatched when stored: the unknown transaction's, and those of the first
+    # three whose transaction the raw query had not stored yet (its batch and theirs run side by side)
+    assert (totals["valid"], totals["inserted"], totals["duplicates"]) == (10, 6, 4), totals
+    assert totals["dlq"] == len(MALFORMED_LABELS) and 1 <= totals["unmatched"] <= 3, totals
+
+    consumer = KafkaConsumer(settings.kafka_labels_dlq_topic, bootstrap_servers=settings.kafka_bootstrap,
+                             auto_offset_reset="earliest", consumer_timeout_ms=10_000)
+    letters = {record.key: record for record in consumer}
+    consumer.close()
+    assert len(letters) == len(MALFORMED_LABELS)
+    for key, value, reason in MALFORMED_LABELS:  # each kept whole, with its reason
+        assert letters[key].value == value
+        assert dict(letters[key].headers)["riskray.error"].decode().startswith(reason), letters[key].headers
 
 
 @pytest.mark.parametrize(("output_mode", "state_store"), [("update", "hdfs"), ("append", "rocksdb")])

@@ -125,6 +125,10 @@ def test_kafka_in_prod_is_three_kraft_nodes_and_the_topics_survive_one_down(
     assert topic["config"]["min.insync.replicas"] == 2
     assert topic["config"]["retention.ms"] == settings.kafka_retention_days * 86_400_000
     assert _one(objects, "KafkaTopic", "transactions-dlq")["spec"]["topicName"] == settings.kafka_dlq_topic
+    labels = _one(objects, "KafkaTopic", "labels")["spec"]
+    assert (labels["topicName"], labels["partitions"], labels["replicas"]) == (
+        settings.kafka_labels_topic, settings.kafka_labels_partitions, 3)
+    assert _one(objects, "KafkaTopic", "labels-dlq")["spec"]["topicName"] == settings.kafka_labels_dlq_topic
 
 
 def test_every_image_is_the_one_pinned_release(rendered: dict[str, list[dict[str, Any]]]) -> None:

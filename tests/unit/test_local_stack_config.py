@@ -83,13 +83,17 @@ def test_kafka_cluster_ids_never_start_with_a_dash_the_storage_tool_would_read_a
     assert cluster_id == "EAAAAAAAAAAAAAAAAAAAAA"
 
 
-def test_transactions_topic_has_twelve_partitions_and_seven_day_retention(tmp_path: Path) -> None:
+def test_transactions_have_twelve_partitions_labels_three_each_with_a_dead_letter_topic_kept_seven_days(
+        tmp_path: Path) -> None:
     # the product's own names, not the tests' scratch topics in the environment
-    defaults = {name: Settings.model_fields[name].default for name in ("kafka_topic", "kafka_dlq_topic")}
-    transactions, dlq = kafka.topics(Settings(state_dir=tmp_path, **defaults))
+    defaults = {name: Settings.model_fields[name].default
+                for name in ("kafka_topic", "kafka_dlq_topic", "kafka_labels_topic", "kafka_labels_dlq_topic")}
+    transactions, dlq, labels, labels_dlq = kafka.topics(Settings(state_dir=tmp_path, **defaults))
     assert (transactions.name, transactions.num_partitions) == ("transactions", 12)
-    assert transactions.topic_configs["retention.ms"] == str(7 * 24 * 3600 * 1000)
-    assert dlq.name == "transactions.dlq"
+    assert (labels.name, labels.num_partitions) == ("labels", 3)
+    assert {t.topic_configs["retention.ms"] for t in (transactions, dlq, labels, labels_dlq)} == {
+        str(7 * 24 * 3600 * 1000)}
+    assert (dlq.name, labels_dlq.name) == ("transactions.dlq", "labels.dlq")
 
 
 def test_server_user_cannot_reach_a_checkout_inside_a_private_directory() -> None:

@@ -16,6 +16,8 @@ DEMO_WORLD = {
     "RISKRAY_POSTGRES_DB": "riskray_demo",
     "RISKRAY_KAFKA_TOPIC": "demo.transactions",
     "RISKRAY_KAFKA_DLQ_TOPIC": "demo.transactions.dlq",
+    "RISKRAY_KAFKA_LABELS_TOPIC": "demo.labels",
+    "RISKRAY_KAFKA_LABELS_DLQ_TOPIC": "demo.labels.dlq",
     "RISKRAY_STREAM_QUERY_PREFIX": "demo",
     "RISKRAY_REGISTERED_MODEL_NAME": "riskray-fraud-demo",
     "RISKRAY_MLFLOW_EXPERIMENT": "riskray-demo",
