@@ -183,6 +183,9 @@ class Settings(BaseSettings):
     label_delay_days: int = Field(
         default=7, ge=0, description="How old a fraud label must be before features may use it (chargeback delay)."
     )
+    label_maturity_days: int | None = Field(
+        default=None, ge=0, description="A training period's labels are read this many days after it ends; a "
+                                        "transaction without a label by then is legitimate. Unset: the label delay")
     train_days: int = Field(default=30, ge=1, description="Labelled transactions of the last N days train a model.")
     train_workers: int = Field(default=2, ge=1, description="Ray Train workers of the final, distributed fit.")
     train_cpus_per_worker: float = Field(

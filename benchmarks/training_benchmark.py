@@ -138,7 +138,7 @@ def main() -> None:
         console.print(f"simulated {len(snapshot):,} transactions, {int(snapshot['is_fraud'].sum()):,} frauds "
                       f"in {time.monotonic() - started:.1f} s")
         started = time.monotonic()
-        examples = data.build_examples(snapshot, settings, None, None)
+        examples = data.build_examples(data.with_row_labels(snapshot, settings, None), settings, None, None)
         features_s = time.monotonic() - started
         n = len(examples.frame)
         cut = int(n * 0.8)

@@ -20,6 +20,7 @@ import numpy as np
 from app import db, reports
 from app.config import Settings
 from app.drift_reference import DriftReference
+from app.labels import known_label_sql, labels_cutoff, maturity_days
 from app.model_inputs import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from app.prediction_service import ANSWERED
 from app.registry import CHAMPION, Registry, RegistryError
@@ -35,11 +36,13 @@ _SERVED_SQL = f"""
       AND numeric_inputs IS NOT NULL
     ORDER BY coalesce(transaction_id::text, prediction_id::text), prediction_id
 """
-_LABELLED_SQL = """
+# each served transaction's label as known at the report (app.labels: matured, unreported = legitimate)
+_LABELLED_SQL = f"""
     SELECT DISTINCT ON (p.model_version, p.variant, p.transaction_id)
-           p.model_version, p.variant, p.fraud_probability, t.is_fraud::int
+           p.model_version, p.variant, p.fraud_probability, coalesce(k.is_fraud, 0)
     FROM predictions p JOIN transactions t ON t.transaction_id = p.transaction_id
-    WHERE t.event_time >= %s AND t.event_time < %s
+    LEFT JOIN LATERAL ({known_label_sql()}) k ON true
+    WHERE t.event_time >= %(start)s AND t.event_time < %(end)s
     ORDER BY p.model_version, p.variant, p.transaction_id, p.prediction_id
 """
 
@@ -61,9 +64,11 @@ def served_inputs(settings: Settings, start: datetime, end: datetime, feature_se
 
 def labelled_predictions(settings: Settings, start: datetime, end: datetime
                          ) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
-    """(model version, variant) -> (labels, scores) of predictions with matured labels."""
+    """(model version, variant) -> (labels, scores) of the predictions of transactions in [start, end), labelled as
+    known the label maturity after ``end`` (as training reads a period's labels)."""
     with db.connection(settings) as conn, conn.cursor() as cur:
-        cur.execute(_LABELLED_SQL, (start, end))
+        cur.execute(_LABELLED_SQL, {"start": start, "end": end, "labels_at": labels_cutoff(settings, end),
+                                    "delay": settings.label_delay_days})
         rows = cur.fetchall()
     out: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
     for version, variant, score, label in rows:
@@ -83,7 +88,7 @@ def run(settings: Settings, as_of: datetime | None = None) -> MonitoringReport:
 
 def compute(settings: Settings, as_of: datetime) -> MonitoringReport:
     window_start = as_of - timedelta(days=settings.drift_window_days)
-    accuracy_end = as_of - timedelta(days=settings.label_delay_days)
+    accuracy_end = as_of - timedelta(days=maturity_days(settings))  # its labels read at as_of
     accuracy_start = accuracy_end - timedelta(days=settings.accuracy_window_days)
     with Registry(settings) as registry:
         champion = registry.by_alias(CHAMPION)

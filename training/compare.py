@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from app.config import Settings
+from app.labels import labels_cutoff, matured
 from app.point_in_time import history_frame
 from app.registry import CHALLENGER, CHAMPION, Registry
 from training import data
@@ -55,13 +56,14 @@ def score_models(settings: Settings, refs: list[str], since: datetime, until: da
 
     data.require_transactions(settings, since, until)
     ensure_ray(settings)
-    transactions = data.load_from_store(settings, since, until)
+    transactions = data.load_from_store(settings, since, until, labels_cutoff(settings, until))
     history = history_frame(transactions, settings.label_delay_days)
     keep = data.in_period(transactions["timestamp"], since, until)
     rows = pd.concat([transactions[keep], history[keep]], axis=1)
     if rows.empty:
         raise data.TrainingDataError(f"feature store: no transactions between {since:%Y-%m-%d %H:%M} and "
                                      f"{until:%Y-%m-%d %H:%M} to compare the models on")
+    rows["is_fraud"] = matured(rows[data.LABEL].to_numpy())  # as training reads a period's labels
     data.require_both_classes(rows["is_fraud"], "comparison period")
     scores = {}
     with Registry(settings) as registry:

@@ -2,7 +2,8 @@
 before any Ray work starts, then turned into point-in-time model inputs with the features of ``app``.
 
 Whatever the source, the result is a *snapshot*: the raw Kafka-message columns of every transaction the run
-needs (the labelled period plus the history its features look back on) and, from the store, each row's customer
+needs (the labelled period plus the history its features look back on), each row's label as known at the run's
+cut-off (``LABEL``: ``app.labels``, NaN where none was reported by then) and, from the store, each row's customer
 country counts from before the snapshot (``app.point_in_time.COUNTS_BEFORE_SNAPSHOT``: lifetime windows reach
 further back than any snapshot). Features are code, not data, so the snapshot alone reproduces a model.
 """
@@ -20,6 +21,7 @@ import pandas as pd
 from app.config import Settings
 from app.errors import UserError
 from app.features import history_span
+from app.labels import known_in_frame, known_label_sql, matured, maturity_days
 from app.model_inputs import FEATURES, model_inputs, raw_columns
 from app.point_in_time import history_frame, with_counts_before
 from app.schemas import NUMBER_BOUNDS, STORE_COLUMN_OF, Transaction, message_fields
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     import psycopg2.extensions
 
 SNAPSHOT_COLUMNS = list(Transaction.model_fields)
+LABEL = "label_at_cutoff"  # the snapshot's column of each row's label as known at the cut-off (NaN: none yet)
 
 
 class TrainingDataError(UserError, ValueError):
@@ -37,6 +40,15 @@ class TrainingDataError(UserError, ValueError):
 def history_days(settings: Settings) -> int:
     """How far before a labelled transaction its features look back (the declared windows' reach)."""
     return history_span(settings.label_delay_days)
+
+
+def with_row_labels(frame: pd.DataFrame, settings: Settings, labels_at: datetime | None) -> pd.DataFrame:
+    """A file's transactions with each row's own label as known at ``labels_at`` (the run's cut-off: a label
+    inside a row counts as reported the label delay after its transaction); None: every row's label (a simulated
+    world read once all its labels are in)."""
+    if labels_at is None:
+        labels_at = frame["timestamp"].max().to_pydatetime() + timedelta(days=settings.label_delay_days + 1)
+    return frame.assign(**{LABEL: known_in_frame(frame, None, labels_at, settings.label_delay_days)})
 
 
 def read_file(path: Path) -> pd.DataFrame:
@@ -72,11 +84,12 @@ def _number_rule(prop: dict, values: pd.Series) -> tuple[str, np.ndarray]:
 def check_transactions(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """The Kafka-message columns with proper dtypes, or TrainingDataError naming the first problem found. Numbers
     keep the message model's rules (its JSON schema: bounds, allowed values), as the stream applies them."""
-    missing = [c for c in SNAPSHOT_COLUMNS if c not in frame.columns]
+    required = [name for name, prop in message_fields() if not prop.get("optional")]
+    missing = [c for c in required if c not in frame.columns]
     if missing:
         raise TrainingDataError(
             f"{source}: missing column(s) {', '.join(missing)}; expected {', '.join(SNAPSHOT_COLUMNS)}")
-    frame = frame[SNAPSHOT_COLUMNS].copy()
+    frame = frame.reindex(columns=[*SNAPSHOT_COLUMNS, *([LABEL] if LABEL in frame.columns else [])]).copy()
     if frame.empty:
         raise TrainingDataError(f"{source}: no transactions")
 
@@ -134,8 +147,12 @@ _PERIOD = "FROM transactions WHERE NOT is_late AND event_time >= %s AND event_ti
 # the message fields from their store columns; a uuid and a smallint read as the types Arrow takes from the message
 _READ_AS = {"transaction_id": "text", "is_fraud": "bigint"}
 _SNAPSHOT_SELECT = ", ".join(
-    f"{STORE_COLUMN_OF.get(name, name)}{'::' + _READ_AS[name] if name in _READ_AS else ''} AS {name}"
+    f"t.{STORE_COLUMN_OF.get(name, name)}{'::' + _READ_AS[name] if name in _READ_AS else ''} AS {name}"
     for name in SNAPSHOT_COLUMNS)
+# with each row's label as known at the cut-off (the history before the period needs none)
+_SNAPSHOT = (f"SELECT {_SNAPSHOT_SELECT}, CASE WHEN t.event_time >= %(since)s THEN k.is_fraud END AS {LABEL} "
+             f"FROM transactions t LEFT JOIN LATERAL ({known_label_sql()}) k ON true "
+             "WHERE NOT t.is_late AND t.event_time >= %(first)s AND t.event_time < %(until)s")
 
 
 def require_transactions(settings: Settings, since: datetime, until: datetime) -> None:
@@ -151,9 +168,10 @@ def require_transactions(settings: Settings, since: datetime, until: datetime) -
                 f"feature store: no transactions between {first:%Y-%m-%d %H:%M} and {until:%Y-%m-%d %H:%M}")
 
 
-def load_from_store(settings: Settings, since: datetime, until: datetime) -> pd.DataFrame:
-    """Transactions in [since - history, until) from PostgreSQL, read in parallel blocks by Ray Data, with their
-    customers' country counts from before them (``country_counts_before``)."""
+def load_from_store(settings: Settings, since: datetime, until: datetime, labels_at: datetime) -> pd.DataFrame:
+    """Transactions in [since - history, until) from PostgreSQL, read in parallel blocks by Ray Data, with the
+    labels of those in [since, until) as known at ``labels_at`` and their customers' country counts from before
+    them (``country_counts_before``)."""
     import psycopg2
     import ray.data
 
@@ -165,7 +183,8 @@ def load_from_store(settings: Settings, since: datetime, until: datetime) -> pd.
     # Late rows never reached the stream's tiles, so they stay out of the history as they stay out of serving.
     with db.connection(settings) as conn, conn.cursor() as cur:
         # Ray Data's read_sql takes no bind parameters: psycopg2 binds them into the text (quoted as it would be)
-        sql = cur.mogrify(f"SELECT {_SNAPSHOT_SELECT} {_PERIOD}", (first, until)).decode()
+        sql = cur.mogrify(_SNAPSHOT, {"since": since, "first": first, "until": until, "labels_at": labels_at,
+                                      "delay": settings.label_delay_days}).decode()
     frame = ray.data.read_sql(sql, lambda: psycopg2.connect(dsn)).to_pandas()
     if frame.empty:
         raise TrainingDataError(
@@ -218,10 +237,10 @@ def in_period(timestamps: pd.Series, since: datetime | None, until: datetime | N
 
 def build_examples(snapshot: pd.DataFrame, settings: Settings, since: datetime | None,
                    until: datetime | None) -> Examples:
-    """Point-in-time model inputs for the transactions in [since, until); all of ``snapshot`` is history."""
+    """Point-in-time model inputs for the transactions in [since, until), labelled as known at the cut-off (legitimate
+    where nothing was reported by then: ``app.labels.matured``); all of ``snapshot`` is history."""
     history = history_frame(snapshot, settings.label_delay_days)
-    # a transaction whose message carried no label is history for the others, never an example
-    keep = in_period(snapshot["timestamp"], since, until) & snapshot["is_fraud"].notna().to_numpy()
+    keep = in_period(snapshot["timestamp"], since, until)
     if not keep.any():
         raise TrainingDataError("no labelled transactions in the training period")
     part, part_history = snapshot[keep], history[keep]
@@ -232,14 +251,15 @@ def build_examples(snapshot: pd.DataFrame, settings: Settings, since: datetime |
         "merchant_id": part["merchant_id"].to_numpy(),
         "card_last_4": part["card_last_4"].to_numpy(),
         "timestamp": part["timestamp"].to_numpy(dtype="datetime64[us]"),
-        "is_fraud": part["is_fraud"].to_numpy(dtype=np.int64),
+        "is_fraud": matured(part[LABEL].to_numpy(dtype=np.float64)),  # the training label
         **inputs,
     })
     return Examples(frame.sort_values("timestamp", kind="stable").reset_index(drop=True))
 
 
 def default_period(settings: Settings, until: datetime | None) -> tuple[datetime, datetime]:
-    end = until or datetime.now(UTC)
+    """``train_days`` ending at ``until``; by default, ending the label maturity ago, so its labels are read now."""
+    end = until or datetime.now(UTC) - timedelta(days=maturity_days(settings))
     return end - timedelta(days=settings.train_days), end
 
 
@@ -272,6 +292,6 @@ def store_training_features(settings: Settings, examples: Examples) -> int:
         cur.copy_expert(f"COPY incoming_training_features ({listed}) FROM STDIN WITH (FORMAT csv)", buffer)
         cur.execute(
             f"INSERT INTO training_features ({listed}) SELECT {listed} FROM incoming_training_features "
-            "ON CONFLICT (transaction_id) DO UPDATE SET features = EXCLUDED.features, "
+            "ON CONFLICT (transaction_id) DO UPDATE SET features = EXCLUDED.features, is_fraud = EXCLUDED.is_fraud, "
             "feature_set = EXCLUDED.feature_set, created_at = now()")
         return cur.rowcount

@@ -21,6 +21,7 @@ import pandas as pd
 
 from app import drift_reference, model_artifact
 from app.config import Settings
+from app.labels import labels_cutoff, matured, maturity_days
 from app.model_inputs import FEATURE_SET, FEATURES
 from app.preprocessing import Preprocessor
 from training import data, splits
@@ -77,7 +78,8 @@ def period(settings: Settings, options: TrainOptions, snapshot: pd.DataFrame | N
         first = snapshot["timestamp"].min().to_pydatetime()
         end = snapshot["timestamp"].max().to_pydatetime() + pd.Timedelta(seconds=1)
         return options.since or first, options.until or end
-    return (options.since or data.default_period(settings, options.until)[0]), (options.until or datetime.now(UTC))
+    since, until = data.default_period(settings, options.until)
+    return options.since or since, until
 
 
 def snapshot(settings: Settings, options: TrainOptions, say: Say) -> Path:
@@ -87,17 +89,20 @@ def snapshot(settings: Settings, options: TrainOptions, say: Say) -> Path:
     if options.source_file is not None:
         frame = data.read_file(options.source_file)
         since, until = period(settings, options, frame)
+        frame = data.with_row_labels(frame, settings, labels_cutoff(settings, until))
     else:
         since, until = period(settings, options)
         data.require_transactions(settings, since, until)
         ensure_ray(settings)
-        frame = data.load_from_store(settings, since, until)
-    labelled = frame[data.in_period(frame["timestamp"], since, until) & frame["is_fraud"].notna().to_numpy()]
-    data.require_both_classes(labelled["is_fraud"], str(options.source_file or "feature store"))
+        frame = data.load_from_store(settings, since, until, labels_cutoff(settings, until))
+    known = frame.loc[data.in_period(frame["timestamp"], since, until), data.LABEL].to_numpy(dtype=np.float64)
+    data.require_both_classes(pd.Series(matured(known)), str(options.source_file or "feature store"))
     frame.to_parquet(out, index=False)
     (out.parent / PERIOD_FILE).write_text(json.dumps({"since": since.isoformat(), "until": until.isoformat()}))
-    say(f"snapshot: {len(frame):,} transactions ({len(labelled):,} labelled, {int(labelled['is_fraud'].sum()):,} "
-        f"frauds) {since:%Y-%m-%d %H:%M} .. {until:%Y-%m-%d %H:%M} -> {out}")
+    say(f"snapshot: {len(frame):,} transactions {since:%Y-%m-%d %H:%M} .. {until:%Y-%m-%d %H:%M} -> {out}; "
+        f"{len(known):,} labelled as known at {labels_cutoff(settings, until):%Y-%m-%d %H:%M} "
+        f"({maturity_days(settings)} days later): {int(np.nansum(known == 1)):,} fraud, "
+        f"{int(np.nansum(known == 0)):,} legitimate, {int(np.isnan(known).sum()):,} unreported (legitimate)")
     return out
 
 

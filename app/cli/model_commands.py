@@ -113,7 +113,7 @@ def compare(
     since: Annotated[datetime | None, typer.Option(
         help="first event time (UTC) of the held-out period; default --until minus RISKRAY_COMPARE_DAYS")] = None,
     until: Annotated[datetime | None, typer.Option(
-        help="end of the period (UTC); default now minus the label delay (labels matured)")] = None,
+        help="end of the period (UTC); default now minus the label maturity (its labels read now)")] = None,
     challenger: Annotated[str, typer.Option(help="version or alias")] = "challenger",
     champion: Annotated[str, typer.Option(help="version or alias")] = "champion",
     metric: Annotated[Metric | None, typer.Option(help="[RISKRAY_PROMOTION_METRIC]")] = None,
@@ -125,10 +125,11 @@ def compare(
     from datetime import timedelta
 
     from app import job_results
+    from app.labels import maturity_days
     from training.compare import compare as run_compare
 
     settings = get_settings()
-    end = _utc(until) or datetime.now(UTC) - timedelta(days=settings.label_delay_days)
+    end = _utc(until) or datetime.now(UTC) - timedelta(days=maturity_days(settings))
     start = _utc(since) or end - timedelta(days=settings.compare_days)
     if start >= end:
         raise typer.BadParameter(f"{start:%Y-%m-%d %H:%M} is not before {end:%Y-%m-%d %H:%M}", param_hint="--since")

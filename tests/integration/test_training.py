@@ -33,6 +33,17 @@ def _artifacts(settings: Settings, run_id: str, path: str = "") -> set[str]:
     return {f["path"] for f in files}
 
 
+def test_the_model_trains_on_the_labels_known_at_its_cut_off_never_on_one_reported_after_it(
+        stack: Settings, trained: Trained) -> None:
+    with db.connection(stack) as conn, conn.cursor() as cur:
+        cur.execute("SELECT transaction_id::text, is_fraud FROM training_features "
+                    "WHERE transaction_id = ANY(%s::uuid[])", (list(trained.late_labels),))
+        trained_on = dict(cur.fetchall())
+    assert trained_on == {t: expected for t, (_, expected) in trained.late_labels.items()}
+    assert any(own != expected for own, expected in trained.late_labels.values()), "an event before it counts"
+    assert "labelled as known at" in trained.stdout
+
+
 def test_training_from_the_store_registers_a_challenger_with_every_artifact(stack: Settings, trained: Trained) -> None:
     since, until = trained.since, trained.until
     for phase in ("snapshot:", "features:", "tune: 2 trials x 5-fold CV (time-forward, 0.1-day gap)",

@@ -51,7 +51,8 @@ def train_on_world(seed: int, days: int = 4, shares: ScenarioShares | None = Non
     config = SimulatorConfig(seed=seed, shares=shares or ScenarioShares())
     frames = Simulator(config).backfill(start, days)
     world = pd.concat(list(frames), ignore_index=True)
-    snapshot = data.check_transactions(world.drop(columns="scenario"), f"world {seed}")
+    snapshot = data.with_row_labels(data.check_transactions(world.drop(columns="scenario"), f"world {seed}"),
+                                    settings, None)
     options = TrainOptions.from_settings(settings, trials=0, seed=seed)
     p = prepare(snapshot, settings, options, None, None)
     booster = fit_plain((p.matrix(p.fit_rows), p.labels(p.fit_rows)), p.preprocessor.output_names,
