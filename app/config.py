@@ -224,6 +224,9 @@ class Settings(BaseSettings):
     stream_watermark_seconds: int = Field(default=10, ge=0)
     stream_window_seconds: int = Field(default=60, ge=1)
     stream_max_offsets_per_trigger: int = Field(default=200_000, ge=1)
+    stream_labels_trigger_seconds: float = Field(
+        default=5.0, gt=0, description="The labels query's trigger: a label is needed in minutes, not seconds, and "
+                                       "fewer, larger batches leave the transactions' queries the CPU")
     stream_query_prefix: str = Field(default="transactions", description="Names the queries and their checkpoints.")
     stream_priority: Literal["idle", "nice", "normal"] = Field(
         default="idle", description="The local stream job's CPU priority: idle (SCHED_IDLE: only CPU nothing else "

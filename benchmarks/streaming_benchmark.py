@@ -10,8 +10,10 @@ JVM's peak RSS; then the ratio to the targets (20k events/s, freshness p95 <= 5 
 also runs on benchmarks/baseline_consumer.py (one Python process with a plain Kafka consumer, in-memory tiles, the
 same store writer) and the Spark/baseline ratio is printed. With --against REV, each rate also runs the Spark job of
 an older commit (a git worktree of it, its scratch store migrated down to that commit's schema), side by side: an
-A/B of a change. --rounds N repeats everything and reports medians. A rate is sustainable when the job processes
->= 97 % of it and catches up within 10 s. Not a test: the machine is shared and noisy.
+A/B of a change. With --labels-ratio R, each rate also runs with label events produced beside the transactions at
+R times their rate (benchmarks/produce_labels.py), side by side with the run without. --rounds N repeats
+everything and reports medians. A rate is sustainable when the job processes >= 97 % of it and catches up within
+10 s. Not a test: the machine is shared and noisy.
 """
 
 from __future__ import annotations
@@ -39,7 +41,12 @@ from app import db  # noqa: E402
 from app.config import Settings, get_settings  # noqa: E402
 from app.operations.kafka import admin  # noqa: E402
 from benchmarks.bench_store import scratch_database  # noqa: E402
-from streaming.status import features_query_name, progress_log, raw_query_name  # noqa: E402
+from streaming.status import (  # noqa: E402
+    features_query_name,
+    labels_query_name,
+    progress_log,
+    raw_query_name,
+)
 
 BENCH_DB = "riskray_bench"
 console = Console(width=230)
@@ -89,7 +96,7 @@ class OlderCheckout:
 
 
 def run_rate(base: Settings, rate: int, duration: float, output_mode: str, engine: str = "spark",
-             older: OlderCheckout | None = None) -> dict:
+             older: OlderCheckout | None = None, labels_ratio: float = 0.0) -> dict:
     settings = scratch_database(base, BENCH_DB, older.schema if older else "head")
     code_root = older.root if older else ROOT
     tag = uuid.uuid4().hex[:6]
@@ -104,6 +111,8 @@ def run_rate(base: Settings, rate: int, duration: float, output_mode: str, engin
            "RISKRAY_STREAM_OUTPUT_MODE": output_mode, "RISKRAY_STATE_DIR": str(settings.state_dir)}
     if older:
         engine = f"spark@{older.revision}"
+    if labels_ratio:
+        engine = f"{engine} + labels x{labels_ratio:g}"
     log_path = settings.logs_dir / f"bench-{engine}-{tag}.log"
     baseline = [sys.executable, str(ROOT / "benchmarks" / "baseline_consumer.py"), topic, f"baseline-{tag}",
                 str(duration + 150)]
@@ -119,11 +128,16 @@ def run_rate(base: Settings, rate: int, duration: float, output_mode: str, engin
         started = time.time()
         producer = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "produce_load.py"), topic, str(rate),
                                      str(duration), str(rate)], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        labeller = subprocess.Popen(
+            [sys.executable, str(ROOT / "benchmarks" / "produce_labels.py"), f"{topic}.labels",
+             str(rate * labels_ratio), str(duration), str(rate)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+            text=True) if labels_ratio else None
         peak_rss, handle = 0.0, psutil.Process(job.pid)
         while producer.poll() is None:
             peak_rss = max(peak_rss, jvm_rss_mb(handle))
             time.sleep(2)
         produced = json.loads(producer.stdout.read())
+        labelled = json.loads(labeller.communicate()[0]) if labeller else {"events": 0, "rate": 0.0}
         produced_at = time.time()
         deadline = produced_at + 120
         while (stored := scalar(settings, "SELECT count(*) FROM transactions")) < produced["events"]:
@@ -132,6 +146,10 @@ def run_rate(base: Settings, rate: int, duration: float, output_mode: str, engin
                 break
             time.sleep(0.5)
         caught_up = time.time()
+        while (labels := scalar(settings, "SELECT count(*) FROM labels")) < labelled["events"]:
+            if time.time() > deadline:
+                break
+            time.sleep(0.5)
         # Let the features query finish its last windows before reading freshness.
         time.sleep(3)
     finally:
@@ -165,6 +183,8 @@ def run_rate(base: Settings, rate: int, duration: float, output_mode: str, engin
         "processed": stored / processed_seconds, "catch_up_s": caught_up - produced_at,
         "raw_batch_ms": batch_ms(raw_query_name(bench_settings)),
         "features_batch_ms": batch_ms(features_query_name(bench_settings)),
+        "labels_batch_ms": batch_ms(labels_query_name(bench_settings)),
+        "labels_produced": labelled["rate"], "labels_stored": labels, "labels_sent": labelled["events"],
         "freshness_s": freshness, "raw_freshness_s": raw_freshness, "jvm_rss_mb": peak_rss,
         "sustainable": stored >= 0.97 * produced["events"] and caught_up - produced_at <= 10,
         "log": str(log_path),
@@ -174,10 +194,12 @@ def run_rate(base: Settings, rate: int, duration: float, output_mode: str, engin
 def medians(runs: list[dict]) -> dict:
     """One row per (engine, rate): the median of every figure over the rounds; sustainable in how many."""
     first = runs[0]
-    pairs = ("raw_batch_ms", "features_batch_ms", "freshness_s", "raw_freshness_s")
+    pairs = ("raw_batch_ms", "features_batch_ms", "labels_batch_ms", "freshness_s", "raw_freshness_s")
     return {
         "engine": first["engine"], "rate": first["rate"], "rounds": len(runs),
-        **{k: float(np.median([r[k] for r in runs])) for k in ("produced", "processed", "catch_up_s", "jvm_rss_mb")},
+        "labels_all_stored": all(r["labels_stored"] >= r["labels_sent"] for r in runs),
+        **{k: float(np.median([r[k] for r in runs])) for k in ("produced", "processed", "catch_up_s", "jvm_rss_mb",
+                                                                "labels_produced")},
         **{k: tuple(float(np.nanmedian([r[k][i] for r in runs])) for i in (0, 1)) for k in pairs},
         "sustainable_rounds": sum(r["sustainable"] for r in runs),
     }
@@ -193,6 +215,8 @@ def main() -> None:
     parser.add_argument("--baseline-only", action="store_true", help="the hand-rolled consumer alone")
     parser.add_argument("--against", metavar="REV", help="also run the Spark job of this older commit, side by side")
     parser.add_argument("--rounds", type=int, default=1, help="repeat everything; the table shows medians")
+    parser.add_argument("--labels-ratio", type=float, default=0.0,
+                        help="also run each rate with label events at this share of the transaction rate")
     args = parser.parse_args()
     base = get_settings()
     older = OlderCheckout(args.against) if args.against else None
@@ -203,6 +227,8 @@ def main() -> None:
                 console.print(f"round {round_number}/{args.rounds}, {rate:,} events/s")
                 if not args.baseline_only:
                     runs.append(run_rate(base, rate, args.duration, args.output_mode))
+                if args.labels_ratio:
+                    runs.append(run_rate(base, rate, args.duration, args.output_mode, labels_ratio=args.labels_ratio))
                 if older:
                     runs.append(run_rate(base, rate, args.duration, args.output_mode, older=older))
                 if args.baseline or args.baseline_only:
@@ -218,22 +244,32 @@ def main() -> None:
     rounds = f", medians of {args.rounds} rounds" if args.rounds > 1 else ""
     table = Table(title=f"simulator -> Kafka -> Spark local[2] ({args.output_mode} mode) -> PostgreSQL, "
                         f"{args.duration:.0f} s per rate{rounds}")
-    for column in ("engine", "target ev/s", "produced ev/s", "processed ev/s", "catch-up s", "raw batch p50/p95 ms",
-                   "features batch p50/p95 ms", "feature freshness p50/p95 s", "raw freshness p50/p95 s",
-                   "JVM peak RSS MB", "sustainable"):
+    for column in ("engine", "target ev/s", "produced ev/s", "processed ev/s", "labels ev/s (all stored)",
+                   "catch-up s", "raw batch p50/p95 ms", "features batch p50/p95 ms", "labels batch p50/p95 ms",
+                   "feature freshness p50/p95 s", "raw freshness p50/p95 s", "JVM peak RSS MB", "sustainable"):
         table.add_column(column, justify="right")
     for r in results:
         sustainable = ("yes" if r["sustainable_rounds"] else "no") if r["rounds"] == 1 else (
             f"{r['sustainable_rounds']}/{r['rounds']}")
-        table.add_row(r["engine"], f"{r['rate']:,}", f"{r['produced']:,.0f}", f"{r['processed']:,.0f}",
+        labels = (f"{r['labels_produced']:,.0f} ({'yes' if r['labels_all_stored'] else 'NO'})"
+                  if r["labels_produced"] else "-")
+        table.add_row(r["engine"], f"{r['rate']:,}", f"{r['produced']:,.0f}", f"{r['processed']:,.0f}", labels,
                       f"{r['catch_up_s']:.1f}",
                       "{:.0f} / {:.0f}".format(*r["raw_batch_ms"]), "{:.0f} / {:.0f}".format(*r["features_batch_ms"]),
+                      "{:.0f} / {:.0f}".format(*r["labels_batch_ms"]),
                       "{:.2f} / {:.2f}".format(*r["freshness_s"]), "{:.2f} / {:.2f}".format(*r["raw_freshness_s"]),
                       f"{r['jvm_rss_mb']:.0f}", sustainable)
     console.print(table)
     spark = [r for r in results if r["engine"] == "spark"]
     for r in spark:
-        for other in (b for b in results if b["engine"] != "spark" and b["rate"] == r["rate"]):
+        for other in (b for b in results if "labels" in b["engine"] and b["rate"] == r["rate"]):
+            console.print(f"{r['rate']:,}/s: with label events at x{args.labels_ratio:g} the job processed "
+                          f"{other['processed'] / r['processed']:.2f}x the transactions/s it processed without "
+                          f"({other['processed']:,.0f} vs {r['processed']:,.0f}); sustainable "
+                          f"{other['sustainable_rounds']}/{other['rounds']} vs {r['sustainable_rounds']}/{r['rounds']}")
+    for r in spark:
+        for other in (b for b in results if b["engine"] != "spark" and "labels" not in b["engine"]
+                      and b["rate"] == r["rate"]):
             ratio = r["processed"] / other["processed"]
             console.print(f"{r['rate']:,}/s: this checkout processed {ratio:.2f}x the events/s of {other['engine']}; "
                           f"feature freshness p95 {r['freshness_s'][1]:.1f} s vs {other['freshness_s'][1]:.1f} s")

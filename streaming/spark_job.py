@@ -412,7 +412,7 @@ def start_queries(spark: SparkSession, settings: Settings) -> list[StreamingQuer
         .queryName(labels_query_name(settings))
         .foreachBatch(LabelWriter(settings, checkpoints / "labels"))
         .option("checkpointLocation", str(checkpoints / "labels"))
-        .trigger(**trigger)
+        .trigger(processingTime=f"{settings.stream_labels_trigger_seconds} seconds")
         .start()
     )
     return [raw, features, labels]

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from confluent_kafka import Producer
 from kafka import KafkaConsumer
 
 from app import db, labels
 from app.config import Settings
+from app.schemas import LabelEvent
 from streaming.simulator import message_values
 
 from .stream_harness import (
@@ -268,19 +270,40 @@ def test_sigkilled_driver_restarts_without_double_counting_or_losing_rows(
         harness.stop()
 
 
+def labels_for(frame: pd.DataFrame, every: int = 10) -> pd.DataFrame:
+    """A label event for every ``every``-th transaction (the label-to-transaction ratio the stream is measured at),
+    reported an hour after it; ids pinned by the transactions'."""
+    part = frame.iloc[::every]
+    return pd.DataFrame({
+        "label_id": [str(uuid.uuid5(uuid.NAMESPACE_OID, f"label:{t}")) for t in part["transaction_id"]],
+        "transaction_id": part["transaction_id"].astype(str).to_numpy(),
+        "is_fraud": part["is_fraud"].fillna(0).astype(int).to_numpy(), "source": "analyst",
+        "reported_at": pd.to_datetime(part["timestamp"], utc=True) + pd.Timedelta(hours=1)})
+
+
+def stored_label_ids(settings: Settings, label_ids: list[str]) -> list[str]:
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT label_id::text FROM labels WHERE label_id = ANY(%s::uuid[])", (label_ids,))
+        return [r[0] for r in cur.fetchall()]
+
+
 def _kill_and_restart(harness: StreamHarness, closing: bool, block: int) -> None:
     customers = fresh_customers(40, block)
     start = START
     all_rows = transactions(customers, start, minutes=6, per_minute=4, seed=5)
     chunks = [all_rows[all_rows["timestamp"] < pd.Timestamp(start + timedelta(minutes=m + 1))]
               .loc[lambda f, m=m: f["timestamp"] >= pd.Timestamp(start + timedelta(minutes=m))] for m in range(6)]
+    events = [labels_for(chunk) for chunk in chunks]  # label events flow beside the transactions, chunk by chunk
 
     harness.start()
     harness.send(as_messages(chunks[0]))
+    harness.send_labels(events[0])
     harness.send(as_messages(chunks[1]))
+    harness.send_labels(events[1])
     harness.wait_until(lambda: harness.committed_batches(raw=False) >= 1 and harness.committed_batches() >= 1, 180,
                        "first committed batches")
     harness.send(as_messages(chunks[2]))
+    harness.send_labels(events[2])
     # killed at a point of the stream the pinned seed picks: once that many rows of the three chunks are stored
     sent = len(chunks[0]) + len(chunks[1]) + len(chunks[2])
     kill_at = random.Random(f"kill:{block}").randrange(len(chunks[0]) + 1, sent)
@@ -289,10 +312,12 @@ def _kill_and_restart(harness: StreamHarness, closing: bool, block: int) -> None
     harness.kill()
 
     harness.send(as_messages(chunks[3]))
+    harness.send_labels(events[3])
     restarted = time.monotonic()
     harness.start()
-    for chunk in chunks[4:]:
+    for chunk, chunk_labels in zip(chunks[4:], events[4:], strict=True):
         harness.send(as_messages(chunk))
+        harness.send_labels(chunk_labels)
         time.sleep(1)
     if closing:  # append mode emits a window once the watermark passes its end: push it past the last one
         closer = transactions(fresh_customers(1, block + 1), start + timedelta(minutes=9), minutes=1, per_minute=3,
@@ -310,11 +335,13 @@ def _kill_and_restart(harness: StreamHarness, closing: bool, block: int) -> None
     assert_same_features(stored_features(settings, customers), expected)
     stored = stored_transactions(settings, customers)["transaction_id"]
     assert sorted(stored) == sorted(all_rows["transaction_id"]), "every produced id stored exactly once"
+    label_ids = pd.concat(events)["label_id"].tolist()
+    assert sorted(stored_label_ids(settings, label_ids)) == sorted(label_ids), "every label event stored once"
     from .faults import record
 
-    record(f"Spark driver SIGKILLed after {kill_at} stored rows ({'append' if closing else 'update'} mode)",
-           "restarted from its checkpoint; every id stored once, windows equal a recomputation", 0,
-           recovery)
+    record(f"Spark driver SIGKILLed after {kill_at} stored rows ({'append' if closing else 'update'} mode), label "
+           "events flowing", "restarted from its checkpoint; every id and label event stored once, windows equal a "
+           "recomputation", 0, recovery)
 
 
 def test_a_sigkilled_broker_restarted_mid_stream_loses_and_doubles_nothing(stack: Settings, tmp_path: Path) -> None:
@@ -334,14 +361,22 @@ def test_a_sigkilled_broker_restarted_mid_stream_loses_and_doubles_nothing(stack
     harness = StreamHarness(stack, tmp_path, RISKRAY_STREAM_WATERMARK_SECONDS=str(3 * 86_400))
     frame = recent_transactions(SEED, 1, customers=80, merchants=30, block=40)
     chunks = [frame.iloc[i::40].sort_values("timestamp") for i in range(40)]
+    events = labels_for(frame)
     sink = KafkaSink(harness.settings)
+    labels_sink = Producer({"bootstrap.servers": stack.kafka_bootstrap, "acks": "all", "enable.idempotence": True})
     produced = threading.Event()
 
-    def produce() -> None:  # a steady producer, as the simulator's live mode writes
-        for chunk in chunks:
+    def produce() -> None:  # a steady producer, as the simulator's live mode writes; label events beside
+        for i, chunk in enumerate(chunks):
             sink.write(chunk)
+            for _, event in events.iloc[i::len(chunks)].iterrows():
+                message = LabelEvent.model_validate(event.to_dict())
+                labels_sink.produce(harness.settings.kafka_labels_topic, key=message.kafka_key(),
+                                    value=message.kafka_value())
+            labels_sink.poll(0)
             time.sleep(0.25)
         sink.flush(120)
+        assert labels_sink.flush(120) == 0
         produced.set()
 
     try:
@@ -362,7 +397,7 @@ def test_a_sigkilled_broker_restarted_mid_stream_loses_and_doubles_nothing(stack
         harness.wait_until(lambda: len(stored_transactions(harness.settings, customers)) >= len(frame), 240,
                            f"{len(frame)} stored rows")
         recovery = time.monotonic() - killed  # the kill -> every produced row stored (production spans ~10 s)
-        harness.wait_until(harness.caught_up, 120, "both queries past every message")
+        harness.wait_until(harness.caught_up, 120, "every query past every message")
         harness.assert_alive()
     finally:
         sink.close() if produced.is_set() else None
@@ -370,9 +405,11 @@ def test_a_sigkilled_broker_restarted_mid_stream_loses_and_doubles_nothing(stack
     stored = stored_transactions(harness.settings, customers)["transaction_id"]
     assert sorted(stored) == sorted(frame["transaction_id"]), "every produced id stored exactly once"
     assert_same_features(stored_features(harness.settings, customers), expected_features(frame))
-    record("Kafka broker SIGKILLed mid-stream, restarted 3 s later (time: kill to the last row stored)",
-           "producer queued and retried (idempotent, acks=all); Spark resumed by itself; every id stored once, "
-           "windows equal a recomputation", 0, recovery)
+    label_ids = events["label_id"].tolist()
+    assert sorted(stored_label_ids(harness.settings, label_ids)) == sorted(label_ids), "label events stored once"
+    record("Kafka broker SIGKILLed mid-stream with label events flowing, restarted 3 s later (time: kill to the "
+           "last row stored)", "producers queued and retried (idempotent, acks=all); Spark resumed by itself; every "
+           "id and label event stored once, windows equal a recomputation", 0, recovery)
 
 
 def remount_read_only(folder: Path, patience: float = 60.0) -> None:
