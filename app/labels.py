@@ -54,7 +54,8 @@ def known_at(cur: psycopg2.extensions.cursor, transaction_ids: Sequence[str], at
     """The label of each of ``transaction_ids`` as known at ``at`` (one row per transaction that had one by then,
     stored or not yet: KNOWN_COLUMNS)."""
     cur.execute(
-        _KNOWN_AT, {"labels_at": at, "ids": "{" + ",".join(map(str, transaction_ids)) + "}", "delay": label_delay_days})
+        _KNOWN_AT, {"labels_at": at, "ids": "{" + ",".join(map(str, dict.fromkeys(transaction_ids))) + "}",
+                    "delay": label_delay_days})
     return pd.DataFrame(cur.fetchall(), columns=list(KNOWN_COLUMNS))
 
 

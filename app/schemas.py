@@ -10,6 +10,7 @@ a second time. The wire form omits an optional field that is absent (``kafka_val
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC
 from enum import StrEnum
@@ -47,8 +48,21 @@ PositiveId = Annotated[int, Strict(), Field(gt=0, le=2**63 - 1)]
 MAX_MESSAGE_BYTES = 64 * 1024
 
 
-# A message's time: any offset in, UTC inside, written back with a "Z"
-UtcTime = Annotated[AwareDatetime, AfterValidator(lambda value: value.astimezone(UTC)),
+_RFC3339_START = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ]")
+
+
+def _date_time_text(value: object) -> object:
+    """A date-time is RFC 3339 text: pydantic also reads a number, or a numeric string ("+0.0", the fuzzer found),
+    as Unix seconds. Strict() would do in JSON but rejects the strings in Python mode (FastAPI validates parsed JSON
+    in Python mode)."""
+    if isinstance(value, int | float) or (isinstance(value, str) and not _RFC3339_START.match(value)):
+        raise ValueError("Input should be an RFC 3339 date-time string such as 2026-11-29T08:00:00Z")
+    return value
+
+
+# A message's time: RFC 3339 text with any offset in, UTC inside, written back with a "Z"
+UtcTime = Annotated[AwareDatetime, BeforeValidator(_date_time_text),
+                    AfterValidator(lambda value: value.astimezone(UTC)),
                     PlainSerializer(lambda value: value.isoformat().replace("+00:00", "Z"), return_type=str)]
 
 
@@ -262,13 +276,6 @@ JsonId = _json_integer(0, 2**53 - 1, exclusive_low=True)
 JsonCount = _json_integer(0, 2**31 - 1)
 # an average of amounts is bounded like an amount (the fuzzer sent 1.3e102, which overflows the model's float32)
 MeanAmount = Annotated[float, Strict(), Field(ge=0, le=1_000_000, allow_inf_nan=False)]
-
-
-def _date_time_text(value: object) -> object:
-    # Strict() would do in JSON but rejects the strings in Python mode (FastAPI validates parsed JSON in Python mode)
-    if isinstance(value, int | float):
-        raise ValueError("Input should be an RFC 3339 date-time string, not a number")
-    return value
 
 
 DateTimeText = Annotated[AwareDatetime, BeforeValidator(_date_time_text)]
