@@ -115,11 +115,30 @@ def parsed(source: DataFrame, model: type[KafkaMessage] = Transaction) -> DataFr
             .withColumn("canonical", canonical_message(model=model)))
 
 
+# Times the stream can hold: the model takes years 1 to 9999, but a batch collected to pandas holds nanoseconds
+# (1677 to 2262), and one far-off time in a batch failed the whole query (a fuzzed POST /labels sent year 3576).
+STREAM_TIMES = ("1900-01-01 00:00:00", "2100-01-01 00:00:00")
+
+
+def _in_stream(name: str, prop: dict) -> Column:
+    """The parsed field, or null where it is a time outside STREAM_TIMES."""
+    column = F.col(f"m.{name}")
+    if prop.get("format") != "date-time":
+        return column
+    return F.when(column.between(F.lit(STREAM_TIMES[0]).cast("timestamp"), F.lit(STREAM_TIMES[1]).cast("timestamp")),
+                  column)
+
+
+def stream_fields(model: type[KafkaMessage] = Transaction) -> list[Column]:
+    """The parsed message fields by name, a time outside STREAM_TIMES as null (fully_parsed then refuses it)."""
+    return [_in_stream(name, prop).alias(name) for name, prop in message_fields(model)]
+
+
 def fully_parsed(model: type[KafkaMessage] = Transaction) -> Column:
     """Guard for the rare value the model accepts but Spark's parser does not (a timestamp with 7 fractional
-    digits, say): such a row goes to the dead-letter topic instead of failing the batch on a NULL. An optional
-    field may be null."""
-    return reduce(lambda a, b: a & b, [F.col(f"m.{name}").isNotNull() for name, prop in message_fields(model)
+    digits, say), or the stream cannot hold (a time outside STREAM_TIMES): such a row goes to the dead-letter topic
+    instead of failing the batch. An optional field may be null."""
+    return reduce(lambda a, b: a & b, [_in_stream(name, prop).isNotNull() for name, prop in message_fields(model)
                                        if not prop.get("optional")])
 
 
@@ -139,7 +158,7 @@ def accepted(model: type[KafkaMessage] = Transaction) -> Column:
 
 def valid_messages(source: DataFrame) -> DataFrame:
     """Rows that satisfy the message model, parsed."""
-    return parsed(source).where(accepted()).select("m.*")
+    return parsed(source).where(accepted()).select(*stream_fields())
 
 
 def as_utc(times: pd.Series) -> pd.Series:
@@ -174,13 +193,14 @@ def checked_batch(batch: DataFrame, model: type[KafkaMessage], dead_letters: Dea
     offset) and how many went to the dead-letter topic."""
     source = parsed(batch, model).select(for_the_model("key").alias("key"), for_the_model("value").alias("value"),
                                          "canonical", "topic", "partition", "offset",
-                                         fully_parsed(model).alias("fully_parsed"), "m.*").toPandas()
+                                         fully_parsed(model).alias("fully_parsed"), *stream_fields(model)).toPandas()
     errors = pd.Series(None, index=source.index, dtype=object)
     check = ~source["canonical"].astype(bool)  # the model checks what the JVM could not vouch for
     if check.any():
         errors[check] = validation_errors(source.loc[check, "value"], source.loc[check, "key"], model)
     unparsed = errors.isna() & ~source["fully_parsed"].astype(bool)
-    errors[unparsed] = "message: valid for the model but not for the stream's Spark schema"
+    errors[unparsed] = (f"message: valid for the model but not for the stream (Spark's schema, times from "
+                        f"{STREAM_TIMES[0][:4]} to {int(STREAM_TIMES[1][:4]) - 1})")
     bad = source[errors.notna()]
     for row, reason in zip(bad.itertuples(index=False), errors[errors.notna()], strict=True):
         dead_letters.send(row.key, row.value, reason, row.topic, int(row.partition), int(row.offset))

@@ -51,6 +51,7 @@ def _edge_cases() -> list[tuple[bytes | None, bytes | None]]:
         _value(timestamp="2026-13-01T08:00:00Z"), _value(timestamp="2026-11-29T24:00:00Z"),
         _value(timestamp="2026-11-29T08:00:60Z"), _value(timestamp="2026-11-29T08:00:00+25:00"),
         _value(timestamp="1900-02-29T08:00:00Z"), _value(timestamp="tomorrow"),
+        _value(timestamp="3576-01-01T00:00:00Z"), _value(timestamp="1850-01-01T00:00:00Z"),  # beyond the stream's
         _value(amount="ten"), _value(amount="NaN"), _value(amount="Infinity"), _value(amount=-1), _value(amount=0),
         _value(amount=1_000_000), _value(amount=1_000_000.01), _value(amount="12.5"),
         good.replace(b'"amount": 10.5', b'"amount": 1e400'), good.replace(b'"amount": 10.5', b'"amount": NaN'),
@@ -90,6 +91,7 @@ def _label_edge_cases() -> list[tuple[bytes | None, bytes | None]]:
         _label(is_fraud=0), _label(is_fraud=2), _label(is_fraud="1"), _label(is_fraud=...), _label(source="rumour"),
         _label(source="Chargeback"), _label(reported_at="2026-11-29T08:00:00"), _label(reported_at="soon"),
         _label(reported_at="2026-11-29T10:00:00+02:00"), _label(reported_at=1764403200),
+        _label(reported_at="3576-01-01T00:00:00Z"),
         _label(reason_code=""), _label(reason_code="10 4"), _label(reason_code="x" * 13), _label(case_id="a b"),
         _label(case_id="c" * 65), _label(label_id="nope"), _label(label_id=...), _label(extra=1),
         json.dumps(dict(reversed(json.loads(good).items()))).encode(), b"{}", b"null", b"",
