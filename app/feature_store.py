@@ -1,10 +1,10 @@
 """Online reads of the feature store: each transaction's history (``app.model_inputs.HISTORY_COLUMNS``) as of
 its event time, from the stream's 1-minute tiles and the customer country counts.
 
-One query answers a whole batch of transactions: per transaction four primary-key probes of ``features`` and
-eight of ``merchant_features`` (windows are differences of the tiles' running totals, so a read costs the same
-however many tiles a card or a merchant has) and one primary-key read of ``customer_countries`` — never a scan
-of tiles or of raw transactions. The window semantics are those
+One query answers a whole batch of transactions: per transaction four primary-key probes of ``features``, four of
+``merchant_features`` and four of ``merchant_fraud_reports`` (windows are differences of the tiles' running totals,
+so a read costs the same however many tiles a card or a merchant has) and one primary-key read of
+``customer_countries`` — never a scan of tiles or of raw transactions. The window semantics are those
 of ``app.model_inputs`` (``app.point_in_time`` rebuilds the same values from raw transactions for training).
 """
 
@@ -18,10 +18,12 @@ import psycopg2.extensions
 
 from app.features import HISTORY, HISTORY_COLUMNS, TILE_TABLES, HistoryWindow
 
-# Windows come from the tiles' running totals (migration 0005): the sum over an entity's tiles in [a, b] is its
-# total through the last tile <= b less its total before the first tile >= a — two primary-key probes whatever
+# Windows come from the tiles' running totals (migrations 0005, 0009): the sum over an entity's tiles in [a, b] is
+# its total through the last tile <= b less its total before the first tile >= a — two primary-key probes whatever
 # the entity's traffic — and zero when no tile falls inside. Running total '<measure>_through' adds up tile column:
-TOTALS = {"count": "transaction_count", "amount": "amount_sum", "fraud": "fraud_count"}
+TOTALS = {"count": "transaction_count", "amount": "amount_sum", "fraud_reports": "fraud_reports"}
+# fraud reports have tiles of their own (by report time, written with the reports), read up to the minute before
+REPORT_TILES = ("merchant_fraud_reports", "merchant_id")
 # the current minute's values, straight from the tile that starts at floor(t)
 MINUTE_COLUMNS = {"count": "transaction_count", "amount": "amount_sum", "max": "max_amount", "std": "amount_std"}
 COUNTRY_SQL = {
@@ -53,32 +55,32 @@ def _value(expression: str, window: HistoryWindow) -> str:
     return f"coalesce({expression}, {window.empty:g}) AS {window.name}"  # '0', not '0.0': no cast to numeric
 
 
-def _since(span: int, delayed: bool) -> str:
-    return f"r.{'delayed_' if delayed else ''}since_{span}"
+def _since(span: int) -> str:
+    return f"r.since_{span}"
 
 
 def _tile_lateral(entity: str, windows: list[HistoryWindow]) -> str:
-    """One entity's windows: a last-tile probe per end (now, or the label delay ago) and a first-tile probe per
-    span, from the entity's tile table."""
-    table, key = TILE_TABLES[entity]  # type: ignore[index]
+    """One entity's windows: a last-tile probe and a first-tile probe per span, from the entity's tile table up to
+    this minute, and from the fraud reports' tiles up to the minute before."""
     values, probes = [], []
-    for delayed in (False, True):
-        spanned = [w for w in windows if isinstance(w.span, int) and w.labels_delayed == delayed]
-        minute = [w for w in windows if w.span == "minute"] if not delayed else []
+    for reports in (False, True):
+        table, key = REPORT_TILES if reports else TILE_TABLES[entity]  # type: ignore[index]
+        spanned = [w for w in windows if isinstance(w.span, int) and (w.measure == "fraud_reports") == reports]
+        minute = [w for w in windows if w.span == "minute"] if not reports else []
         if not spanned and not minute:
             continue
-        last = f"{entity[0]}_upto_{'delayed' if delayed else 'now'}"
+        last = f"{entity[0]}_upto_{'reports' if reports else 'now'}"
         totals = tuple(dict.fromkeys(w.measure for w in spanned))
         minute_columns = tuple(dict.fromkeys(MINUTE_COLUMNS[w.measure] for w in minute))
-        bound = "< r.delayed_end" if delayed else "<= r.floor"
+        bound = "< r.floor" if reports else "<= r.floor"
         probes.append(_last_tile(table, key, last, bound, (*(f"{t}_through" for t in totals), *minute_columns)))
         for span in dict.fromkeys(w.span for w in spanned):
             span_totals = tuple(dict.fromkeys(w.measure for w in spanned if w.span == span))
-            probes.append(_first_tile(table, key, f"{last}_from_{span}", _since(span, delayed), span_totals))  # type: ignore[arg-type]
+            probes.append(_first_tile(table, key, f"{last}_from_{span}", _since(span), span_totals))  # type: ignore[arg-type]
         for w in minute:
             values.append((w, f"CASE WHEN {last}.window_start = r.floor THEN {last}.{MINUTE_COLUMNS[w.measure]} END"))
         for w in spanned:
-            values.append((w, _window(last, f"{last}_from_{w.span}", _since(w.span, delayed), w.measure)))  # type: ignore[arg-type]
+            values.append((w, _window(last, f"{last}_from_{w.span}", _since(w.span), w.measure)))  # type: ignore[arg-type]
     order = {w.name: i for i, w in enumerate(windows)}
     listed = ", ".join(_value(expression, w) for w, expression in sorted(values, key=lambda v: order[v[0].name]))
     return f"SELECT {listed} FROM (SELECT) one {' '.join(probes)}"
@@ -89,16 +91,13 @@ def _country_lateral(windows: list[HistoryWindow]) -> str:
     return f"SELECT {listed} FROM customer_countries cc WHERE cc.customer_id = r.customer_id"
 
 
-def _history_sql(customer_ids: str, merchant_ids: str, country_codes: str, times: str, delay: str) -> str:
+def _history_sql(customer_ids: str, merchant_ids: str, country_codes: str, times: str) -> str:
     """The history query of app.features.HISTORY: one row per transaction, HISTORY_COLUMNS by name."""
     # Window bounds are computed once per transaction in ``r`` (MATERIALIZED, so the planner does not inline them
     # back into every tile row's FILTER): half the cost of a read, which the per-tile interval arithmetic was.
-    spans = dict.fromkeys((w.span, w.labels_delayed) for w in HISTORY if isinstance(w.span, int))
+    spans = dict.fromkeys(w.span for w in HISTORY if isinstance(w.span, int))
     floor = "date_trunc('minute', q.t)"
-    delayed_end = f"{floor} - make_interval(days => {delay})"
-    bounds = [f"{floor} AS floor", f"{delayed_end} AS delayed_end", *(
-        f"{delayed_end if delayed else floor} - interval '{span} days' AS {_since(span, delayed)[2:]}"
-        for span, delayed in spans)]
+    bounds = [f"{floor} AS floor", *(f"{floor} - interval '{span} days' AS {_since(span)[2:]}" for span in spans)]
     laterals = []
     for entity in ("customer", "merchant"):
         tiled = [w for w in HISTORY if w.entity == entity and w.span != "lifetime"]
@@ -119,10 +118,10 @@ def _history_sql(customer_ids: str, merchant_ids: str, country_codes: str, times
     """
 
 
-_HISTORY_SQL = _history_sql("%(customer)s", "%(merchant)s", "%(country)s", "%(t)s", "%(delay)s")
+_HISTORY_SQL = _history_sql("%(customer)s", "%(merchant)s", "%(country)s", "%(t)s")
 PREPARED = "riskray_history"
-_PREPARE_SQL = (f"PREPARE {PREPARED} (bigint[], bigint[], text[], timestamptz[], integer) AS "
-                + _history_sql("$1", "$2", "$3", "$4", "$5"))
+_PREPARE_SQL = (f"PREPARE {PREPARED} (bigint[], bigint[], text[], timestamptz[]) AS "
+                + _history_sql("$1", "$2", "$3", "$4"))
 
 
 def prepare_history(cur: psycopg2.extensions.cursor, timeout_ms: int | None = None) -> None:
@@ -149,7 +148,7 @@ def _id_or_null(entity: int | None) -> str:
 
 def history_matrix(cur: psycopg2.extensions.cursor, customer_ids: Sequence[int | None],
                    merchant_ids: Sequence[int | None], countries: Sequence[str], event_times: Sequence[datetime],
-                   label_delay_days: int, prepared: bool = False, timeout_ms: int | None = None) -> np.ndarray:
+                   prepared: bool = False, timeout_ms: int | None = None) -> np.ndarray:
     """HISTORY_COLUMNS for a batch of transactions, as the store knows them now: one float row per transaction,
     columns in HISTORY_COLUMNS order. A None id skips that entity's reads (its columns come back as no history).
     ``prepared``: the connection ran :func:`prepare_history` already.
@@ -158,9 +157,8 @@ def history_matrix(cur: psycopg2.extensions.cursor, customer_ids: Sequence[int |
     params = {"customer": _array_literal(_id_or_null(c) for c in customer_ids),
               "merchant": _array_literal(_id_or_null(m) for m in merchant_ids),
               "country": _array_literal(_quoted(c) for c in countries),
-              "t": _array_literal(t.isoformat() for t in event_times), "delay": label_delay_days,
-              "timeout": int(timeout_ms or 0)}
-    query = (f"EXECUTE {PREPARED} (%(customer)s, %(merchant)s, %(country)s, %(t)s, %(delay)s)" if prepared
+              "t": _array_literal(t.isoformat() for t in event_times), "timeout": int(timeout_ms or 0)}
+    query = (f"EXECUTE {PREPARED} (%(customer)s, %(merchant)s, %(country)s, %(t)s)" if prepared
              else _HISTORY_SQL)
     if timeout_ms is not None:
         query = "SET LOCAL statement_timeout = %(timeout)s; " + query
@@ -170,8 +168,8 @@ def history_matrix(cur: psycopg2.extensions.cursor, customer_ids: Sequence[int |
 
 
 def history_for(cur: psycopg2.extensions.cursor, customer_ids: Sequence[int], merchant_ids: Sequence[int],
-                countries: Sequence[str], event_times: Sequence[datetime], label_delay_days: int,
-                prepared: bool = False) -> dict[str, np.ndarray]:
+                countries: Sequence[str], event_times: Sequence[datetime], prepared: bool = False
+                ) -> dict[str, np.ndarray]:
     """:func:`history_matrix` as one float array per history column."""
-    values = history_matrix(cur, customer_ids, merchant_ids, countries, event_times, label_delay_days, prepared)
+    values = history_matrix(cur, customer_ids, merchant_ids, countries, event_times, prepared)
     return {name: values[:, i] for i, name in enumerate(HISTORY_COLUMNS)}

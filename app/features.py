@@ -13,8 +13,13 @@ line (app.model_inputs derives those inputs from the windows by kind and span):
 - customer amount over d days -> ``cust_mean_amount_{d}d`` and ``amount_to_mean_{d}d``; the second line is the
   customer count over d days, when it is not declared yet;
 - merchant count over d days -> ``merchant_txn_count_{d}d``;
-- merchant fraud over d days, labels delayed -> ``merchant_fraud_rate_{d}d``; the second line is the merchant
-  count over d days with labels delayed (its denominator).
+- merchant fraud reports over d days -> ``merchant_fraud_rate_{d}d``; the second line is the merchant count over
+  d days (its denominator), when it is not declared yet.
+
+A merchant's fraud reports are counted by the time each was reported (docs/labels.md): a transaction counts once,
+at its first fraud report, in the minute of that report, whether it came as a label event or inside the row (the
+label delay after the transaction). The stream keeps them in their own 1-minute tiles
+(``merchant_fraud_reports``, written with the reports, not by Spark's aggregation).
 
 A window of any other kind (a new measure, entity or span) is history only until app.model_inputs says how it
 enters the model; a window an input needs but HISTORY lacks fails at import.
@@ -43,7 +48,8 @@ CUSTOMER_TILE: tuple[TileAggregate, ...] = (
     TileAggregate("avg_amount", "mean", "amount", "mean amount in the window"),
     TileAggregate("max_amount", "max", "amount", "largest amount in the window"),
     TileAggregate("amount_std", "std", "amount", "sample standard deviation of amounts (0 for one transaction)"),
-    TileAggregate("fraud_count", "sum", "is_fraud", "labelled frauds; usable by models only after the label delay"),
+    TileAggregate("fraud_count", "sum", "is_fraud", "frauds labelled inside the rows (not a model input: the "
+                                                    "merchant's fraud reports are, app.features.HISTORY)"),
     TileAggregate("last_event_at", "max", "timestamp", "event time of the newest transaction (staleness, freshness)"),
 )
 
@@ -67,7 +73,7 @@ TILE_TABLES: dict[Entity, tuple[str, str]] = {  # table, key column
 HistoryMeasure = Literal[
     "count",  # transactions
     "amount",  # sum of amounts
-    "fraud",  # labelled frauds (only with labels_delayed: a label is known only after the label delay)
+    "fraud_reports",  # transactions first reported as fraud in the window (by report time), merchants only
     "max",  # largest amount (minute span only)
     "std",  # sample std of amounts (minute span only)
     "country_count",  # the customer's earlier transactions in this transaction's country (lifetime only)
@@ -82,16 +88,15 @@ class HistoryWindow:
     entity: Entity
     measure: HistoryMeasure
     span: Span
-    labels_delayed: bool = False  # the window ends label-delay days before the transaction's minute
     empty: float = 0.0  # the value with no history (NaN: undefined, XGBoost's "missing")
 
     def describe(self) -> str:
-        what = {"count": "transactions", "amount": "amount total", "fraud": "labelled frauds",
+        what = {"count": "transactions", "amount": "amount total", "fraud_reports": "fraud reports",
                 "max": "largest amount", "std": "amount std", "country_count": "transactions in this country",
                 "top_country_count": "transactions in the top country"}[self.measure]
         span = {"minute": "earlier in this minute", "lifetime": "ever"}.get(self.span, f"over {self.span} days")  # type: ignore[arg-type]
-        delayed = ", ending the label delay ago" if self.labels_delayed else ""
-        return f"{self.entity} {what} {span}{delayed}"
+        before = ", before this minute" if self.measure == "fraud_reports" else ""
+        return f"{self.entity} {what} {span}{before}"
 
 
 LONG_WINDOWS_DAYS: tuple[int, ...] = (1, 7, 30)
@@ -105,10 +110,7 @@ HISTORY: tuple[HistoryWindow, ...] = (
     *(HistoryWindow(f"cust_count_{d}d", "customer", "count", d) for d in LONG_WINDOWS_DAYS),
     *(HistoryWindow(f"cust_amount_sum_{d}d", "customer", "amount", d) for d in LONG_WINDOWS_DAYS),
     *(HistoryWindow(f"merchant_count_{d}d", "merchant", "count", d) for d in LONG_WINDOWS_DAYS),
-    *(HistoryWindow(f"merchant_labelled_count_{d}d", "merchant", "count", d, labels_delayed=True)
-      for d in LONG_WINDOWS_DAYS),
-    *(HistoryWindow(f"merchant_labelled_fraud_{d}d", "merchant", "fraud", d, labels_delayed=True)
-      for d in LONG_WINDOWS_DAYS),
+    *(HistoryWindow(f"merchant_fraud_reports_{d}d", "merchant", "fraud_reports", d) for d in LONG_WINDOWS_DAYS),
     HistoryWindow("cust_country_count", "customer", "country_count", "lifetime"),
     HistoryWindow("cust_top_country_count", "customer", "top_country_count", "lifetime"),
     HistoryWindow("cust_total_count", "customer", "count", "lifetime"),
@@ -118,11 +120,11 @@ HISTORY: tuple[HistoryWindow, ...] = (
 def _check(windows: tuple[HistoryWindow, ...]) -> None:
     """The combinations the store and the rebuild implement; anything else fails at import, not at serving."""
     for w in windows:
-        if w.measure == "fraud" and not w.labels_delayed:
-            raise ValueError(f"{w.name}: a fraud label is usable only after the label delay (labels_delayed=True)")
+        if w.measure == "fraud_reports" and (w.entity != "merchant" or not isinstance(w.span, int)):
+            raise ValueError(f"{w.name}: fraud reports are counted per merchant over whole days")
         if w.measure in ("max", "std") and (w.span != "minute" or w.entity != "customer"):
             raise ValueError(f"{w.name}: max and std exist only for the customer's current minute")
-        if w.span == "minute" and (w.entity != "customer" or w.labels_delayed):
+        if w.span == "minute" and w.entity != "customer":
             raise ValueError(f"{w.name}: minute windows are the customer's current tile")
         if w.span == "lifetime" and (w.entity != "customer" or w.measure not in
                                      ("count", "country_count", "top_country_count")):
@@ -139,28 +141,25 @@ HISTORY_COLUMNS: tuple[str, ...] = tuple(w.name for w in HISTORY)
 WINDOW_OF: dict[str, HistoryWindow] = {w.name: w for w in HISTORY}
 
 
-_NAME_OF_KIND = {(w.entity, w.measure, w.span, w.labels_delayed): w.name for w in HISTORY}
+_NAME_OF_KIND = {(w.entity, w.measure, w.span): w.name for w in HISTORY}
 
 
-def window(entity: Entity, measure: HistoryMeasure, span: Span, labels_delayed: bool = False) -> str:
+def window(entity: Entity, measure: HistoryMeasure, span: Span) -> str:
     """The name of the declared window of this kind (KeyError naming the kind when none is declared)."""
     try:
-        return _NAME_OF_KIND[(entity, measure, span, labels_delayed)]
+        return _NAME_OF_KIND[(entity, measure, span)]
     except KeyError:
-        raise KeyError(f"no history window declared for {entity} {measure} over {span}"
-                       f"{' (labels delayed)' if labels_delayed else ''}") from None
+        raise KeyError(f"no history window declared for {entity} {measure} over {span}") from None
 
 
-def day_spans(entity: Entity, measure: HistoryMeasure, labels_delayed: bool = False) -> tuple[int, ...]:
+def day_spans(entity: Entity, measure: HistoryMeasure) -> tuple[int, ...]:
     """The day spans declared for windows of this kind, in declaration order."""
-    return tuple(w.span for w in HISTORY if isinstance(w.span, int)
-                 and (w.entity, w.measure, w.labels_delayed) == (entity, measure, labels_delayed))
+    return tuple(w.span for w in HISTORY if isinstance(w.span, int) and (w.entity, w.measure) == (entity, measure))
 
 
-def history_span(label_delay_days: int) -> int:
+def history_span() -> int:
     """Whole days of earlier transactions the day-span windows of HISTORY reach back from a transaction: the longest
-    span, plus the label delay for a delayed window, plus a day, for the current minute's tile a span starts at.
-    Training reads this much history before its period; lifetime windows reach further and are counted from the
-    store's own totals (app.point_in_time, ``counts before the snapshot``)."""
-    return max(w.span + (label_delay_days if w.labels_delayed else 0)
-               for w in HISTORY if isinstance(w.span, int)) + 1
+    span plus a day, for the current minute's tile a span starts at. Training reads this much history before its
+    period; lifetime windows reach further and are counted from the store's own totals (app.point_in_time, ``counts
+    before the snapshot``), and fraud reports are read by their report time, however old their transaction."""
+    return max(w.span for w in HISTORY if isinstance(w.span, int)) + 1

@@ -83,6 +83,22 @@ def known_in_frame(transactions: pd.DataFrame, events: pd.DataFrame | None, at: 
     return last.reindex(transactions["transaction_id"].astype(str)).to_numpy(dtype=np.float64)
 
 
+# A merchant's fraud reports (app.features, measure "fraud_reports"): each transaction once, at its first report as
+# fraud, for the merchant it was paid at. The store keeps them in ``fraud_reports`` (streaming.store_writer).
+FRAUD_REPORT_COLUMNS = ("merchant_id", "reported_at")
+
+
+def row_fraud_reports(transactions: pd.DataFrame, label_delay_days: int) -> pd.DataFrame:
+    """The fraud reports of labels inside rows (FRAUD_REPORT_COLUMNS, and transaction_id where the rows have it): a
+    row labelled fraud is reported the label delay after its transaction."""
+    fraud = (pd.to_numeric(transactions["is_fraud"], errors="coerce").astype("float64") == 1).to_numpy()
+    reported = pd.to_datetime(transactions["timestamp"], utc=True)[fraud] + pd.Timedelta(days=label_delay_days)
+    ids = {"transaction_id": transactions["transaction_id"].to_numpy()[fraud]} if "transaction_id" in transactions \
+        else {}
+    return pd.DataFrame({**ids, "merchant_id": transactions["merchant_id"].to_numpy(dtype=np.int64)[fraud],
+                         "reported_at": reported.to_numpy()})
+
+
 def maturity_days(settings: Settings) -> int:
     """How long after a training period its labels are read: the setting, or the label delay when unset."""
     return settings.label_delay_days if settings.label_maturity_days is None else settings.label_maturity_days

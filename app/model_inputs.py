@@ -9,8 +9,8 @@ A prediction for a transaction at event time ``t`` sees two things:
   - ``minute_*``: the customer's transactions earlier in the same clock minute (the current, partial tile);
   - ``cust_*_{d}d`` / ``merchant_txn_count_{d}d``: tiles starting in ``[floor(t) - d days, floor(t)]``, the
     current partial tile included;
-  - ``merchant_labelled_*_{d}d``: tiles starting in ``[floor(t) - delay - d days, floor(t) - delay)`` —
-    fraud labels are only usable once they are older than the label delay;
+  - ``merchant_fraud_reports_{d}d``: the merchant's transactions first reported as fraud in
+    ``[floor(t) - d days, floor(t))``, by report time (a label counts from when it was known, docs/labels.md);
   - ``cust_country_*``: counts of the customer's earlier transactions per country.
 
 Serving reads the history from the store (``app.feature_store.history_for``), training rebuilds it from raw
@@ -43,7 +43,7 @@ RAW_COLUMNS: tuple[str, ...] = ("amount", "timestamp", "country", "device_type",
 CUSTOMER_SPANS = day_spans("customer", "count")
 AMOUNT_SPANS = day_spans("customer", "amount")
 MERCHANT_SPANS = day_spans("merchant", "count")
-FRAUD_RATE_SPANS = day_spans("merchant", "fraud", labels_delayed=True)
+FRAUD_RATE_SPANS = day_spans("merchant", "fraud_reports")
 
 NUMERIC_FEATURES: tuple[str, ...] = (
     "amount", "hour", "is_night", "is_weekend",
@@ -62,8 +62,9 @@ _LIFETIME = {m: window("customer", m, "lifetime") for m in ("count", "country_co
 _CUSTOMER_COUNT = {d: window("customer", "count", d) for d in CUSTOMER_SPANS}
 _MEAN_OF = {d: (window("customer", "amount", d), window("customer", "count", d)) for d in AMOUNT_SPANS}
 _MERCHANT_COUNT = {d: window("merchant", "count", d) for d in MERCHANT_SPANS}
-_FRAUD_RATE_OF = {d: (window("merchant", "fraud", d, labels_delayed=True),
-                      window("merchant", "count", d, labels_delayed=True)) for d in FRAUD_RATE_SPANS}
+# fraud reports in the window per transaction in it (what card schemes call a merchant's fraud ratio)
+_FRAUD_RATE_OF = {d: (window("merchant", "fraud_reports", d), window("merchant", "count", d))
+                  for d in FRAUD_RATE_SPANS}
 CATEGORICAL_FEATURES: tuple[str, ...] = ("country", "device_type", "currency")
 FEATURES: tuple[str, ...] = NUMERIC_FEATURES + CATEGORICAL_FEATURES
 
@@ -72,7 +73,7 @@ NIGHT_HOURS = (22, 6)  # [22:00, 06:00) UTC counts as night
 # Names the definitions a model was trained with (training_features rows and MLflow runs carry it), derived from
 # them so a changed window or input cannot keep the old name. model_inputs' arithmetic is code: a change there
 # bumps FEATURE_SET_REVISION.
-FEATURE_SET_REVISION = 2
+FEATURE_SET_REVISION = 3
 FEATURE_SET = f"v{FEATURE_SET_REVISION}-" + hashlib.sha256(
     repr((HISTORY, NUMERIC_FEATURES, CATEGORICAL_FEATURES, NIGHT_HOURS)).encode()).hexdigest()[:10]
 
@@ -159,8 +160,8 @@ def model_inputs(raw: Mapping[str, np.ndarray], history: Mapping[str, np.ndarray
         out[f"amount_to_mean_{d}d"] = _ratio(amount, mean)
     for d, name in _MERCHANT_COUNT.items():
         out[f"merchant_txn_count_{d}d"] = h[name]
-    for d, (frauds, labelled) in _FRAUD_RATE_OF.items():
-        out[f"merchant_fraud_rate_{d}d"] = _ratio(h[frauds], h[labelled])
+    for d, (reports, transactions) in _FRAUD_RATE_OF.items():
+        out[f"merchant_fraud_rate_{d}d"] = _ratio(h[reports], h[transactions])
     has_history = lifetime["count"] > 0
     out["country_is_home"] = np.where(
         has_history, (lifetime["country_count"] >= lifetime["top_country_count"]).astype(np.float64), np.nan

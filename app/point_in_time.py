@@ -2,8 +2,9 @@
 
 Each row's history (``app.model_inputs.HISTORY_COLUMNS``) is computed exactly as the online store would have
 answered at the transaction's event time: 1-minute tiles per customer and merchant, sums of tiles over the
-long windows, the current minute's partial tile (only strictly earlier transactions), merchant labels only
-from tiles older than the label delay. Nothing from after the transaction, and never its own label.
+long windows, the current minute's partial tile (only strictly earlier transactions), and the merchant's fraud
+reports by report time, before the transaction's minute. Nothing from after the transaction, and never its own
+label.
 
 Vectorised with numpy: entities are ranked and combined with the minute into one sortable int64 key, so every
 window bound is one ``searchsorted`` over all rows at once (1M rows in a few seconds).
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from app.features import HISTORY, HISTORY_COLUMNS, TILE_TABLES, history_span
+from app.labels import FRAUD_REPORT_COLUMNS, row_fraud_reports
 from app.model_inputs import event_time_us, minute_std
 
 MINUTE_US = 60_000_000
@@ -143,20 +145,35 @@ def _country_counts(customer: np.ndarray, country: np.ndarray, t_us: np.ndarray,
     return {"country_count": country_count, "top_country_count": top, "count": total}
 
 
-def history_frame(transactions: pd.DataFrame, label_delay_days: int) -> pd.DataFrame:
+def _report_tiles(reports: pd.DataFrame, merchants: np.ndarray, base: int, span: int) -> tuple[_Tiles, int]:
+    """The fraud reports as 1-minute tiles of a count per merchant (ranked as ``merchants`` are, sorted unique),
+    minutes relative to ``base``; reports of other merchants or outside [base, base + span) cannot matter."""
+    merchant = reports[FRAUD_REPORT_COLUMNS[0]].to_numpy(dtype=np.int64)
+    minute = event_time_us(pd.to_datetime(reports[FRAUD_REPORT_COLUMNS[1]], utc=True).dt.tz_convert(None)
+                           .to_numpy(dtype="datetime64[us]")) // MINUTE_US - base
+    rank = np.searchsorted(merchants, merchant)
+    known = (rank < len(merchants)) & (merchants[np.minimum(rank, len(merchants) - 1)] == merchant) & (
+        minute >= 0) & (minute < span)
+    return _Tiles(rank[known], minute[known], span, {"fraud_reports": np.ones(int(known.sum()))}), int(known.sum())
+
+
+def history_frame(transactions: pd.DataFrame, label_delay_days: int,
+                  fraud_reports: pd.DataFrame | None = None) -> pd.DataFrame:
     """HISTORY_COLUMNS for every row of ``transactions`` (the Kafka message columns, and the
     COUNTS_BEFORE_SNAPSHOT columns when it does not start at the customers' first transactions), in the same order:
     each declared window of app.features.HISTORY rebuilt as the store would have answered at the row's event
-    time."""
+    time. ``fraud_reports``: the first fraud report of every transaction the windows may count
+    (FRAUD_REPORT_COLUMNS, from the store, older transactions' included); None: the labels inside the rows are the
+    only ones (a file, a simulated world), reported the label delay after each transaction."""
+    if fraud_reports is None:
+        fraud_reports = row_fraud_reports(transactions, label_delay_days)
     t_us = event_time_us(transactions["timestamp"].to_numpy(dtype="datetime64[us]"))
     minute = t_us // MINUTE_US
     amount = transactions["amount"].to_numpy(dtype=np.float64)
-    measures = {"count": np.ones(len(transactions)), "amount": amount,
-                # a row without a label (a live transaction) adds no fraud
-                "fraud": np.nan_to_num(transactions["is_fraud"].to_numpy(dtype=np.float64), nan=0.0)}
+    measures = {"count": np.ones(len(transactions)), "amount": amount}
     ids = {entity: transactions[key].to_numpy(dtype=np.int64) for entity, (_, key) in TILE_TABLES.items()}
 
-    margin = history_span(label_delay_days) * DAY_MINUTES
+    margin = history_span() * DAY_MINUTES
     base = (int(minute.min()) if len(minute) else 0) - margin
     rel_minute = minute - base  # >= margin, so every window bound stays >= 0 and inside its entity's key range
     span = int(rel_minute.max() if len(minute) else 0) + margin + 1
@@ -169,9 +186,9 @@ def history_frame(transactions: pd.DataFrame, label_delay_days: int) -> pd.DataF
         if not windows:
             continue
         summed = {w.measure for w in windows if w.measure in measures}
-        undelayed = [w for w in windows if not w.labels_delayed]  # these add the current minute's partial tile
-        if undelayed:
-            wanted = {w.measure: measures[w.measure] for w in undelayed
+        partial_windows = [w for w in windows if w.measure in measures or w.measure in ("max", "std")]
+        if partial_windows:  # these add the current minute's partial tile
+            wanted = {w.measure: measures[w.measure] for w in partial_windows
                       if w.measure in measures and w.measure != "count"}
             maxima: tuple[str, ...] = ()
             if any(w.measure in ("max", "std") for w in windows):
@@ -182,6 +199,7 @@ def history_frame(transactions: pd.DataFrame, label_delay_days: int) -> pd.DataF
         tiles[entity] = _Tiles(ranks[entity], rel_minute, span, {m: measures[m] for m in summed})
 
     countries = None
+    reports: _Tiles | None = None
     out: dict[str, np.ndarray] = {}
     for w in HISTORY:
         if w.span == "minute":
@@ -196,10 +214,14 @@ def history_frame(transactions: pd.DataFrame, label_delay_days: int) -> pd.DataF
                 countries = _country_counts(ids["customer"], transactions["country"].to_numpy(dtype=object), t_us,
                                             before)
             out[w.name] = countries[w.measure]
+        elif w.measure == "fraud_reports":  # by report time, the tiles before the transaction's minute
+            if reports is None:
+                merchants = np.unique(ids[w.entity])
+                reports, _ = _report_tiles(fraud_reports, merchants, base, span)
+            rank = np.searchsorted(merchants, ids[w.entity])
+            out[w.name] = reports.range_sum("fraud_reports", rank, rel_minute - w.span * DAY_MINUTES, rel_minute)
         else:
-            end = rel_minute - label_delay_days * DAY_MINUTES if w.labels_delayed else rel_minute
-            value = tiles[w.entity].range_sum(w.measure, ranks[w.entity], end - w.span * DAY_MINUTES, end)
-            if not w.labels_delayed:  # the current minute's partial tile: the entity's strictly earlier rows
-                value = value + partial[w.entity][w.measure]
-            out[w.name] = value
+            value = tiles[w.entity].range_sum(w.measure, ranks[w.entity], rel_minute - w.span * DAY_MINUTES,
+                                              rel_minute)
+            out[w.name] = value + partial[w.entity][w.measure]  # the partial tile: the strictly earlier rows
     return pd.DataFrame({name: out[name] for name in HISTORY_COLUMNS}, index=transactions.index)

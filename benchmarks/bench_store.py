@@ -18,7 +18,7 @@ from app.features import history_span
 from app.operations import postgres
 
 STORE_TABLES = ("transactions", "features", "merchant_features", "customer_countries", "predictions",
-                "stream_batch_commits")
+                "stream_batch_commits", "labels", "fraud_reports", "merchant_fraud_reports")
 BUSY_MERCHANT_EVERY = 100  # every 100th merchant has a tile every minute; the others one an hour
 
 
@@ -30,7 +30,9 @@ def scratch_database(settings: Settings, name: str, revision: str = "head") -> S
     if revision != "head":
         migrate.downgrade(scratch, revision)
     with db.connection(scratch) as conn, conn.cursor() as cur:
-        cur.execute(f"TRUNCATE {', '.join(STORE_TABLES)}")
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+        present = {row[0] for row in cur.fetchall()}  # an older schema (--against) lacks the newer tables
+        cur.execute(f"TRUNCATE {', '.join(t for t in STORE_TABLES if t in present)}")
     return scratch
 
 
@@ -39,7 +41,7 @@ def seed_history(settings: Settings, customers: int, merchants: int) -> dict[str
     as far back as the windows reach (``history_span``): two tiles a day per card, a tile an hour per merchant and a
     tile every minute for every ``BUSY_MERCHANT_EVERY``-th merchant, and two countries per card. Returns row
     counts per table."""
-    days = history_span(settings.label_delay_days)
+    days = history_span()
     params = {"customers": customers, "merchants": merchants, "days": days, "busy": BUSY_MERCHANT_EVERY,
               "now": datetime.now(UTC).replace(second=0, microsecond=0)}
     with db.connection(settings) as conn, conn.cursor() as cur:
@@ -72,6 +74,14 @@ def seed_history(settings: Settings, customers: int, merchants: int) -> dict[str
             WINDOW tiles AS (PARTITION BY m ORDER BY w)
             """, params)
         cur.execute("ALTER TABLE features ENABLE TRIGGER USER; ALTER TABLE merchant_features ENABLE TRIGGER USER")
+        # the merchants' fraud reports by report time: a report about every 50th tile, in the minute before it
+        cur.execute(
+            """
+            INSERT INTO merchant_fraud_reports (merchant_id, window_start, fraud_reports, fraud_reports_through)
+            SELECT merchant_id, window_start - interval '1 minute', 1,
+                   row_number() OVER (PARTITION BY merchant_id ORDER BY window_start)
+            FROM merchant_features WHERE fraud_count > 0
+            """)
         cur.execute(
             """
             INSERT INTO customer_countries (customer_id, country, transaction_count)
@@ -79,13 +89,13 @@ def seed_history(settings: Settings, customers: int, merchants: int) -> dict[str
             UNION ALL SELECT c, 'FR', 1 + c %% 5 FROM generate_series(1, %(customers)s) c
             """, params)
         counts = {}
-        for table in ("features", "merchant_features", "customer_countries"):
+        for table in ("features", "merchant_features", "merchant_fraud_reports", "customer_countries"):
             cur.execute(f"SELECT count(*) FROM {table}")
             counts[table] = int(cur.fetchone()[0])
     # now rather than by autovacuum in the middle of a measurement (it wakes for freshly filled tables)
     vacuum = psycopg2.connect(settings.postgres_dsn())
     vacuum.autocommit = True
     with vacuum.cursor() as cur:
-        cur.execute("VACUUM (ANALYZE) features, merchant_features, customer_countries")
+        cur.execute("VACUUM (ANALYZE) features, merchant_features, merchant_fraud_reports, customer_countries")
     vacuum.close()
     return counts

@@ -205,8 +205,7 @@ class OnlineFeatures:
                     # the longer budget ends with the PREPARE's own query, even when the PREPARE fails
                     prepare_history(cur, timeout_ms=5000)
                     conn.history_prepared = True
-                history = history_matrix(cur, customers, merchants, countries, times,
-                                         self.settings.label_delay_days, prepared=True,
+                history = history_matrix(cur, customers, merchants, countries, times, prepared=True,
                                          timeout_ms=self._timeout_ms(len(customers)))
             self.last_error = None
             return history

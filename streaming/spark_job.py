@@ -43,6 +43,7 @@ from pyspark.sql.types import LongType
 from app import db, stream_progress
 from app.config import Settings, get_settings
 from app.features import TILE_TABLES, TILES, TileAggregate
+from app.labels import row_fraud_reports
 from app.schemas import STORE_COLUMN_OF, KafkaMessage, LabelEvent, Transaction, message_fields
 from streaming import store_writer
 from streaming.dead_letters import DeadLetterProducer
@@ -250,6 +251,9 @@ class RawWriter:
             rows["is_late"] = (rows[EVENT_TIME] < watermark) if watermark is not None else False
             validated_at = time.monotonic()
             inserted = store_writer.insert_transactions(cur, rows)
+            # the frauds labelled inside these rows, and the reports that waited for these transactions
+            reports = row_fraud_reports(rows.rename(columns={EVENT_TIME: "timestamp"}), self.settings.label_delay_days)
+            store_writer.record_fraud_reports(cur, reports, table=store_writer.INCOMING_TRANSACTIONS)
             counts = {"valid": len(rows), "inserted": inserted, "duplicates": len(rows) - inserted,
                       "dlq": dead, "late": int(rows["is_late"].sum()) if len(rows) else 0}
             latest = self.latest
@@ -284,6 +288,8 @@ class LabelWriter:
             rows = valid.rename(columns=store_writer.KAFKA_SOURCE_COLUMNS)
             rows["reported_at"] = as_utc(rows["reported_at"])
             inserted, unmatched = store_writer.insert_labels(cur, rows)
+            frauds = rows[rows["is_fraud"] == 1]
+            store_writer.record_fraud_reports(cur, frauds[["transaction_id", "reported_at"]])
             counts = {"valid": len(rows), "inserted": inserted, "duplicates": len(rows) - inserted, "dlq": dead,
                       "unmatched": unmatched}
             store_writer.record_counts(cur, query, batch_id, counts)

@@ -63,6 +63,9 @@ def _copy_into_temp(cur: psycopg2.extensions.cursor, table: str, frame: pd.DataF
     return temp
 
 
+INCOMING_TRANSACTIONS = "incoming_transactions"  # the raw batch's rows until its commit (_copy_into_temp)
+
+
 def insert_transactions(cur: psycopg2.extensions.cursor, rows: pd.DataFrame) -> int:
     """Insert raw rows, skipping transaction ids already stored; returns how many were new."""
     if rows.empty:
@@ -103,6 +106,62 @@ def insert_labels(cur: psycopg2.extensions.cursor, rows: pd.DataFrame) -> tuple[
     )
     inserted, unmatched = cur.fetchone()
     return int(inserted), int(unmatched)
+
+
+# Both writers of fraud reports (the raw query: labels inside rows, and reports waiting for their transaction; the
+# labels query: fraud label events) take this transaction-level advisory lock first, so neither misses the other's
+# half: a label stored while its transaction is not yet committed is found by the raw query once it is.
+FRAUD_REPORTS_LOCK = 7_352_001
+
+_COUNT_REPORTS = """
+    WITH candidate AS (
+        SELECT transaction_id, min(reported_at) AS reported_at FROM candidate_reports GROUP BY 1
+    ), before AS (
+        SELECT f.transaction_id, f.merchant_id, f.reported_at FROM fraud_reports f JOIN candidate USING (transaction_id)
+    ), after AS (
+        INSERT INTO fraud_reports (transaction_id, merchant_id, reported_at)
+        SELECT c.transaction_id, t.merchant_id, c.reported_at
+        FROM candidate c LEFT JOIN transactions t USING (transaction_id)
+        ON CONFLICT (transaction_id) DO UPDATE
+            SET reported_at = least(fraud_reports.reported_at, EXCLUDED.reported_at),
+                merchant_id = coalesce(fraud_reports.merchant_id, EXCLUDED.merchant_id)
+            WHERE EXCLUDED.reported_at < fraud_reports.reported_at
+               OR (fraud_reports.merchant_id IS NULL AND EXCLUDED.merchant_id IS NOT NULL)
+        RETURNING transaction_id, merchant_id, reported_at
+    ), moves AS (  -- +1 where a report now counts, -1 where an earlier-reported one replaced it
+        SELECT merchant_id, date_trunc('minute', reported_at) AS minute, 1 AS delta FROM after
+        WHERE merchant_id IS NOT NULL
+        UNION ALL
+        SELECT b.merchant_id, date_trunc('minute', b.reported_at), -1 FROM before b JOIN after USING (transaction_id)
+        WHERE b.merchant_id IS NOT NULL
+    )
+    INSERT INTO merchant_fraud_reports (merchant_id, window_start, fraud_reports)
+    SELECT merchant_id, minute, sum(delta) FROM moves GROUP BY 1, 2 HAVING sum(delta) <> 0
+    ORDER BY 1, 2
+    ON CONFLICT (merchant_id, window_start)
+        DO UPDATE SET fraud_reports = merchant_fraud_reports.fraud_reports + EXCLUDED.fraud_reports
+    RETURNING merchant_id, window_start
+"""
+
+def record_fraud_reports(cur: psycopg2.extensions.cursor, reports: pd.DataFrame, table: str | None = None) -> int:
+    """Count fraud reports (transaction_id, reported_at) for their merchants, each transaction once, at its first
+    report (``fraud_reports``, ``merchant_fraud_reports``); a report of a transaction not stored yet waits for it.
+    ``table``: a temporary table of transactions this batch stored, whose waiting reports now count. Idempotent:
+    a report seen again changes nothing. Returns how many tiles changed."""
+    cur.execute("SELECT pg_advisory_xact_lock(%s)", (FRAUD_REPORTS_LOCK,))
+    cur.execute("CREATE TEMP TABLE IF NOT EXISTS candidate_reports (transaction_id uuid, reported_at timestamptz) "
+                "ON COMMIT DELETE ROWS")
+    if len(reports):
+        buffer = io.BytesIO()
+        pa_csv.write_csv(pa.Table.from_pandas(reports[["transaction_id", "reported_at"]], preserve_index=False),
+                         buffer, pa_csv.WriteOptions(include_header=False))
+        buffer.seek(0)
+        cur.copy_expert("COPY candidate_reports (transaction_id, reported_at) FROM STDIN WITH (FORMAT csv)", buffer)
+    if table is not None:
+        cur.execute(f"INSERT INTO candidate_reports SELECT f.transaction_id, f.reported_at FROM fraud_reports f "
+                    f"JOIN {table} i USING (transaction_id) WHERE f.merchant_id IS NULL")
+    cur.execute(_COUNT_REPORTS)  # the table's triggers keep its running totals (migration 0009)
+    return cur.rowcount
 
 
 def upsert_tiles(cur: psycopg2.extensions.cursor, entity: Entity, tiles: pd.DataFrame) -> int:

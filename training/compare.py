@@ -57,7 +57,7 @@ def score_models(settings: Settings, refs: list[str], since: datetime, until: da
     data.require_transactions(settings, since, until)
     ensure_ray(settings)
     transactions = data.load_from_store(settings, since, until, labels_cutoff(settings, until))
-    history = history_frame(transactions, settings.label_delay_days)
+    history = history_frame(transactions, settings.label_delay_days, data.load_fraud_reports(settings, since, until))
     keep = data.in_period(transactions["timestamp"], since, until)
     rows = pd.concat([transactions[keep], history[keep]], axis=1)
     if rows.empty:

@@ -21,7 +21,7 @@ import pandas as pd
 from app.config import Settings
 from app.errors import UserError
 from app.features import history_span
-from app.labels import known_in_frame, known_label_sql, matured, maturity_days
+from app.labels import FRAUD_REPORT_COLUMNS, known_in_frame, known_label_sql, matured, maturity_days
 from app.model_inputs import FEATURES, model_inputs, raw_columns
 from app.point_in_time import history_frame, with_counts_before
 from app.schemas import NUMBER_BOUNDS, STORE_COLUMN_OF, Transaction, message_fields
@@ -39,7 +39,7 @@ class TrainingDataError(UserError, ValueError):
 
 def history_days(settings: Settings) -> int:
     """How far before a labelled transaction its features look back (the declared windows' reach)."""
-    return history_span(settings.label_delay_days)
+    return history_span()
 
 
 def with_row_labels(frame: pd.DataFrame, settings: Settings, labels_at: datetime | None) -> pd.DataFrame:
@@ -195,6 +195,19 @@ def load_from_store(settings: Settings, since: datetime, until: datetime, labels
     return with_counts_before(frame, before)
 
 
+def load_fraud_reports(settings: Settings, since: datetime, until: datetime) -> pd.DataFrame:
+    """The merchants' fraud reports (app.labels.FRAUD_REPORT_COLUMNS) a snapshot of [since - history, until)
+    counts: reported before ``until`` and late enough for a window of its earliest row, whatever their
+    transaction's age (reports are counted by report time)."""
+    from app import db
+
+    first = since - timedelta(days=2 * history_days(settings))
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT merchant_id, reported_at FROM fraud_reports WHERE merchant_id IS NOT NULL "
+                    "AND reported_at >= %s AND reported_at < %s", (first, until))
+        return pd.DataFrame(cur.fetchall(), columns=list(FRAUD_REPORT_COLUMNS))
+
+
 def country_counts_before(cur: psycopg2.extensions.cursor, first: datetime, customers: list[int]) -> pd.DataFrame:
     """Per customer and country, the transactions earlier than ``first`` (customer_id, country,
     transaction_count): the all-time counts serving reads (``customer_countries``) less those from ``first`` on,
@@ -236,10 +249,10 @@ def in_period(timestamps: pd.Series, since: datetime | None, until: datetime | N
 
 
 def build_examples(snapshot: pd.DataFrame, settings: Settings, since: datetime | None,
-                   until: datetime | None) -> Examples:
+                   until: datetime | None, fraud_reports: pd.DataFrame | None = None) -> Examples:
     """Point-in-time model inputs for the transactions in [since, until), labelled as known at the cut-off (legitimate
     where nothing was reported by then: ``app.labels.matured``); all of ``snapshot`` is history."""
-    history = history_frame(snapshot, settings.label_delay_days)
+    history = history_frame(snapshot, settings.label_delay_days, fraud_reports)
     keep = in_period(snapshot["timestamp"], since, until)
     if not keep.any():
         raise TrainingDataError("no labelled transactions in the training period")

@@ -21,7 +21,7 @@ import pandas as pd
 
 from app import drift_reference, model_artifact
 from app.config import Settings
-from app.labels import labels_cutoff, matured, maturity_days
+from app.labels import FRAUD_REPORT_COLUMNS, labels_cutoff, matured, maturity_days, row_fraud_reports
 from app.model_inputs import FEATURE_SET, FEATURES
 from app.preprocessing import Preprocessor
 from training import data, splits
@@ -29,6 +29,7 @@ from training.model import DEFAULT_PARAMS, DEFAULT_ROUNDS, CvResult
 from training.options import TrainOptions
 
 SNAPSHOT_FILE = "snapshot.parquet"
+REPORTS_FILE = "fraud_reports.parquet"  # the merchants' fraud reports the snapshot's windows count (app.labels)
 PERIOD_FILE = "period.json"
 FEATURES_FILE = "features.parquet"
 MODEL_DIR, REPORT_DIR = model_artifact.MODEL_DIR, model_artifact.REPORT_DIR  # the artifact layout's folders
@@ -90,11 +91,14 @@ def snapshot(settings: Settings, options: TrainOptions, say: Say) -> Path:
         frame = data.read_file(options.source_file)
         since, until = period(settings, options, frame)
         frame = data.with_row_labels(frame, settings, labels_cutoff(settings, until))
+        reports = row_fraud_reports(frame, settings.label_delay_days)  # a file's labels are its rows'
     else:
         since, until = period(settings, options)
         data.require_transactions(settings, since, until)
         ensure_ray(settings)
         frame = data.load_from_store(settings, since, until, labels_cutoff(settings, until))
+        reports = data.load_fraud_reports(settings, since, until)
+    reports[list(FRAUD_REPORT_COLUMNS)].to_parquet(out.parent / REPORTS_FILE, index=False)
     known = frame.loc[data.in_period(frame["timestamp"], since, until), data.LABEL].to_numpy(dtype=np.float64)
     data.require_both_classes(pd.Series(matured(known)), str(options.source_file or "feature store"))
     frame.to_parquet(out, index=False)
@@ -130,9 +134,10 @@ class Prepared:
 
 
 def prepare(snapshot_frame: pd.DataFrame, settings: Settings, options: TrainOptions, since: datetime | None,
-            until: datetime | None) -> Prepared:
-    """Features, split and preprocessor for a snapshot already in memory (pure: no files, no services)."""
-    examples = data.build_examples(snapshot_frame, settings, since, until)
+            until: datetime | None, fraud_reports: pd.DataFrame | None = None) -> Prepared:
+    """Features, split and preprocessor for a snapshot already in memory (pure: no files, no services);
+    ``fraud_reports``: the snapshot's (None: the labels inside its rows)."""
+    examples = data.build_examples(snapshot_frame, settings, since, until, fraud_reports)
     fit_rows, valid_rows, test_rows = splits.split_rows(examples.labels, options.split, options.test_fraction,
                                                         options.valid_fraction, options.seed)
     for name, rows in (("training", fit_rows), ("validation", valid_rows), ("test", test_rows)):
@@ -147,7 +152,7 @@ def features(settings: Settings, options: TrainOptions, snapshot_path: Path, say
     started = time.monotonic()
     bounds = json.loads((snapshot_path.parent / PERIOD_FILE).read_text())
     p = prepare(pd.read_parquet(snapshot_path), settings, options, datetime.fromisoformat(bounds["since"]),
-                datetime.fromisoformat(bounds["until"]))
+                datetime.fromisoformat(bounds["until"]), pd.read_parquet(snapshot_path.parent / REPORTS_FILE))
     directory = options.directory(settings)
     part = np.empty(len(p.examples.frame), dtype=object)
     for name, rows in zip(PARTS, (p.fit_rows, p.valid_rows, p.test_rows), strict=True):

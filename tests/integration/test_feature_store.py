@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 SEED = 20261202  # the shuffled write order and the batch's other customers; in each failure message
 
 
-def test_history_sums_the_tiles_inside_each_window_and_delays_merchant_labels(stack: Settings) -> None:
+def test_history_sums_the_tiles_inside_each_window_and_counts_fraud_reports_before_the_minute(stack: Settings) -> None:
     customer, merchant = 10**13 + 1, 10**13 + 2  # ids of this test's own (the scratch store is fresh per session)
     t = datetime(2026, 11, 29, 12, 0, 30, tzinfo=UTC)
     floor = t.replace(second=0)
@@ -37,16 +37,22 @@ def test_history_sums_the_tiles_inside_each_window_and_delays_merchant_labels(st
                 "fraud_count) VALUES (%s, %s, %s, %s, %s)",
                 (merchant, start, start + timedelta(minutes=1), count, frauds),
             )
+            if frauds:  # the merchant's fraud reports, by report time, in tiles of their own
+                cur.execute("INSERT INTO merchant_fraud_reports (merchant_id, window_start, fraud_reports) "
+                            "VALUES (%s, %s, %s)", (merchant, start, frauds))
+        cur.execute("INSERT INTO merchant_fraud_reports (merchant_id, window_start, fraud_reports) VALUES "
+                    "(%s, %s, 5)", (merchant, floor))  # reported in the transaction's own minute: not yet counted
         cur.execute("INSERT INTO customer_countries VALUES (%s, 'DE', 7), (%s, 'FR', 2)", (customer, customer))
-        h = history_for(cur, [customer, customer], [merchant, merchant], ["FR", "US"], [t, t], label_delay_days=7)
+        h = history_for(cur, [customer, customer], [merchant, merchant], ["FR", "US"], [t, t])
         conn.rollback()
     assert (h["minute_count"][0], h["minute_sum"][0], h["minute_max"][0]) == (2, 30.0, 30.0)
     assert (h["cust_count_1d"][0], h["cust_amount_sum_1d"][0]) == (3, 40.0)  # current tile + 20 h ago
     assert (h["cust_count_7d"][0], h["cust_count_30d"][0]) == (7, 13)  # never the tile 3 minutes later
     assert h["merchant_count_30d"][0] == 13
-    # labels from [t - 7 d - d, t - 7 d): the 8-day-old tile for d = 1 and 7, plus the 20-day-old one for 30
-    assert (h["merchant_labelled_count_1d"][0], h["merchant_labelled_fraud_1d"][0]) == (3, 1)
-    assert (h["merchant_labelled_count_30d"][0], h["merchant_labelled_fraud_30d"][0]) == (6, 2)
+    # fraud reports from [floor - d, floor): 20 h ago for d = 1 and 7, plus 8 and 20 days ago for 30; never the
+    # report in the transaction's own minute nor the one 3 minutes later
+    assert (h["merchant_fraud_reports_1d"][0], h["merchant_fraud_reports_7d"][0]) == (1, 1)
+    assert h["merchant_fraud_reports_30d"][0] == 3
     assert list(h["cust_country_count"]) == [2, 0]
     assert (h["cust_top_country_count"][0], h["cust_total_count"][0]) == (7, 9)
 
@@ -127,15 +133,16 @@ def test_a_read_probes_a_few_tiles_however_busy_the_card_and_the_merchant(stack:
         cur.execute("INSERT INTO features (customer_id, window_start, window_end, transaction_count, amount_sum, "
                     "avg_amount, max_amount) SELECT %s, w, w + interval '1 minute', 1, 2.5, 2.5, 2.5 " + every_minute,
                     (entity, minutes, t.replace(second=0)))
-        cur.execute("INSERT INTO merchant_features (merchant_id, window_start, window_end, transaction_count, "
-                    "fraud_count) SELECT %s, w, w + interval '1 minute', 2, (m %% 100 = 50)::int " + every_minute,
-                    (entity, minutes, t.replace(second=0)))
-        h = history_for(cur, [entity], [entity], ["DE"], [t], label_delay_days=7)
+        cur.execute("INSERT INTO merchant_features (merchant_id, window_start, window_end, transaction_count) "
+                    "SELECT %s, w, w + interval '1 minute', 2 " + every_minute, (entity, minutes, t.replace(second=0)))
+        cur.execute("INSERT INTO merchant_fraud_reports (merchant_id, window_start, fraud_reports) "
+                    "SELECT %s, w, 1 " + every_minute, (entity, minutes, t.replace(second=0)))
+        h = history_for(cur, [entity], [entity], ["DE"], [t])
         # a None id skips that entity: serving asks so for a part it has cached
-        apart = history_for(cur, [entity, None], [None, entity], ["DE", "DE"], [t, t], label_delay_days=7)
+        apart = history_for(cur, [entity, None], [None, entity], ["DE", "DE"], [t, t])
         cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + _HISTORY_SQL,
                     {"customer": f"{{{entity}}}", "merchant": f"{{{entity}}}", "country": "{DE}",
-                     "t": f"{{{t.isoformat()}}}", "delay": 7})
+                     "t": f"{{{t.isoformat()}}}"})
         plan = cur.fetchone()[0][0]["Plan"]
         conn.rollback()
     day = 24 * 60
@@ -143,8 +150,7 @@ def test_a_read_probes_a_few_tiles_however_busy_the_card_and_the_merchant(stack:
     assert (h["cust_count_1d"][0], h["cust_count_30d"][0]) == (day + 1, 30 * day + 1)
     assert h["cust_amount_sum_7d"][0] == pytest.approx(2.5 * (7 * day + 1))
     assert (h["merchant_count_1d"][0], h["merchant_count_30d"][0]) == (2 * (day + 1), 2 * (30 * day + 1))
-    assert h["merchant_labelled_count_7d"][0] == 2 * 7 * day
-    assert h["merchant_labelled_fraud_30d"][0] == 30 * day // 100
+    assert (h["merchant_fraud_reports_7d"][0], h["merchant_fraud_reports_30d"][0]) == (7 * day, 30 * day)
 
     for name in h:  # row 0 names only the card, row 1 only the merchant
         asked, skipped = (1, 0) if name.startswith("merchant_") else (0, 1)
@@ -156,4 +162,5 @@ def test_a_read_probes_a_few_tiles_however_busy_the_card_and_the_merchant(stack:
         return own + sum(rows_read(child, table) for child in node.get("Plans", []))
 
     assert rows_read(plan, "features") <= 4
-    assert rows_read(plan, "merchant_features") <= 8
+    assert rows_read(plan, "merchant_features") <= 4
+    assert rows_read(plan, "merchant_fraud_reports") <= 4

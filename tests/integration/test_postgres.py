@@ -13,7 +13,8 @@ from app.operations import postgres
 pytestmark = pytest.mark.integration
 
 TABLES = {"transactions", "features", "merchant_features", "training_features", "predictions",
-          "stream_batch_commits", "customer_countries", "monitoring_reports", "labels"}
+          "stream_batch_commits", "customer_countries", "monitoring_reports", "labels",
+          "fraud_reports", "merchant_fraud_reports"}
 
 
 @pytest.fixture()

@@ -22,5 +22,5 @@ def test_model_input_names_and_order_are_unchanged() -> None:
 
 
 def test_feature_set_name_is_unchanged() -> None:
-    assert FEATURE_SET == "v2-b78456af76"
+    assert FEATURE_SET == "v3-def94cdf27"  # v3: merchant fraud rates from fraud reports by report time
 

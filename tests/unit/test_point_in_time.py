@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from app.features import HISTORY, LONG_WINDOWS_DAYS, history_span
+from app.labels import row_fraud_reports
 from app.model_inputs import FEATURES, HISTORY_COLUMNS, model_inputs
 from app.point_in_time import history_frame, with_counts_before
 
@@ -53,10 +54,9 @@ def _naive(frame: pd.DataFrame, i: int) -> dict[str, float]:
         out[f"cust_amount_sum_{d}d"] = window["amount"].sum()
         m = merch[(merch["timestamp"] < t) & (merch["timestamp"] >= floor - timedelta(days=d))]
         out[f"merchant_count_{d}d"] = len(m)
-        end = floor - timedelta(days=DELAY_DAYS)
-        labelled = merch[(merch["timestamp"] < end) & (merch["timestamp"] >= end - timedelta(days=d))]
-        out[f"merchant_labelled_count_{d}d"] = len(labelled)
-        out[f"merchant_labelled_fraud_{d}d"] = labelled["is_fraud"].sum()
+        # the merchant's frauds reported (the label delay after each) in [floor - d days, floor)
+        reported = merch.loc[merch["is_fraud"] == 1, "timestamp"] + timedelta(days=DELAY_DAYS)
+        out[f"merchant_fraud_reports_{d}d"] = int(((reported >= floor - timedelta(days=d)) & (reported < floor)).sum())
     countries = earlier["country"].value_counts()
     out["cust_country_count"] = countries.get(row["country"], 0)
     out["cust_top_country_count"] = countries.max() if len(countries) else 0
@@ -122,10 +122,12 @@ def _long_history(days: int = 45) -> pd.DataFrame:
 def test_a_snapshot_reaching_back_history_span_days_gives_every_day_window_in_full() -> None:
     frame = _long_history()
     since = frame["timestamp"].max() - timedelta(days=3)
-    snapshot = frame[frame["timestamp"] >= since - timedelta(days=history_span(DELAY_DAYS))]
+    snapshot = frame[frame["timestamp"] >= since - timedelta(days=history_span())]
     labelled = snapshot["timestamp"] >= since
     windows = [name for name in HISTORY_COLUMNS if name not in LIFETIME]
-    pd.testing.assert_frame_equal(history_frame(snapshot, DELAY_DAYS)[labelled][windows],
+    # fraud reports are read by their report time, whatever their transaction's age (the store's, for training)
+    reports = row_fraud_reports(frame, DELAY_DAYS)
+    pd.testing.assert_frame_equal(history_frame(snapshot, DELAY_DAYS, reports)[labelled][windows],
                                   history_frame(frame, DELAY_DAYS).loc[snapshot.index[labelled], windows])
 
 
