@@ -253,7 +253,9 @@ class RawWriter:
             inserted = store_writer.insert_transactions(cur, rows)
             # the frauds labelled inside these rows, and the reports that waited for these transactions
             reports = row_fraud_reports(rows.rename(columns={EVENT_TIME: "timestamp"}), self.settings.label_delay_days)
-            store_writer.record_fraud_reports(cur, reports, table=store_writer.INCOMING_TRANSACTIONS)
+            # (an empty batch stored nothing: no table of its rows to look in)
+            store_writer.record_fraud_reports(cur, reports, table=store_writer.INCOMING_TRANSACTIONS if len(rows)
+                                              else None)
             counts = {"valid": len(rows), "inserted": inserted, "duplicates": len(rows) - inserted,
                       "dlq": dead, "late": int(rows["is_late"].sum()) if len(rows) else 0}
             latest = self.latest

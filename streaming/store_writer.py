@@ -148,6 +148,8 @@ def record_fraud_reports(cur: psycopg2.extensions.cursor, reports: pd.DataFrame,
     report (``fraud_reports``, ``merchant_fraud_reports``); a report of a transaction not stored yet waits for it.
     ``table``: a temporary table of transactions this batch stored, whose waiting reports now count. Idempotent:
     a report seen again changes nothing. Returns how many tiles changed."""
+    if not len(reports) and table is None:
+        return 0
     cur.execute("SELECT pg_advisory_xact_lock(%s)", (FRAUD_REPORTS_LOCK,))
     cur.execute("CREATE TEMP TABLE IF NOT EXISTS candidate_reports (transaction_id uuid, reported_at timestamptz) "
                 "ON COMMIT DELETE ROWS")

@@ -73,7 +73,8 @@ def _labels_around_the_cutoff(stack: Settings, frame: pd.DataFrame, until: datet
     plan = [(legit[0], 1, "chargeback", cutoff - timedelta(hours=1), 1),  # seen: a fraud after all
             (legit[1], 1, "chargeback", cutoff + timedelta(hours=1), 0),  # after the cut-off: still legitimate
             (fraud[0], 0, "confirmed_legitimate", cutoff + timedelta(hours=1), 1)]  # after: still fraud
-    events = pd.DataFrame([{"label_id": str(uuid.UUID(int=(SEED << 64) + i, version=4)), "transaction_id": t,
+    events = pd.DataFrame([{"label_id": str(uuid.uuid5(uuid.NAMESPACE_OID, f"trained-model:{SEED}:{i}")),
+                            "transaction_id": t,
                             "is_fraud": label, "source": source, "reported_at": pd.Timestamp(at),
                             "reason_code": None, "case_id": None, "kafka_partition": None, "kafka_offset": None}
                            for i, (t, label, source, at, _) in enumerate(plan)])

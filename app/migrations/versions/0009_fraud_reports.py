@@ -18,6 +18,20 @@ from pathlib import Path
 
 from alembic import op
 
+
+def _migration_0005():  # type: ignore[no-untyped-def]
+    """Migration 0005, loaded from its file as Alembic loads migrations: its (frozen) running-totals trigger."""
+    spec = importlib.util.spec_from_file_location("riskray_migration_0005",
+                                                  Path(__file__).with_name("0005_tile_running_totals.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+RUNNING_TOTALS_SQL = _migration_0005()._running_totals(
+    "merchant_fraud_reports", "merchant_id", {"fraud_reports_through": ("bigint", "fraud_reports")})
+
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
@@ -43,14 +57,7 @@ def upgrade() -> None:
         );
         """
     )
-    # the trigger of migration 0005, by its own (frozen) function: loaded from its file, as Alembic loads migrations
-    spec = importlib.util.spec_from_file_location("riskray_migration_0005",
-                                                  Path(__file__).with_name("0005_tile_running_totals.py"))
-    assert spec is not None and spec.loader is not None
-    migration_0005 = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(migration_0005)
-    op.execute(migration_0005._running_totals("merchant_fraud_reports", "merchant_id",
-                                              {"fraud_reports_through": ("bigint", "fraud_reports")}))
+    op.execute(RUNNING_TOTALS_SQL)
 
 
 def downgrade() -> None:
