@@ -5,6 +5,9 @@ never faster than the store keeps up: every chunk is produced to Kafka (the stre
 labels) and scored over HTTP, half of it one request at a time on ``/predict``, half on ``/predict/batch``; the
 next chunk waits until the store holds this one. A request therefore sees its customer's history up to the end
 of the chunk before: one chunk of event time is the feature freshness the replay gives up for speed.
+
+With a ``LabelFeed`` the traffic is live as a real client's: the rows go without their label, and after each chunk
+the feed sends the label events reported by its end (the delay model's delays scaled to the replay's time).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import pandas as pd
 from app import db
 from app.config import Settings
 from app.schemas import PredictionRequest, Transaction
+from streaming.label_feed import LabelFeed
 from streaming.sinks import KafkaSink
 
 BATCH_REQUEST_ROWS = 250  # rows per /predict/batch call (Serve refuses more than RISKRAY_SERVE_MAX_BATCH)
@@ -95,8 +99,10 @@ def chunks(days: Iterator[pd.DataFrame], chunk_minutes: int) -> Iterator[tuple[p
 class Replay:
     """Replays chunks until they run out or :meth:`stop` is called (at a chunk boundary)."""
 
-    def __init__(self, settings: Settings, api_url: str, concurrency: int = 8, store_timeout_s: float = 180) -> None:
+    def __init__(self, settings: Settings, api_url: str, concurrency: int = 8, store_timeout_s: float = 180,
+                 labels: LabelFeed | None = None) -> None:
         self.settings = settings
+        self.labels = labels
         self.api = httpx.Client(base_url=api_url, timeout=60,
                                 limits=httpx.Limits(max_connections=concurrency + 2))
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="replay")
@@ -117,6 +123,8 @@ class Replay:
         if self.sink is not None:
             self.sink.producer.flush(10)  # best effort: every chunk was flushed (and checked) when it was sent
             self.sink = None
+        if self.labels is not None:
+            self.labels.sink.close()
 
     def run(self, source: Iterator[tuple[pd.Timestamp, pd.DataFrame]],
             on_chunk: Callable[[ReplayStats], None] = lambda stats: None,
@@ -139,7 +147,9 @@ class Replay:
     def _replay_chunk(self, end: pd.Timestamp, rows: pd.DataFrame) -> None:
         if not rows.empty:
             assert self.sink is not None, "the replay is closed"
-            self.sink.write(rows)
+            if self.labels is not None:
+                self.labels.add(rows)
+            self.sink.write(rows if self.labels is None else rows.drop(columns="is_fraud"))
             self.sink.flush()
             self.stats.produced += len(rows)
             produced_at = time.time()
@@ -152,8 +162,33 @@ class Replay:
             start = rows["timestamp"].min().floor("min")
             self._wait_for_store(start, end, len(rows))
             self._record_freshness(start, end, produced_at)
+        self.release_labels(end)
         self.stats.chunks += 1
         self.stats.event_time = end.to_pydatetime()
+
+    def release_labels(self, until: pd.Timestamp) -> int:
+        """Send the label events reported by ``until`` (of the transactions replayed so far); how many."""
+        if self.labels is None:
+            return 0
+        sent = self.labels.release(until)
+        if sent:
+            self.labels.sink.flush()
+        return sent
+
+    def wait_for_labels(self, timeout_s: float = 120) -> int:
+        """Until the store holds every label event sent so far (the labels query triggers every few seconds);
+        how many it holds."""
+        if self.labels is None:
+            return 0
+        sent = self.labels.sent_ids
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with db.connection(self.settings) as conn, conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM labels WHERE label_id = ANY(%s::uuid[])", (sent,))
+                stored = int(cur.fetchone()[0])
+            if stored >= len(sent) or time.monotonic() > deadline:
+                return stored
+            time.sleep(0.5)
 
     def _answered(self, answer: dict, event_time: pd.Timestamp) -> None:
         with self._lock:

@@ -1,4 +1,7 @@
-"""Run the simulator: live (events/s for a duration, event time = now) or backfill (N days at full speed)."""
+"""Run the simulator: live (events/s for a duration, event time = now) or backfill (N days at full speed).
+
+Backfilled history carries its labels in the rows. Live traffic given a ``LabelFeed`` goes without them, as a real
+client sends it, and the feed sends each label as an event when its report time comes."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
+from streaming.label_feed import LabelFeed
 from streaming.simulator import SCENARIOS, Simulator
 from streaming.sinks import Sink
 
@@ -22,6 +26,8 @@ class RunStats:
     seconds: float = 0.0  # producing: the loop that paces events (live) or writes them (backfill)
     flush_seconds: float = 0.0  # waiting for the sink to deliver what was produced, after the loop
     by_scenario: Counter[str] = field(default_factory=Counter)
+    labels_sent: int = 0  # label events sent (live with a LabelFeed)
+    labels_held: int = 0  # label events whose report time had not come when the run ended
 
     @property
     def rate(self) -> float:
@@ -59,9 +65,10 @@ def _close(sink: Sink, stats: RunStats, began: float) -> None:
 
 
 def run_live(simulator: Simulator, sink: Sink, rate: float, duration_s: float, tick_s: float = 0.05,
-             progress: Progress = lambda _: None) -> RunStats:
+             progress: Progress = lambda _: None, labels: LabelFeed | None = None) -> RunStats:
     """Keep ``rate`` events/s. Rows whose event time lies ahead (the rest of a card-testing burst) wait in a
-    queue until their time comes, so event time never runs ahead of the clock."""
+    queue until their time comes, so event time never runs ahead of the clock. With ``labels``, the rows go
+    without their label and the feed sends the label events whose report time has come, tick by tick."""
     stats = RunStats()
     began = time.monotonic()
     last_wall = datetime.now(UTC)
@@ -79,10 +86,18 @@ def run_live(simulator: Simulator, sink: Sink, rate: float, duration_s: float, t
             ready_rows = pending[ready]
             pending = pending[~ready]
             if len(ready_rows):
+                if labels is not None:
+                    labels.add(ready_rows)
+                    ready_rows = ready_rows.drop(columns="is_fraud")
                 sink.write(ready_rows)
                 stats.add(ready_rows)
+        if labels is not None:
+            stats.labels_sent += labels.release(pd.Timestamp(now_wall))
         last_wall = now_wall
         time.sleep(max(0.0, tick_s - (time.monotonic() - began - elapsed)))
         progress(min(time.monotonic() - began, duration_s) - min(elapsed, duration_s))
     _close(sink, stats, began)
+    if labels is not None:
+        labels.sink.close()
+        stats.labels_held = labels.held
     return stats

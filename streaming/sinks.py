@@ -1,5 +1,5 @@
-"""Where simulated transactions go: the Kafka topic (key = customer_id) or a Parquet/CSV file with the same
-columns as the Kafka message."""
+"""Where simulated messages go: a Kafka topic (transactions keyed by customer_id, label events by transaction_id:
+each model's ``KEY_FIELD``) or, for transactions, a Parquet/CSV file with the same columns as the Kafka message."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from confluent_kafka import Producer
 
 from app.config import Settings
 from app.errors import UserError
-from streaming.simulator import MESSAGE_COLUMNS, message_values
+from app.schemas import KafkaMessage, Transaction, kafka_values
+from streaming.simulator import MESSAGE_COLUMNS
 
 
 class Sink(Protocol):
@@ -31,8 +32,9 @@ class KafkaSink:
     ``message.timeout.ms``) without a duplicate or a reordering within a partition (tests/integration/
     test_streaming.py kills the broker mid-stream)."""
 
-    def __init__(self, settings: Settings, topic: str | None = None) -> None:
+    def __init__(self, settings: Settings, topic: str | None = None, model: type[KafkaMessage] = Transaction) -> None:
         self.topic = topic or settings.kafka_topic
+        self.model = model
         self.producer_servers = settings.kafka_bootstrap
         self.producer = Producer(
             {
@@ -54,8 +56,8 @@ class KafkaSink:
             self.first_failure = self.first_failure or str(error)
 
     def write(self, frame: pd.DataFrame) -> None:
-        keys = [str(c).encode() for c in frame["customer_id"].to_numpy()]
-        for key, value in zip(keys, message_values(frame), strict=True):
+        keys = [str(c).encode() for c in frame[self.model.KEY_FIELD].to_numpy()]
+        for key, value in zip(keys, kafka_values(frame, self.model), strict=True):
             while True:
                 try:
                     self.producer.produce(self.topic, value=value, key=key, on_delivery=self._on_delivery)

@@ -33,14 +33,22 @@ def simulate(
     out: Annotated[Path | None, typer.Option(help="write a .parquet or .csv file, not to Kafka")] = None,
     drift_at: Annotated[datetime | None, typer.Option(help="from this time (UTC) fraud mix and amounts drift")] = None,
     scenario: Annotated[list[str] | None, typer.Option(help="NAME=SHARE, e.g. card_testing=0.002; 0 = off")] = None,
+    label_time_scale: Annotated[float, typer.Option(
+        min=1e-6, max=1, help="live to Kafka: label delays x this (1/720: a month of labels in an hour; 1: real "
+                              "delays)")] = 1 / 720,
 ) -> None:
-    """Generate realistic card transactions with fraud scenarios, to Kafka or to a file."""
+    """Generate realistic card transactions with fraud scenarios, to Kafka or to a file. Live traffic to Kafka
+    carries no label, as a real client's: its labels follow on the labels topic as events, each when its report
+    time comes (docs/labels.md has the delay model). Backfilled history and files keep the label in the row."""
     from datetime import UTC
 
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
+    from app.schemas import LabelEvent
+    from streaming.label_delays import LabelDelayConfig
+    from streaming.label_feed import LabelFeed
     from streaming.simulate import run_backfill, run_live
     from streaming.simulator import SCENARIOS, DriftConfig, ScenarioShares, Simulator, SimulatorConfig
     from streaming.sinks import FileSink, KafkaSink
@@ -69,14 +77,20 @@ def simulate(
             task = progress.add_task(f"backfill {days} days -> {target}", total=days)
             stats = run_backfill(simulator, sink, days, progress=lambda n: progress.advance(task, n))
         else:
+            feed = None if out else LabelFeed(LabelDelayConfig(seed=seed, time_scale=label_time_scale),
+                                              KafkaSink(get_settings(), get_settings().kafka_labels_topic, LabelEvent))
             task = progress.add_task(f"live {rate:.0f}/s -> {target}", total=duration)
-            stats = run_live(simulator, sink, rate, duration, progress=lambda n: progress.advance(task, n))
+            stats = run_live(simulator, sink, rate, duration, progress=lambda n: progress.advance(task, n),
+                             labels=feed)
     table = Table("", "value", title=f"simulated -> {target}")
     table.add_row("events", f"{stats.events:,}")
     table.add_row("seconds", f"{stats.seconds:.1f}")
     table.add_row("events/s", f"{stats.rate:,.0f}")
     table.add_row("delivery after (s)", f"{stats.flush_seconds:.1f}")
     table.add_row("fraud share", f"{stats.fraud_share():.3%}")
+    if mode is Mode.live and not out:
+        table.add_row(f"label events -> {get_settings().kafka_labels_topic}", f"{stats.labels_sent:,}")
+        table.add_row("  not yet due at the end", f"{stats.labels_held:,}")
     for name in SCENARIOS:
         table.add_row(f"  {name}", f"{stats.share(name):.3%}")
     Console().print(table)

@@ -5,10 +5,13 @@ The world is one pinned simulation. Its days, in event time:
     [history_days backfilled][same_days live][drifted_days live, drift on][live during the retraining run ...]
     world_start              live_start      drift_at                     trigger_at
 
-History goes through Kafka and Spark before the model is trained; the live days are replayed as traffic that is
-scored over HTTP (streaming/replay.py), faster than real time. The retraining run judges ``trigger_at`` once the
-labels of every live day have matured (``as_of = trigger_at + label delay``): the drift window covers the drifted
-days, the held-out comparison the last ``compare_days`` of them, and the challenger trains on everything before.
+History goes through Kafka and Spark with its labels in the rows (known one label delay after each transaction)
+before the model is trained; the live days are replayed as traffic that is scored over HTTP (streaming/replay.py),
+faster than real time, without labels: their labels follow as label events, the delay model's delays scaled so the
+chargeback limit (the latest a label comes) is one label delay of event time (``label_time_scale``). The retraining
+run judges ``trigger_at`` once the labels of every live day before it have come (``as_of = trigger_at + label
+delay``): the drift window covers the drifted days, the held-out comparison the last ``compare_days`` of them, and
+the challenger trains on everything before.
 The timeline ends ``spare_days`` before today, so the traffic replayed during the run stays in the past.
 """
 
@@ -49,7 +52,12 @@ class DemoPlan(BaseModel):
     # frauds) moves by a few hundredths between equally good models; both are reported.
     promotion_metric: Literal["roc_auc", "average_precision"] = "average_precision"
     promotion_margin: float = 0.0
-    label_delay_days: int = Field(default=1, ge=0, description="the demo's chargeback delay (the product's is 7 days)")
+    label_delay_days: int = Field(default=1, ge=1, description="the demo's label delay (the product's is 7 days)")
+
+    def label_time_scale(self, chargeback_limit_days: float) -> float:
+        """The factor on the label delay model's delays: its latest label (the chargeback limit) comes one label
+        delay after the transaction, as the history's row labels do."""
+        return self.label_delay_days / chargeback_limit_days
 
 
 FULL = DemoPlan(name="full", customers=1500, merchants=800, history_days=28, same_days=1, drifted_days=3,

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from app import db
 from app.config import Settings
+from app.labels import known_at, known_label_sql
 from app.prediction_service import ANSWERED
 
 
@@ -35,6 +36,7 @@ class DemoReport(BaseModel):
     champion_after: str | None
     comparison: dict[str, Any] | None
     realised_auc: list[dict[str, Any]]
+    labels: dict[str, Any]
     drift: list[dict[str, Any]]
     drift_reasons: list[str]
     serving: dict[str, float]
@@ -84,6 +86,13 @@ def counts(settings: Settings, state: Any) -> dict[str, int]:
     rows, distinct, late = _one(settings, "SELECT count(*), count(DISTINCT transaction_id), "
                                           "count(*) FILTER (WHERE is_late) FROM transactions")
     tiled, tile_rows = _one(settings, "SELECT coalesce(sum(transaction_count), 0), count(*) FROM features")
+    feed = state.labels
+    deadline = time.monotonic() + 120  # the labels query triggers every few seconds
+    while ((stored := _one(settings, "SELECT count(*) FROM labels WHERE label_id = ANY(%s::uuid[])",
+                           (feed.sent_ids,))[0]) < feed.sent and time.monotonic() < deadline):
+        time.sleep(1)
+    label_rows, unmatched = _one(settings, "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM "
+                                           "transactions t WHERE t.transaction_id = l.transaction_id)) FROM labels l")
     return {
         "produced": state.history_produced + replay.produced,
         "produced_history": state.history_produced,
@@ -100,6 +109,13 @@ def counts(settings: Settings, state: Any) -> dict[str, int]:
         "degraded": replay.degraded,
         "logged": int(logged[0]),
         "logged_distinct": int(logged[1]),
+        "labels_sent": feed.sent,
+        "labels_held": feed.held,
+        "labels_in_kafka": topic_messages(settings, settings.kafka_labels_topic),
+        "labels_in_dlq": topic_messages(settings, settings.kafka_labels_dlq_topic),
+        "labels_stored": int(stored),
+        "label_rows": int(label_rows),
+        "labels_unmatched": int(unmatched),
     }
 
 
@@ -112,7 +128,13 @@ def checks(c: dict[str, int], state: Any) -> list[Check]:
     return [
         Check(name="Kafka holds every produced transaction once", ok=c["in_kafka"] == c["produced"],
               detail=f"produced {c['produced']:,}, in Kafka {c['in_kafka']:,}"),
-        Check(name="no message in the dead-letter topic", ok=c["in_dlq"] == 0, detail=f"{c['in_dlq']:,} in the DLQ"),
+        Check(name="no message in the dead-letter topics", ok=c["in_dlq"] == c["labels_in_dlq"] == 0,
+              detail=f"{c['in_dlq']:,} transactions, {c['labels_in_dlq']:,} label events"),
+        Check(name="every label event sent is in Kafka and stored once, with its transaction",
+              ok=c["labels_sent"] == c["labels_in_kafka"] == c["labels_stored"] == c["label_rows"] > 0
+              and c["labels_unmatched"] == 0,
+              detail=f"sent {c['labels_sent']:,}, in Kafka {c['labels_in_kafka']:,}, stored {c['labels_stored']:,} "
+                     f"({c['label_rows']:,} rows, {c['labels_unmatched']} without their transaction)"),
         Check(name="transactions holds every produced transaction exactly once",
               ok=c["transactions"] == c["transactions_distinct"] == c["produced"],
               detail=f"{c['transactions']:,} rows, {c['transactions_distinct']:,} distinct ids"),
@@ -134,29 +156,64 @@ def checks(c: dict[str, int], state: Any) -> list[Check]:
 
 
 def realised_auc(settings: Settings, state: Any) -> list[dict[str, Any]]:
-    """The champion's realised AUC on live traffic: the same world, drifted before the switch, after it."""
+    """The champion's realised AUC on live traffic (the same world, drifted before the switch, after it), with the
+    labels known when the traffic ended: an unreported fraud counts as legitimate (app.labels.matured), so the
+    last steps, whose labels had not all come, read low; the frauds the simulator knows are beside."""
     from monitoring.accuracy import realised  # monitoring's one AUC rule; no floor on frauds, no interval here
 
     line, before, after = state.line, state.first_champion.get("version"), state.new_champion
-    switch = state.switch_event_time
+    switch, end = state.switch_event_time, state.replay.event_time
+    true_frauds = set(state.labels.frauds["transaction_id"])
     segments = [("same world", before, line.live_start, line.drift_at),
                 ("drifted, before the switch", before, line.drift_at, switch),
                 ("drifted, after the switch", after, switch, None)]
     out = []
     with db.connection(settings) as conn, conn.cursor() as cur:
-        for name, version, start, end in segments:
+        for name, version, start, stop in segments:
             if version is None or start is None:
                 continue
-            cur.execute("SELECT p.fraud_probability, t.is_fraud FROM predictions p JOIN transactions t "
-                        f"USING (transaction_id) WHERE {ANSWERED} AND p.model_version = %s "
-                        "AND t.event_time >= %s AND (%s::timestamptz IS NULL OR t.event_time < %s)",
-                        (str(version), start, end, end))
-            rows = np.array(cur.fetchall(), dtype=float).reshape(-1, 2)
-            auc = realised(str(version), "champion", rows[:, 1], rows[:, 0], baseline_auc=None, min_positives=1,
+            cur.execute("SELECT p.transaction_id::text, p.fraud_probability, coalesce(k.is_fraud, 0) "
+                        "FROM predictions p JOIN transactions t USING (transaction_id) "
+                        f"LEFT JOIN LATERAL ({known_label_sql()}) k ON true WHERE {ANSWERED} "
+                        "AND p.model_version = %(version)s AND t.event_time >= %(start)s "
+                        "AND (%(stop)s::timestamptz IS NULL OR t.event_time < %(stop)s)",
+                        {"version": str(version), "start": start, "stop": stop, "labels_at": end,
+                         "delay": settings.label_delay_days})
+            rows = cur.fetchall()
+            scores = np.array([r[1] for r in rows], dtype=float)
+            labels = np.array([r[2] for r in rows], dtype=float)
+            auc = realised(str(version), "champion", labels, scores, baseline_auc=None, min_positives=1,
                            max_drop=settings.accuracy_max_drop, resamples=0)
             out.append({"segment": name, "model_version": str(version), "rows": auc.rows, "frauds": auc.positives,
-                        "roc_auc": auc.roc_auc})
+                        "true_frauds": sum(r[0] in true_frauds for r in rows), "roc_auc": auc.roc_auc})
     return out
+
+
+def label_days(settings: Settings, state: Any) -> list[dict[str, Any]]:
+    """Per day of live traffic: its true frauds (the simulator's), and how many were known as fraud when the
+    traffic ended."""
+    frauds = state.labels.frauds
+    if frauds.empty:
+        return []
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        known = known_at(cur, frauds["transaction_id"].tolist(), state.replay.event_time, settings.label_delay_days)
+    fraud_known = set(known.loc[known["is_fraud"] == 1, "transaction_id"])
+    days = frauds.assign(day=frauds["timestamp"].dt.strftime("%Y-%m-%d"),
+                         known=frauds["transaction_id"].isin(fraud_known))
+    return [{"day": day, "frauds": len(rows), "known": int(rows["known"].sum()),
+             "share": float(rows["known"].mean())} for day, rows in days.groupby("day")]
+
+
+def label_figures(settings: Settings, state: Any) -> dict[str, Any]:
+    config = state.labels.config
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT source, count(*) FROM labels WHERE label_id = ANY(%s::uuid[]) GROUP BY source "
+                    "ORDER BY source", (state.labels.sent_ids,))
+        by_source = {str(source): int(n) for source, n in cur.fetchall()}
+    return {"time_scale": config.time_scale, "chargeback_limit_days": config.chargeback_limit_days,
+            "analyst_median_hours": config.analyst_median_hours, "dispute_median_days": config.dispute_median_days,
+            "chargeback_median_days": config.chargeback_median_days, "by_source": by_source,
+            "days": label_days(settings, state)}
 
 
 def serving_figures(replay: Any) -> dict[str, float]:
@@ -269,7 +326,8 @@ def build(settings: Settings, state: Any) -> DemoReport:
         run=run_dir.name, plan=state.plan.model_dump(), timeline=state.line.model_dump(),
         phases=[{"name": p.name, "seconds": round(p.seconds, 1), "figure": p.figure} for p in state.phases],
         counts=c, checks=checks(c, state), champion_before=state.first_champion, champion_after=state.new_champion,
-        comparison=state.comparison, realised_auc=realised_auc(settings, state), drift=drift,
+        comparison=state.comparison, realised_auc=realised_auc(settings, state),
+        labels=label_figures(settings, state), drift=drift,
         drift_reasons=(state.drift_report or {}).get("reasons", []), serving=serving_figures(state.replay),
         airflow_run={"run_id": state.dag_run_id, "state": state.dag_state,
                      "tasks": [t.model_dump(mode="json") for t in state.dag_tasks]},
@@ -288,7 +346,8 @@ def markdown(r: DemoReport) -> str:
                        ("in `transactions`", "transactions"), ("late (kept raw, not tiled)", "late"),
                        ("counted in the tiles", "tiled"), ("tile rows written", "tile_rows"),
                        ("live predictions served", "served"), ("failed requests", "failed"),
-                       ("predictions logged", "logged")):
+                       ("predictions logged", "logged"), ("label events sent", "labels_sent"),
+                       ("label events in Kafka", "labels_in_kafka"), ("label events stored", "labels_stored")):
         out.append(f"| {label} | {c[key]:,} |")
     out += ["", "| check | holds | detail |", "| --- | --- | --- |"]
     out += [f"| {x.name} | {'yes' if x.ok else '**NO**'} | {x.detail} |" for x in r.checks]
@@ -305,11 +364,15 @@ def markdown(r: DemoReport) -> str:
                 out.append(f"| {role} v{m['version']} | {m['roc_auc']:.4f} | {m['average_precision']:.4f} | "
                            f"{'-' if cp is None else f'{cp:.3f}'} |")
         out += ["", f"Verdict: {cmp['reason']}."]
-    out += ["", "Realised on live traffic (predictions joined with the labels that arrived):", "",
-            "| traffic | model | predictions | frauds | ROC AUC |", "| --- | --- | ---: | ---: | ---: |"]
+    out += ["", "Realised on live traffic (predictions joined with the labels known when the traffic ended; a fraud "
+            "not reported by then counts as legitimate):", "",
+            "| traffic | model | predictions | frauds known (of true) | ROC AUC |",
+            "| --- | --- | ---: | ---: | ---: |"]
     for a in r.realised_auc:
         auc = "-" if a["roc_auc"] is None else f"{a['roc_auc']:.4f}"
-        out.append(f"| {a['segment']} | v{a['model_version']} | {a['rows']:,} | {a['frauds']} | {auc} |")
+        out.append(f"| {a['segment']} | v{a['model_version']} | {a['rows']:,} | {a['frauds']} ({a['true_frauds']}) "
+                   f"| {auc} |")
+    out += _label_section(r)
     out += ["", "## Drift (the retraining run's check)", "", "| input | PSI | KS | status |",
             "| --- | ---: | ---: | --- |"]
     for d in r.drift:
@@ -334,6 +397,30 @@ def markdown(r: DemoReport) -> str:
     out += ["", "## Links", ""] + [f"- {name}: {url}" for name, url in r.links.items()]
     out += ["", "## Plots", ""] + [f"- [{p}]({p})" for p in r.plots]
     return "\n".join(out) + "\n"
+
+
+def _label_section(r: DemoReport) -> list[str]:
+    c, lab = r.counts, r.labels
+    scale = lab["time_scale"]
+
+    def scaled(days: float) -> str:
+        minutes = days * scale * 24 * 60
+        return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+
+    sources = ", ".join(f"{name} {n:,}" for name, n in lab["by_source"].items()) or "none"
+    out = ["", "## Labels: late, as events", "",
+           f"The live traffic carried no label. Its labels came as {c['labels_sent']:,} label events ({sources}), "
+           f"each sent when the replay's event time reached its report time; {c['labels_held']:,} more were not due "
+           f"when the traffic ended. The delay model's delays ran x{scale:.5f} (1/{1 / scale:.0f}) of real ones: the "
+           f"{lab['chargeback_limit_days']:.0f}-day chargeback limit took {scaled(lab['chargeback_limit_days'])} of "
+           f"event time, an analyst's {lab['analyst_median_hours']:.0f}-hour median "
+           f"{scaled(lab['analyst_median_hours'] / 24)}, a dispute's {lab['dispute_median_days']:.0f}-day median "
+           f"{scaled(lab['dispute_median_days'])}, a chargeback's {lab['chargeback_median_days']:.0f}-day median "
+           f"{scaled(lab['chargeback_median_days'])}. History carried its labels in the rows.", "",
+           "| live day | frauds (the simulator's truth) | known as fraud at the end | share |",
+           "| --- | ---: | ---: | ---: |"]
+    out += [f"| {d['day']} | {d['frauds']:,} | {d['known']:,} | {d['share']:.0%} |" for d in lab["days"]]
+    return out
 
 
 def write(settings: Settings, state: Any, console: Console) -> Path:

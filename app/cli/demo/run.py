@@ -70,6 +70,7 @@ class DemoState:
     comparison: dict[str, Any] | None = None
     switch_event_time: datetime | None = None
     replay: Any = None  # streaming.replay.ReplayStats
+    labels: Any = None  # streaming.label_feed.LabelFeed: the label events sent during the replay, the true frauds
     replay_chunks: list[tuple[datetime, dict[str, int]]] = field(default_factory=list)  # per step: answers by version
     same_world_drift: Any = None  # the first champion's drift over the same-world live days (for the plot)
 
@@ -225,14 +226,22 @@ class Demo:
 
     # --- 4, 5: live traffic --------------------------------------------------------------------------------
     def _chunks(self, days: Iterator[pd.DataFrame]) -> Iterator[tuple[pd.Timestamp, pd.DataFrame]]:
+        from app.schemas import LabelEvent
+        from streaming.label_delays import LabelDelayConfig
+        from streaming.label_feed import LabelFeed
         from streaming.replay import Replay, chunks
+        from streaming.sinks import KafkaSink
 
-        self._replay = Replay(self.settings, self._api_url())
-        return chunks(days, self.plan.chunk_minutes)
+        s, p = self.settings, self.plan
+        scale = p.label_time_scale(LabelDelayConfig().chargeback_limit_days)
+        self.state.labels = LabelFeed(LabelDelayConfig(seed=p.seed, time_scale=scale),
+                                      KafkaSink(s, s.kafka_labels_topic, LabelEvent))
+        self._replay = Replay(s, self._api_url(), labels=self.state.labels)
+        return chunks(days, p.chunk_minutes)
 
     def live(self, source: Iterator[tuple[pd.Timestamp, pd.DataFrame]], until: datetime, what: str) -> str:
         stats = self._replay.stats
-        before = (stats.answered, stats.failed, stats.produced)
+        before = (stats.answered, stats.failed, stats.produced, self.state.labels.sent)
         steps = int((until - (stats.event_time or self.state.line.live_start)).total_seconds() // 60
                     // self.plan.chunk_minutes)
         began = time.monotonic()
@@ -241,7 +250,8 @@ class Demo:
         answered, failed = stats.answered - before[0], stats.failed - before[1]
         took = time.monotonic() - began
         return (f"{what}: {stats.produced - before[2]:,} transactions scored over HTTP ({answered:,} answered, "
-                f"{failed} failed, {answered / took if took else 0:,.0f}/s) up to {until:%Y-%m-%d %H:%M}")
+                f"{failed} failed, {answered / took if took else 0:,.0f}/s), no label in them, "
+                f"{self.state.labels.sent - before[3]:,} label events as they came; up to {until:%Y-%m-%d %H:%M}")
 
     def _same_world_drift(self) -> Any:
         """Drift of the same-world days against the first champion, computed while it still serves (not stored:
@@ -259,6 +269,7 @@ class Demo:
         from app.cli.demo.airflow_runs import AirflowRuns
         from app.registry import CHAMPION, Registry
 
+        self._labels_known_at(self.state.line.as_of)
         self._start_traffic(source)
         runs = AirflowRuns(self.settings)
         try:
@@ -297,6 +308,18 @@ class Demo:
         path = " -> ".join(f"{t} {states.get(t)}" for t in ("check_drift", "retrain", "evaluate", "deploy", "validate"))
         return (f"run {run_id} {self.state.dag_state}: {path}; champion {self.state.first_champion['version']} -> "
                 f"{self.state.new_champion}")
+
+    def _labels_known_at(self, as_of: datetime) -> None:
+        """The run judges as of ``as_of``, ahead of the replay's event time: the labels of the traffic so far that
+        are reported by then go out now, and the store holds them before the run reads any (else what it reads
+        would depend on how fast the traffic runs beside it)."""
+        sent = self._replay.release_labels(pd.Timestamp(as_of))
+        stored, total = self._replay.wait_for_labels(), self.state.labels.sent
+        if stored < total:
+            raise DemoError(f"the store holds {stored:,} of the {total:,} label events sent after 120 s: is the "
+                            "streaming job's labels query running? (`riskray stream status`)")
+        self.console.print(f"      {sent:,} label events reported by {as_of:%Y-%m-%d %H:%M} sent ahead of the "
+                           f"traffic; the store holds all {total:,} sent so far")
 
     def _start_traffic(self, source: Iterator[tuple[pd.Timestamp, pd.DataFrame]]) -> None:
         def traffic() -> None:
