@@ -109,6 +109,11 @@ def labels_cutoff(settings: Settings, until: datetime) -> datetime:
     return until + timedelta(days=maturity_days(settings))
 
 
+def matured_sql(known: str = "k") -> str:
+    """``matured`` in SQL, over the columns of ``known_label_sql``'s row ``known`` (LEFT JOINed: no row, no label)."""
+    return f"coalesce({known}.is_fraud, 0)"
+
+
 def matured(known: np.ndarray) -> np.ndarray:
     """Training labels of a matured period: the label known at the cut-off, and legitimate where none was reported
     by then (the maturity rule, stated here once)."""

@@ -20,7 +20,7 @@ import numpy as np
 from app import db, reports
 from app.config import Settings
 from app.drift_reference import DriftReference
-from app.labels import known_label_sql, labels_cutoff, maturity_days
+from app.labels import known_label_sql, labels_cutoff, matured_sql, maturity_days
 from app.model_inputs import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from app.prediction_service import ANSWERED
 from app.registry import CHAMPION, Registry, RegistryError
@@ -39,7 +39,7 @@ _SERVED_SQL = f"""
 # each served transaction's label as known at the report (app.labels: matured, unreported = legitimate)
 _LABELLED_SQL = f"""
     SELECT DISTINCT ON (p.model_version, p.variant, p.transaction_id)
-           p.model_version, p.variant, p.fraud_probability, coalesce(k.is_fraud, 0)
+           p.model_version, p.variant, p.fraud_probability, {matured_sql()}
     FROM predictions p JOIN transactions t ON t.transaction_id = p.transaction_id
     LEFT JOIN LATERAL ({known_label_sql()}) k ON true
     WHERE t.event_time >= %(start)s AND t.event_time < %(end)s

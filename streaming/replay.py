@@ -12,6 +12,7 @@ the feed sends the label events reported by its end (the delay model's delays sc
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
@@ -29,7 +30,7 @@ from app import db
 from app.config import Settings
 from app.schemas import PredictionRequest, Transaction
 from streaming.label_feed import LabelFeed
-from streaming.sinks import KafkaSink
+from streaming.sinks import DeliveryError, KafkaSink
 
 BATCH_REQUEST_ROWS = 250  # rows per /predict/batch call (Serve refuses more than RISKRAY_SERVE_MAX_BATCH)
 
@@ -124,7 +125,8 @@ class Replay:
             self.sink.producer.flush(10)  # best effort: every chunk was flushed (and checked) when it was sent
             self.sink = None
         if self.labels is not None:
-            self.labels.sink.close()
+            with contextlib.suppress(DeliveryError):  # each release was flushed and checked when it was sent
+                self.labels.sink.close()
 
     def run(self, source: Iterator[tuple[pd.Timestamp, pd.DataFrame]],
             on_chunk: Callable[[ReplayStats], None] = lambda stats: None,

@@ -36,7 +36,7 @@ class KafkaSink:
         self.topic = topic or settings.kafka_topic
         self.model = model
         self.producer_servers = settings.kafka_bootstrap
-        self.producer = Producer(
+        self._producer: Producer | None = Producer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
                 "client.id": "riskray-simulator",
@@ -49,6 +49,12 @@ class KafkaSink:
         )
         self.failed = 0
         self.first_failure = ""
+
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            raise RuntimeError(f"the sink to Kafka topic {self.topic} is closed")
+        return self._producer
 
     def _on_delivery(self, error: object, _message: object) -> None:
         if error is not None:
@@ -75,7 +81,11 @@ class KafkaSink:
                                 f"{reason} (does the topic exist? `riskray stack up` creates the world's topics)")
 
     def close(self) -> None:
-        self.flush()
+        """Deliver what is left, then let the producer go: left to the garbage collector, it can outlive a broker
+        that stops and log reconnect errors. Idempotent."""
+        if self._producer is not None:
+            self.flush()
+            self._producer = None
 
 
 class FileSink:

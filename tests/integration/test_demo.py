@@ -53,6 +53,12 @@ def test_the_quick_demo_runs_the_whole_loop_loses_nothing_serves_the_retrained_c
     assert c["produced"] == c["in_kafka"] == c["transactions"] == c["transactions_distinct"] > 0
     assert c["in_dlq"] == 0 and c["late"] == 0 and c["tiled"] == c["transactions"]
     assert c["served"] == c["logged"] == c["produced_live"] > 0 and c["failed"] == 0
+    # the live traffic carried no label; its labels came as events during the replay, each stored once
+    assert c["labels_sent"] == c["labels_in_kafka"] == c["labels_stored"] == c["label_rows"] > 0
+    assert c["labels_in_dlq"] == 0 and c["labels_unmatched"] == 0
+    days = report["labels"]["days"]
+    assert len(days) >= 3 and all(0 <= d["known"] <= d["frauds"] for d in days)
+    assert sum(d["known"] for d in days) > 0
     tasks = {t["task_id"]: t["state"] for t in report["airflow_run"]["tasks"]}
     assert [tasks[t] for t in ("check_drift", "retrain", "evaluate", "deploy", "validate")] == ["success"] * 5
     assert report["champion_after"] != report["champion_before"]["version"]
@@ -61,7 +67,8 @@ def test_the_quick_demo_runs_the_whole_loop_loses_nothing_serves_the_retrained_c
     assert report["drift"] and report["drift"][0]["psi"] > 0.25
     for name in ("report.md", "drift.png", "live_traffic.png"):
         assert (run / name).stat().st_size > 0, name
-    assert "## Counts at every stage" in (run / "report.md").read_text()
+    assert "## Counts at every stage" in (written := (run / "report.md").read_text())
+    assert "## Labels: late, as events" in written
 
     # it stopped what it started: the whole stack, Airflow and Serve with it
     assert not supervisor.is_running(settings)

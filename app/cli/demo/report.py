@@ -15,7 +15,7 @@ from rich.table import Table
 
 from app import db
 from app.config import Settings
-from app.labels import known_at, known_label_sql
+from app.labels import known_at, known_label_sql, matured_sql
 from app.prediction_service import ANSWERED
 
 
@@ -155,6 +155,14 @@ def checks(c: dict[str, int], state: Any) -> list[Check]:
     ]
 
 
+# a model version's live predictions of a period, each with its label as known at %(labels_at)s
+_REALISED_SQL = f"""
+    SELECT p.transaction_id::text, p.fraud_probability, {matured_sql()}
+    FROM predictions p JOIN transactions t USING (transaction_id) LEFT JOIN LATERAL ({known_label_sql()}) k ON true
+    WHERE {ANSWERED} AND p.model_version = %(version)s AND t.event_time >= %(start)s
+      AND (%(stop)s::timestamptz IS NULL OR t.event_time < %(stop)s)"""
+
+
 def realised_auc(settings: Settings, state: Any) -> list[dict[str, Any]]:
     """The champion's realised AUC on live traffic (the same world, drifted before the switch, after it), with the
     labels known when the traffic ended: an unreported fraud counts as legitimate (app.labels.matured), so the
@@ -172,12 +180,7 @@ def realised_auc(settings: Settings, state: Any) -> list[dict[str, Any]]:
         for name, version, start, stop in segments:
             if version is None or start is None:
                 continue
-            cur.execute("SELECT p.transaction_id::text, p.fraud_probability, coalesce(k.is_fraud, 0) "
-                        "FROM predictions p JOIN transactions t USING (transaction_id) "
-                        f"LEFT JOIN LATERAL ({known_label_sql()}) k ON true WHERE {ANSWERED} "
-                        "AND p.model_version = %(version)s AND t.event_time >= %(start)s "
-                        "AND (%(stop)s::timestamptz IS NULL OR t.event_time < %(stop)s)",
-                        {"version": str(version), "start": start, "stop": stop, "labels_at": end,
+            cur.execute(_REALISED_SQL, {"version": str(version), "start": start, "stop": stop, "labels_at": end,
                          "delay": settings.label_delay_days})
             rows = cur.fetchall()
             scores = np.array([r[1] for r in rows], dtype=float)
@@ -410,8 +413,8 @@ def _label_section(r: DemoReport) -> list[str]:
     sources = ", ".join(f"{name} {n:,}" for name, n in lab["by_source"].items()) or "none"
     out = ["", "## Labels: late, as events", "",
            f"The live traffic carried no label. Its labels came as {c['labels_sent']:,} label events ({sources}), "
-           f"each sent when the replay's event time reached its report time; {c['labels_held']:,} more were not due "
-           f"when the traffic ended. The delay model's delays ran x{scale:.5f} (1/{1 / scale:.0f}) of real ones: the "
+           f"each sent when the replay's event time reached its report time (not yet due when the traffic ended: "
+           f"{c['labels_held']:,}). The delay model's delays ran x{scale:.5f} (1/{1 / scale:.0f}) of real ones: the "
            f"{lab['chargeback_limit_days']:.0f}-day chargeback limit took {scaled(lab['chargeback_limit_days'])} of "
            f"event time, an analyst's {lab['analyst_median_hours']:.0f}-hour median "
            f"{scaled(lab['analyst_median_hours'] / 24)}, a dispute's {lab['dispute_median_days']:.0f}-day median "
