@@ -54,7 +54,8 @@ def _print_tables(report: MonitoringReport) -> None:
     for d in sorted(report.drift, key=lambda d: -1 if d.psi is None else d.psi, reverse=True):
         table.add_row(d.name, d.kind, f"{d.rows:,}", "-" if d.psi is None else f"{d.psi:.3f}",
                       "-" if d.ks is None else f"{d.ks:.3f}",
-                      d.status if d.psi is not None else f"not enough data (< {d.min_rows:,} rows)")
+                      d.status if d.psi is not None else f"left out: {d.reason}" if d.reason
+                      else f"not enough data (< {d.min_rows:,} rows)")
     console.print(table)
     accuracy = Table("model version", "variant", "rows", "frauds", "AUC", "95 % interval", "AP", "training AUC",
                      "status", title=f"realised accuracy, labels matured: {report.accuracy_start:%Y-%m-%d} .. "
