@@ -54,6 +54,9 @@ class DriftReference(BaseModel):
     numeric: list[NumericReference]
     categorical: list[CategoricalReference]
     score: NumericReference = Field(description="the model's scores on the training data")
+    importance: dict[str, float] = Field(
+        default_factory=dict, description="each input's share of the model's total gain (a categorical input's "
+                                          "one-hot columns summed): how much a drifted input matters to the model")
 
 
 # --- building --------------------------------------------------------------------------------------------
@@ -95,7 +98,8 @@ def categorical_reference(name: str, values: np.ndarray) -> CategoricalReference
 
 
 def build_reference(inputs: Mapping[str, np.ndarray], scores: np.ndarray, feature_set: str,
-                    times: np.ndarray | None = None, history_start: datetime | None = None) -> DriftReference:
+                    times: np.ndarray | None = None, history_start: datetime | None = None,
+                    importance: Mapping[str, float] | None = None) -> DriftReference:
     """The reference of every model input (``app.model_inputs``) and of the scores, from the training data; with
     the rows' event ``times`` and the ``history_start``, a window's input from the rows whose window was full."""
 
@@ -112,4 +116,5 @@ def build_reference(inputs: Mapping[str, np.ndarray], scores: np.ndarray, featur
         numeric=[numeric(name) for name in NUMERIC_FEATURES],
         categorical=[categorical_reference(name, inputs[name]) for name in CATEGORICAL_FEATURES],
         score=numeric_reference("score", scores),
+        importance=dict(importance or {}),
     )

@@ -30,6 +30,7 @@ class FeatureDrift(BaseModel):
     status: Status
     min_rows: int = Field(description="the sample-size floor: fewer rows than this are not enough data")
     reason: str = Field(default="", description="why a 'left out' input is not judged")
+    importance: float | None = Field(default=None, description="the input's share of the model's total gain")
 
 
 class VersionAccuracy(BaseModel):

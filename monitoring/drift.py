@@ -149,4 +149,4 @@ def compare(reference: DriftReference, inputs: Mapping[str, np.ndarray], scores:
     out += [_categorical(r, inputs[r.name], thresholds) for r in reference.categorical]
     if scores is not None:
         out.append(_numeric(reference.score, scores, thresholds, "score"))
-    return out
+    return [r.model_copy(update={"importance": reference.importance.get(r.name)}) for r in out]

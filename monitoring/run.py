@@ -133,8 +133,17 @@ def _verdict(settings: Settings, as_of: datetime, window_start: datetime, accura
     acted = [r for r in inputs if r.status == "act"]
     champion_accuracy = [a for a in accuracies if a.model_version == champion and a.variant == "champion"]
     dropped = [a for a in champion_accuracy if a.status == "drop"]
-    reasons = [f"{r.name}: PSI {r.psi:.3f} over {settings.drift_psi_act}" for r in acted]
+    acted.sort(key=lambda r: -(r.importance or 0.0))  # what matters most to the model first
+    reasons = [f"{r.name}: PSI {r.psi:.3f} over {settings.drift_psi_act}"
+               + ("" if r.importance is None else f" ({r.importance:.1%} of the model's gain)") for r in acted]
+    if acted and any(r.importance is not None for r in acted):
+        reasons.append(f"the inputs over the threshold carry {sum(r.importance or 0.0 for r in acted):.0%} of the "
+                       "model's gain")
     reasons += [a.reason for a in dropped]
+    judged = [a for a in champion_accuracy if a.status == "ok" and a.roc_auc is not None and a.baseline_auc]
+    if acted and judged and not dropped:
+        reasons.append(f"realised AUC {judged[0].roc_auc:.4f} did not move with them (within "
+                       f"{settings.accuracy_max_drop:.0%} of the training AUC)")
     if champion is None:
         status: reports.Status = NOT_ENOUGH
         reasons = ["no champion: nothing to compare with"]

@@ -266,7 +266,8 @@ def evaluate(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
     train_rows = p.train_rows
     reference = drift_reference.build_reference(
         p.examples.inputs(train_rows), model.probabilities(p.matrix(train_rows)), FEATURE_SET,
-        times=p.examples.frame["timestamp"].to_numpy()[train_rows], history_start=p.examples.history_start)
+        times=p.examples.frame["timestamp"].to_numpy()[train_rows], history_start=p.examples.history_start,
+        importance=importance.groupby(importance["feature"].str.split("=").str[0])["share"].sum().to_dict())
     (report_dir / drift_reference.FILE).write_text(reference.model_dump_json())
     say(f"evaluate: test AUC {m['roc_auc']:.4f}, AP {m['average_precision']:.4f}, precision {m['precision']:.3f}, "
         f"recall {m['recall']:.3f}, F1 {m['f1']:.3f} @ {threshold:.3f}, CP@100 {m['card_precision_at_100']:.3f}")
