@@ -67,6 +67,18 @@ _FRAUD_RATE_OF = {d: (window("merchant", "fraud_reports", d), window("merchant",
                   for d in FRAUD_RATE_SPANS}
 CATEGORICAL_FEATURES: tuple[str, ...] = ("country", "device_type", "currency")
 FEATURES: tuple[str, ...] = NUMERIC_FEATURES + CATEGORICAL_FEATURES
+# The day-span window each such input reads: its value means the same in training and serving only where the store
+# held that many days before the transaction (the drift check compares those rows only, monitoring.drift)
+WINDOW_DAYS_OF: dict[str, int] = {
+    **{f"cust_txn_count_{d}d": d for d in CUSTOMER_SPANS},
+    **{f"cust_mean_amount_{d}d": d for d in AMOUNT_SPANS},
+    **{f"amount_to_mean_{d}d": d for d in AMOUNT_SPANS},
+    **{f"merchant_txn_count_{d}d": d for d in MERCHANT_SPANS},
+    **{f"merchant_fraud_rate_{d}d": d for d in FRAUD_RATE_SPANS},
+}
+# Inputs that follow the calendar: their shares depend on which weekdays a sample covers, so a sample of part of a
+# week differs from a reference of whole weeks without anything having changed
+CALENDAR_INPUTS: tuple[str, ...] = ("hour", "is_night", "is_weekend")
 
 NIGHT_HOURS = (22, 6)  # [22:00, 06:00) UTC counts as night
 

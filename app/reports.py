@@ -16,8 +16,9 @@ from pydantic import BaseModel, Field
 from app import db
 from app.config import Settings
 
-Status = Literal["ok", "warn", "act", "not enough data"]
+Status = Literal["ok", "warn", "act", "not enough data", "left out"]
 NOT_ENOUGH = "not enough data"
+LEFT_OUT = "left out"  # an input not judged over this window, with the reason (monitoring.drift)
 
 
 class FeatureDrift(BaseModel):
@@ -28,6 +29,8 @@ class FeatureDrift(BaseModel):
     ks: float | None = Field(default=None, description="numeric inputs: the KS statistic; None below the floor")
     status: Status
     min_rows: int = Field(description="the sample-size floor: fewer rows than this are not enough data")
+    reason: str = Field(default="", description="why a 'left out' input is not judged")
+    importance: float | None = Field(default=None, description="the input's share of the model's total gain")
 
 
 class VersionAccuracy(BaseModel):

@@ -8,6 +8,10 @@ Choices, from what goes wrong with the usual recipes (../shared/FACTS.md):
 * **PSI** on those bins, empty bins smoothed (a share of 0 would make PSI infinite), and for numeric inputs the
   **KS statistic** against the reference's quantiles — the statistic, not its p-value, which is always tiny at
   10^5 rows.
+* **Like with like.** An input built from a d-day window is compared only over served rows whose window the store
+  had filled, against training rows whose window was full (``app.drift_reference``); if training had none, the
+  input is left out of the verdict, saying so. Calendar inputs (hour, night, weekend) are judged only over a window
+  of whole weeks: part of a week against a reference of whole weeks differs with nothing changed.
 * **A sample-size floor.** PSI of two samples of one distribution is about (1/n + 1/m) χ²(B − 1), so a fixed
   threshold misfires on a small window; below the size at which the 99th percentile of that noise reaches half
   the warn threshold, a feature's result is "not enough data", never a misleading number.
@@ -19,6 +23,7 @@ Pure: arrays in, pydantic results out; reading the served inputs and writing rep
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Literal
 
 import numpy as np
@@ -30,8 +35,10 @@ from app.drift_reference import (
     DriftReference,
     NumericReference,
     bin_counts,
+    window_full,
 )
-from app.reports import FeatureDrift, Status
+from app.model_inputs import CALENDAR_INPUTS
+from app.reports import LEFT_OUT, FeatureDrift, Status
 
 SMOOTHING = 1e-4  # the share an empty bin is given (on both sides), so PSI stays finite
 
@@ -104,12 +111,42 @@ def _categorical(reference: CategoricalReference, values: np.ndarray, thresholds
                         status=_status(value, thresholds), min_rows=floor)
 
 
+def whole_weeks(window_days: float | None) -> bool:
+    return window_days is not None and window_days >= 7 and float(window_days) % 7 == 0
+
+
+def _left_out(reference: NumericReference, window_days: float | None,
+              history_start: datetime | None) -> str | None:
+    """Why an input is not judged over this window, or None."""
+    if reference.name in CALENDAR_INPUTS and not whole_weeks(window_days):
+        return (f"a calendar input is judged over whole weeks only, and the window is "
+                f"{'unknown' if window_days is None else f'{window_days:g} days'}")
+    if reference.window_days is not None and reference.rows == 0:
+        since = f"from {history_start:%Y-%m-%d %H:%M}" if history_start else "of unknown start"
+        return (f"no training row had a full {reference.window_days}-day window (the training history ran "
+                f"{since}): nothing like what serving sees to compare with")
+    return None
+
+
 def compare(reference: DriftReference, inputs: Mapping[str, np.ndarray], scores: np.ndarray | None,
-            thresholds: Thresholds | None = None) -> list[FeatureDrift]:
-    """Drift of every model input (and of the scores, when given) against the reference."""
+            thresholds: Thresholds | None = None, times: np.ndarray | None = None,
+            window_days: float | None = None) -> list[FeatureDrift]:
+    """Drift of every model input (and of the scores, when given) against the reference. ``times``: the served
+    rows' event times (datetime64 UTC), so a window's input is judged only where its window was full;
+    ``window_days``: the window's length, so calendar inputs are judged only over whole weeks."""
     thresholds = thresholds or Thresholds()
-    out = [_numeric(r, inputs[r.name], thresholds, "numeric") for r in reference.numeric]
+    out = []
+    for r in reference.numeric:
+        values = np.asarray(inputs[r.name], dtype=np.float64)
+        why = _left_out(r, window_days, reference.history_start)
+        if why is not None:
+            out.append(FeatureDrift(name=r.name, kind="numeric", rows=len(values), psi=None, status=LEFT_OUT,
+                                    min_rows=0, reason=why))
+            continue
+        if times is not None:
+            values = values[window_full(times, reference.history_start, r.window_days)]
+        out.append(_numeric(r, values, thresholds, "numeric"))
     out += [_categorical(r, inputs[r.name], thresholds) for r in reference.categorical]
     if scores is not None:
         out.append(_numeric(reference.score, scores, thresholds, "score"))
-    return out
+    return [r.model_copy(update={"importance": reference.importance.get(r.name)}) for r in out]

@@ -24,13 +24,13 @@ from app.labels import known_label_sql, labels_cutoff, matured_sql, maturity_day
 from app.model_inputs import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from app.prediction_service import ANSWERED
 from app.registry import CHAMPION, Registry, RegistryError
-from app.reports import NOT_ENOUGH, MonitoringReport, VersionAccuracy
+from app.reports import LEFT_OUT, NOT_ENOUGH, MonitoringReport, VersionAccuracy
 from monitoring import accuracy, drift
 
 # one row per transaction (a retried request is logged twice); shadow rows repeat their champion row's inputs
 _SERVED_SQL = f"""
     SELECT DISTINCT ON (coalesce(transaction_id::text, prediction_id::text))
-           numeric_inputs, categorical_inputs, fraud_probability, model_version
+           numeric_inputs, categorical_inputs, fraud_probability, model_version, event_time
     FROM predictions
     WHERE event_time >= %s AND event_time < %s AND {ANSWERED} AND feature_set = %s
       AND numeric_inputs IS NOT NULL
@@ -48,8 +48,9 @@ _LABELLED_SQL = f"""
 
 
 def served_inputs(settings: Settings, start: datetime, end: datetime, feature_set: str
-                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The logged model inputs of the window as columns, and the scores by answering model version."""
+                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+    """The logged model inputs of the window as columns, the scores by answering model version, and the rows'
+    event times (datetime64 UTC)."""
     with db.connection(settings) as conn, conn.cursor() as cur:
         cur.execute(_SERVED_SQL, (start, end, feature_set))
         rows = cur.fetchall()
@@ -59,7 +60,8 @@ def served_inputs(settings: Settings, start: datetime, end: datetime, feature_se
         inputs[name] = np.array([r[1][i] for r in rows], dtype=object)
     versions = np.array([r[3] for r in rows], dtype=object)
     scores = np.array([r[2] for r in rows], dtype=np.float64)
-    return inputs, {str(v): scores[versions == v] for v in np.unique(versions)}
+    times = np.array([r[4].astimezone(UTC).replace(tzinfo=None) for r in rows], dtype="datetime64[us]")
+    return inputs, {str(v): scores[versions == v] for v in np.unique(versions)}, times
 
 
 def labelled_predictions(settings: Settings, start: datetime, end: datetime
@@ -104,9 +106,10 @@ def compute(settings: Settings, as_of: datetime) -> MonitoringReport:
     results: list[reports.FeatureDrift] = []
     served = 0
     if reference is not None:
-        inputs, scores = served_inputs(settings, window_start, as_of, reference.feature_set)
-        served = len(next(iter(inputs.values())))
-        results = drift.compare(reference, inputs, scores.get(champion.version) if champion else None, thresholds)
+        inputs, scores, times = served_inputs(settings, window_start, as_of, reference.feature_set)
+        served = len(times)
+        results = drift.compare(reference, inputs, scores.get(champion.version) if champion else None, thresholds,
+                                times=times, window_days=settings.drift_window_days)
     accuracies = [
         accuracy.realised(version, variant, labels, scores, baselines.get(version), settings.accuracy_min_positives,
                           settings.accuracy_max_drop, settings.accuracy_bootstrap)
@@ -125,12 +128,22 @@ def _training_auc(registry: Registry, version: str) -> float | None:
 def _verdict(settings: Settings, as_of: datetime, window_start: datetime, accuracy_start: datetime,
              accuracy_end: datetime, champion: str | None, reference: DriftReference | None, served: int,
              results: list[reports.FeatureDrift], accuracies: list[VersionAccuracy]) -> MonitoringReport:
-    inputs = [r for r in results if r.kind != "score"]  # the score's drift is reported, not acted on
+    left_out = [r for r in results if r.status == LEFT_OUT]
+    inputs = [r for r in results if r.kind != "score" and r.status != LEFT_OUT]  # the score's is reported only
     acted = [r for r in inputs if r.status == "act"]
     champion_accuracy = [a for a in accuracies if a.model_version == champion and a.variant == "champion"]
     dropped = [a for a in champion_accuracy if a.status == "drop"]
-    reasons = [f"{r.name}: PSI {r.psi:.3f} over {settings.drift_psi_act}" for r in acted]
+    acted.sort(key=lambda r: -(r.importance or 0.0))  # what matters most to the model first
+    reasons = [f"{r.name}: PSI {r.psi:.3f} over {settings.drift_psi_act}"
+               + ("" if r.importance is None else f" ({r.importance:.1%} of the model's gain)") for r in acted]
+    if acted and any(r.importance is not None for r in acted):
+        reasons.append(f"the inputs over the threshold carry {sum(r.importance or 0.0 for r in acted):.0%} of the "
+                       "model's gain")
     reasons += [a.reason for a in dropped]
+    judged = [a for a in champion_accuracy if a.status == "ok" and a.roc_auc is not None and a.baseline_auc]
+    if acted and judged and not dropped:
+        reasons.append(f"realised AUC {judged[0].roc_auc:.4f} did not move with them (within "
+                       f"{settings.accuracy_max_drop:.0%} of the training AUC)")
     if champion is None:
         status: reports.Status = NOT_ENOUGH
         reasons = ["no champion: nothing to compare with"]
@@ -140,6 +153,10 @@ def _verdict(settings: Settings, as_of: datetime, window_start: datetime, accura
                     f"{min((r.min_rows for r in inputs), default=0)} a PSI needs"]
     else:
         status = "act" if acted else "warn" if any(r.status == "warn" for r in inputs) else "ok"
+    by_reason: dict[str, list[str]] = {}
+    for r in left_out:
+        by_reason.setdefault(r.reason, []).append(r.name)
+    reasons += [f"left out: {', '.join(names)}: {why}" for why, names in by_reason.items()]
     if not champion_accuracy:
         reasons.append("realised AUC: no predictions with matured labels in the window")
     elif champion_accuracy[0].status == NOT_ENOUGH:

@@ -228,6 +228,7 @@ class Examples:
     """Labelled rows of the training period: ids, time, label and the model-input columns."""
 
     frame: pd.DataFrame  # transaction_id, customer_id, merchant_id, card_last_4, timestamp, is_fraud + FEATURES
+    history_start: datetime | None = None  # the first transaction of the history the inputs were rebuilt from
 
     def inputs(self, rows: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray]:
         part = self.frame.iloc[rows]
@@ -267,7 +268,8 @@ def build_examples(snapshot: pd.DataFrame, settings: Settings, since: datetime |
         "is_fraud": matured(part[LABEL].to_numpy(dtype=np.float64)),  # the training label
         **inputs,
     })
-    return Examples(frame.sort_values("timestamp", kind="stable").reset_index(drop=True))
+    return Examples(frame.sort_values("timestamp", kind="stable").reset_index(drop=True),
+                    history_start=pd.Timestamp(snapshot["timestamp"].min()).tz_convert(UTC).to_pydatetime())
 
 
 def default_period(settings: Settings, until: datetime | None) -> tuple[datetime, datetime]:

@@ -157,7 +157,9 @@ def features(settings: Settings, options: TrainOptions, snapshot_path: Path, say
     part = np.empty(len(p.examples.frame), dtype=object)
     for name, rows in zip(PARTS, (p.fit_rows, p.valid_rows, p.test_rows), strict=True):
         part[rows] = name
-    p.examples.frame.assign(part=part).to_parquet(directory / FEATURES_FILE, index=False)
+    # the history's start rides along as a constant column: the evaluate stage's drift reference needs it
+    p.examples.frame.assign(part=part, history_start=p.examples.history_start).to_parquet(
+        directory / FEATURES_FILE, index=False)
     p.preprocessor.save(directory)
     say(f"features: {len(p.examples.frame):,} rows x {len(FEATURES)} inputs -> {len(p.preprocessor.output_names)} "
         f"model columns (feature set {FEATURE_SET}); split {options.split}: fit {len(p.fit_rows):,} / valid "
@@ -173,8 +175,10 @@ def load_features(settings: Settings, options: TrainOptions) -> Prepared:
     directory = options.directory(settings)
     frame = pd.read_parquet(directory / FEATURES_FILE)
     part = frame.pop("part").to_numpy()
+    started = pd.to_datetime(frame.pop("history_start"), utc=True)
     rows = [np.flatnonzero(part == name) for name in PARTS]
-    return Prepared(data.Examples(frame), *rows, Preprocessor.load(directory))
+    return Prepared(data.Examples(frame, history_start=started.iloc[0].to_pydatetime() if len(started) else None),
+                    *rows, Preprocessor.load(directory))
 
 
 # --- stage 3: tune ------------------------------------------------------------------------------------------
@@ -260,8 +264,10 @@ def evaluate(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
     (report_dir / CV_VS_TEST_FILE).write_text(json.dumps(side_by_side, indent=1))
     # what the model learned from (fit + validation rows): drift compares served inputs and scores with it
     train_rows = p.train_rows
-    reference = drift_reference.build_reference(p.examples.inputs(train_rows),
-                                                model.probabilities(p.matrix(train_rows)), FEATURE_SET)
+    reference = drift_reference.build_reference(
+        p.examples.inputs(train_rows), model.probabilities(p.matrix(train_rows)), FEATURE_SET,
+        times=p.examples.frame["timestamp"].to_numpy()[train_rows], history_start=p.examples.history_start,
+        importance=importance.groupby(importance["feature"].str.split("=").str[0])["share"].sum().to_dict())
     (report_dir / drift_reference.FILE).write_text(reference.model_dump_json())
     say(f"evaluate: test AUC {m['roc_auc']:.4f}, AP {m['average_precision']:.4f}, precision {m['precision']:.3f}, "
         f"recall {m['recall']:.3f}, F1 {m['f1']:.3f} @ {threshold:.3f}, CP@100 {m['card_precision_at_100']:.3f}")

@@ -48,13 +48,15 @@ def _print_tables(report: MonitoringReport) -> None:
     from rich.table import Table
 
     console = Console(width=140)
-    table = Table("input", "kind", "rows", "PSI", "KS", "status", title=(
+    table = Table("input", "kind", "rows", "PSI", "KS", "gain share", "status", title=(
         f"drift of model {report.model_version} inputs, {report.window_start:%Y-%m-%d %H:%M} .. "
         f"{report.window_end:%Y-%m-%d %H:%M} UTC ({report.predictions:,} predictions)"))
     for d in sorted(report.drift, key=lambda d: -1 if d.psi is None else d.psi, reverse=True):
         table.add_row(d.name, d.kind, f"{d.rows:,}", "-" if d.psi is None else f"{d.psi:.3f}",
                       "-" if d.ks is None else f"{d.ks:.3f}",
-                      d.status if d.psi is not None else f"not enough data (< {d.min_rows:,} rows)")
+                      "-" if d.importance is None else f"{d.importance:.1%}",
+                      d.status if d.psi is not None else f"left out: {d.reason}" if d.reason
+                      else f"not enough data (< {d.min_rows:,} rows)")
     console.print(table)
     accuracy = Table("model version", "variant", "rows", "frauds", "AUC", "95 % interval", "AP", "training AUC",
                      "status", title=f"realised accuracy, labels matured: {report.accuracy_start:%Y-%m-%d} .. "

@@ -86,3 +86,28 @@ def test_gauges_hold_only_computed_values() -> None:
     report = _report([_feature("amount", 0.02), _feature("hour", None, "not enough data")], [ok, unknown])
     drift, accuracy, training = report.gauges()
     assert drift == {"amount": 0.02} and accuracy == {"3": ok.roc_auc} and training == {"3": 0.9}
+
+
+def test_the_verdict_says_how_much_the_moved_inputs_matter_and_whether_accuracy_moved_with_them() -> None:
+    labels, scores = _scored(2000, 40, separation=3.0)
+    steady = realised("3", "champion", labels, scores, 0.9, 10, 0.05, 0)
+    assert steady.status == "ok", steady
+    moved = [_feature("hour", 0.3, "act").model_copy(update={"importance": 0.02}),
+             _feature("amount", 0.5, "act").model_copy(update={"importance": 0.40})]
+    report = _report([*moved, _feature("country_share", 0.01)], [steady])
+    assert report.retrain
+    assert report.reasons[0].startswith("amount: PSI 0.500") and "40.0% of the model's gain" in report.reasons[0]
+    assert "the inputs over the threshold carry 42% of the model's gain" in report.reasons
+    assert any("did not move with them" in r for r in report.reasons)
+
+
+def test_inputs_left_out_are_named_with_their_reason_and_never_decide() -> None:
+    left = [FeatureDrift(name=name, kind="numeric", rows=900, psi=None, status="left out", min_rows=0,
+                         reason="a calendar input is judged over whole weeks only, and the window is 3 days")
+            for name in ("hour", "is_weekend")]
+    report = _report([*left, _feature("amount", 0.02)], [])
+    assert not report.retrain and report.status == "ok"
+    assert ("left out: hour, is_weekend: a calendar input is judged over whole weeks only, and the window is 3 days"
+            in report.reasons)
+    only_left = _report(left, [])
+    assert only_left.status == "not enough data" and not only_left.retrain
