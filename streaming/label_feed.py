@@ -37,11 +37,14 @@ class LabelFeed:
         if transactions.empty:
             return
         events = label_events(transactions, self.config)
-        self._pending = (events if self._pending.empty else
-                         pd.concat([self._pending, events], ignore_index=True)
-                         .sort_values(["reported_at", "label_id"], kind="stable", ignore_index=True))
+        self._pending = events if self._pending.empty else pd.concat([self._pending, events], ignore_index=True)
         fraud = transactions.loc[transactions["is_fraud"] == 1, ["transaction_id", "timestamp"]]
         self.frauds = pd.concat([self.frauds, fraud.astype({"transaction_id": str})], ignore_index=True)
+
+    def without_labels(self, transactions: pd.DataFrame) -> pd.DataFrame:
+        """:meth:`add` them, and return them as a live client sends them: without ``is_fraud``."""
+        self.add(transactions)
+        return transactions.drop(columns="is_fraud")
 
     def release(self, until: pd.Timestamp) -> int:
         """Write the held events reported at or before ``until`` to the sink; how many."""
@@ -49,6 +52,7 @@ class LabelFeed:
         if not due.any():
             return 0
         events, self._pending = self._pending[due], self._pending[~due].reset_index(drop=True)
+        events = events.sort_values(["reported_at", "label_id"], kind="stable")  # only what goes out is ordered
         self.sink.write(events)
         self.sent_ids.extend(events["label_id"].tolist())
         return len(events)

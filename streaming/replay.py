@@ -97,6 +97,18 @@ def chunks(days: Iterator[pd.DataFrame], chunk_minutes: int) -> Iterator[tuple[p
         yield carry["timestamp"].iloc[-1].ceil(step), carry
 
 
+def wait_for_stored_labels(settings: Settings, label_ids: list[str], timeout_s: float = 120) -> int:
+    """Until the store holds every one of these label events, or the timeout; how many it holds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with db.connection(settings) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM labels WHERE label_id = ANY(%s::uuid[])", (label_ids,))
+            stored = int(cur.fetchone()[0])
+        if stored >= len(label_ids) or time.monotonic() > deadline:
+            return stored
+        time.sleep(0.5)
+
+
 class Replay:
     """Replays chunks until they run out or :meth:`stop` is called (at a chunk boundary)."""
 
@@ -149,9 +161,7 @@ class Replay:
     def _replay_chunk(self, end: pd.Timestamp, rows: pd.DataFrame) -> None:
         if not rows.empty:
             assert self.sink is not None, "the replay is closed"
-            if self.labels is not None:
-                self.labels.add(rows)
-            self.sink.write(rows if self.labels is None else rows.drop(columns="is_fraud"))
+            self.sink.write(rows if self.labels is None else self.labels.without_labels(rows))
             self.sink.flush()
             self.stats.produced += len(rows)
             produced_at = time.time()
@@ -180,17 +190,7 @@ class Replay:
     def wait_for_labels(self, timeout_s: float = 120) -> int:
         """Until the store holds every label event sent so far (the labels query triggers every few seconds);
         how many it holds."""
-        if self.labels is None:
-            return 0
-        sent = self.labels.sent_ids
-        deadline = time.monotonic() + timeout_s
-        while True:
-            with db.connection(self.settings) as conn, conn.cursor() as cur:
-                cur.execute("SELECT count(*) FROM labels WHERE label_id = ANY(%s::uuid[])", (sent,))
-                stored = int(cur.fetchone()[0])
-            if stored >= len(sent) or time.monotonic() > deadline:
-                return stored
-            time.sleep(0.5)
+        return 0 if self.labels is None else wait_for_stored_labels(self.settings, self.labels.sent_ids, timeout_s)
 
     def _answered(self, answer: dict, event_time: pd.Timestamp) -> None:
         with self._lock:

@@ -87,8 +87,7 @@ def run_live(simulator: Simulator, sink: Sink, rate: float, duration_s: float, t
             pending = pending[~ready]
             if len(ready_rows):
                 if labels is not None:
-                    labels.add(ready_rows)
-                    ready_rows = ready_rows.drop(columns="is_fraud")
+                    ready_rows = labels.without_labels(ready_rows)
                 sink.write(ready_rows)
                 stats.add(ready_rows)
         if labels is not None:

@@ -86,11 +86,10 @@ def counts(settings: Settings, state: Any) -> dict[str, int]:
     rows, distinct, late = _one(settings, "SELECT count(*), count(DISTINCT transaction_id), "
                                           "count(*) FILTER (WHERE is_late) FROM transactions")
     tiled, tile_rows = _one(settings, "SELECT coalesce(sum(transaction_count), 0), count(*) FROM features")
+    from streaming.replay import wait_for_stored_labels
+
     feed = state.labels
-    deadline = time.monotonic() + 120  # the labels query triggers every few seconds
-    while ((stored := _one(settings, "SELECT count(*) FROM labels WHERE label_id = ANY(%s::uuid[])",
-                           (feed.sent_ids,))[0]) < feed.sent and time.monotonic() < deadline):
-        time.sleep(1)
+    stored = wait_for_stored_labels(settings, feed.sent_ids)  # the labels query triggers every few seconds
     label_rows, unmatched = _one(settings, "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM "
                                            "transactions t WHERE t.transaction_id = l.transaction_id)) FROM labels l")
     return {
