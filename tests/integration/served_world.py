@@ -1,12 +1,14 @@
 """One pinned simulated world, served for real, shared by the monitoring and retraining tests (a session fixture
 in conftest.py: building it is the slowest setup of the suite).
 
-The world (seed pinned, event times fixed by WORLD_END): 45 days of history, a week of the same world served,
-then a week after the simulator's drift switch (amounts x2 from DRIFT_AT). A tenth of the two served weeks is
+The world (seed pinned, event times fixed by WORLD_END): 59 days, of which the last 21 are served: two weeks of the
+same world, then a week after the simulator's drift switch (amounts x2 from DRIFT_AT). The champion trains on the
+week before SERVE_START, so every 30-day window of its training rows is full (31 days of history before it) and two
+weeks of daily checks follow it before the switch. A tenth of the served days is
 sent to /predict/batch, two days at a time once the rest of those days is in the store (Kafka -> Spark ->
 PostgreSQL), so a served transaction sees its history as serving does, minus the other served ones (a tenth:
 measured to move a count's PSI by < 0.05). The served rows are streamed afterwards, so their labels reach
-``transactions``. The champion is trained on the week before SERVE_START and promoted; Serve answers with it.
+``transactions``. The champion is promoted and Serve answers with it.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from .serve_app import deploy
 from .stream_harness import WORLD_END, StreamHarness, recent_transactions
 
 SEED = 20261204  # the world, the served sample; in every failure message
-SERVE_START = WORLD_END - timedelta(days=14)
+SERVE_START = WORLD_END - timedelta(days=21)
 DRIFT_AT = WORLD_END - timedelta(days=7)
 TRAIN_SINCE = SERVE_START - timedelta(days=7)
 SERVED_SHARE = 0.10
