@@ -55,7 +55,7 @@ _LABELLED_SQL = f"""
 _FIRST_FRAUD_REPORT_SQL = f"""
     SELECT extract(epoch FROM f.first_report - t.event_time) / 86400.0
     FROM (SELECT l.transaction_id, min(l.reported_at) AS first_report FROM labels l
-          WHERE l.is_fraud AND l.reported_at <= %(labels_at)s GROUP BY l.transaction_id) f
+          WHERE l.is_fraud = 1 AND l.reported_at <= %(labels_at)s GROUP BY l.transaction_id) f
     JOIN transactions t ON t.transaction_id = f.transaction_id
     CROSS JOIN LATERAL ({known_label_sql()}) k
     WHERE t.event_time >= %(start)s AND t.event_time < %(end)s AND k.is_fraud = 1
