@@ -112,3 +112,12 @@ def test_inputs_left_out_are_named_with_their_reason_and_never_decide() -> None:
             in report.reasons)
     only_left = _report(left, [])
     assert only_left.status == "not enough data" and not only_left.retrain
+
+
+def test_a_drop_is_what_the_interval_says_not_the_point() -> None:
+    labels, scores = _scored(400, 12, separation=1.5)  # a dozen frauds: a wide interval
+    point = realised("3", "champion", labels, scores, 0.99, 10, 0.05, 0)
+    judged = realised("3", "champion", labels, scores, 0.99, 10, 0.05, 200)
+    assert point.status == "drop" and judged.roc_auc == point.roc_auc < 0.95 * 0.99
+    assert judged.auc_high is not None and judged.auc_high >= 0.95 * 0.99
+    assert judged.status == "ok", judged
