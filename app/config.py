@@ -170,6 +170,21 @@ class Settings(BaseSettings):
     accuracy_min_positives: int = Field(
         default=10, ge=1, description="Fewer labelled frauds than this in the window: AUC is 'not enough data'")
     accuracy_bootstrap: int = Field(default=200, ge=0, description="Bootstrap resamples of the AUC interval")
+    accuracy_min_maturity: float = Field(
+        default=0.8, gt=0, le=1, description="A prediction cohort (a day) whose frauds are known to less than this "
+                                             "share (the label maturity curve at its age) is 'not mature': no "
+                                             "realised number, and the retraining check does not read it")
+    label_horizon_days: float = Field(
+        default=90, gt=0, description="The label maturity curve counts the frauds reported within N days of their "
+                                      "transaction, measured on transactions at least that old")
+    review_capacity_per_day: int = Field(
+        default=100, ge=1, description="Reviews a day the fraud team can do: precision at capacity is the share of "
+                                       "frauds among a day's this many highest-scored transactions")
+    calibration_max_ece_share: float = Field(
+        default=0.2, ge=0, description="Calibrate a trained model (Platt scaling, fitted on validation) when its "
+                                       "expected calibration error on validation is over this share of the "
+                                       "validation fraud rate (an absolute ECE is small whatever the model when "
+                                       "most scores are near 0)")
     prometheus_scrape_interval_s: int = Field(default=15, ge=1, description="Scrape and rule evaluation interval")
     prometheus_retention: str = Field(default="7d", description="How long the local Prometheus keeps samples")
     alert_rule_for_s: int | None = Field(

@@ -4,8 +4,10 @@ Layout (a training run's model folder, and the same files in MLflow):
 
 * ``model.ubj``: the XGBoost booster (UBJSON; MLflow's xgboost flavour logs it under ``model/``);
 * ``preprocessor.json``: the fitted :class:`app.preprocessing.Preprocessor` (a run artifact ``preprocessor/``);
+* ``calibration.json``: the :class:`app.calibration.Calibration` applied to every score (beside the preprocessor,
+  in ``preprocessor/``); a version registered before calibration has none and scores raw (the identity);
 * the decision threshold: the model version's ``threshold`` tag in the registry (chosen by evaluation on the
-  validation part; a training folder's ``report/metrics.json`` holds it too).
+  validation part's calibrated scores; a training folder's ``report/metrics.json`` holds it too).
 
 The constants below are the layout's one statement: training writes and logs with them; the registry and the demo
 read with them.
@@ -17,12 +19,14 @@ only when a model is loaded, so importing ``app`` stays light.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from app.calibration import FILE as CALIBRATION_FILE
+from app.calibration import Calibration
 from app.preprocessing import FILE_NAME as PREPROCESSOR_FILE
 from app.preprocessing import Preprocessor
 
@@ -34,6 +38,7 @@ MODEL_FORMAT = "ubj"  # the booster's format (UBJSON); MLflow's xgboost flavour 
 MODEL_FILE = f"model.{MODEL_FORMAT}"
 PREPROCESSOR_DIR = "preprocessor"  # the run artifact folder logged beside the model
 PREPROCESSOR_ARTIFACT = f"{PREPROCESSOR_DIR}/{PREPROCESSOR_FILE}"
+CALIBRATION_ARTIFACT = f"{PREPROCESSOR_DIR}/{CALIBRATION_FILE}"
 REPORT_DIR = "report"  # evaluation's plots and metrics: the training folder's report/, and the run artifact folder
 THRESHOLD_TAG = "threshold"  # model-version tag in the registry
 DEFAULT_THRESHOLD = 0.5
@@ -48,18 +53,21 @@ class ModelFiles:
     booster: bytes
     preprocessor: str
     threshold: float = DEFAULT_THRESHOLD
+    calibration: str | None = None  # calibration.json's text; None (a version without one): the identity
 
 
-def save(directory: Path, booster: xgb.Booster, preprocessor: Preprocessor) -> Path:
+def save(directory: Path, booster: xgb.Booster, preprocessor: Preprocessor, calibration: Calibration) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     booster.save_model(str(directory / MODEL_FILE))
     preprocessor.save(directory)
+    (directory / CALIBRATION_FILE).write_text(calibration.model_dump_json(indent=1))
     return directory
 
 
 def read_folder(directory: Path, version: str = "local", threshold: float = DEFAULT_THRESHOLD) -> ModelFiles:
+    calibration = directory / CALIBRATION_FILE
     return ModelFiles(version, (directory / MODEL_FILE).read_bytes(), (directory / PREPROCESSOR_FILE).read_text(),
-                      threshold)
+                      threshold, calibration.read_text() if calibration.exists() else None)
 
 
 def decide(probability: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
@@ -69,13 +77,14 @@ def decide(probability: np.ndarray, threshold: float | np.ndarray) -> np.ndarray
 
 @dataclass(frozen=True)
 class ScoringModel:
-    """Booster, preprocessor, version and decision threshold, scoring column arrays with ``inplace_predict``
-    (no DataFrame, no DMatrix per call)."""
+    """Booster, preprocessor, version, decision threshold and calibration, scoring column arrays with
+    ``inplace_predict`` (no DataFrame, no DMatrix per call). The threshold applies to calibrated probabilities."""
 
     version: str
     booster: Any  # xgboost.Booster
     preprocessor: Preprocessor
     threshold: float
+    calibration: Calibration = field(default_factory=Calibration)
 
     @classmethod
     def from_files(cls, files: ModelFiles, threads: int | None = None) -> ScoringModel:
@@ -85,11 +94,14 @@ class ScoringModel:
         booster.load_model(bytearray(files.booster))
         if threads is not None:
             booster.set_param({"nthread": threads})
-        return cls(files.version, booster, Preprocessor.model_validate_json(files.preprocessor), files.threshold)
+        calibration = (Calibration.model_validate_json(files.calibration) if files.calibration is not None
+                       else Calibration())
+        return cls(files.version, booster, Preprocessor.model_validate_json(files.preprocessor), files.threshold,
+                   calibration)
 
     def probabilities(self, matrix: np.ndarray) -> np.ndarray:
-        """Scores of an already preprocessed matrix."""
-        return np.asarray(self.booster.inplace_predict(matrix, validate_features=False), dtype=np.float64)
+        """Calibrated fraud probabilities of an already preprocessed matrix."""
+        return self.calibration.apply(self.booster.inplace_predict(matrix, validate_features=False))
 
     def score(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(preprocessed matrix, fraud probability) of model-input columns (``app.model_inputs``)."""

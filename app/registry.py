@@ -17,6 +17,7 @@ from app.config import Settings
 from app.drift_reference import DriftReference
 from app.errors import UserError
 from app.model_artifact import (
+    CALIBRATION_ARTIFACT,
     DEFAULT_THRESHOLD,
     MODEL_FILE,
     PREPROCESSOR_ARTIFACT,
@@ -45,10 +46,12 @@ class ModelVersion:
 
 
 class Registry:
-    def __init__(self, settings: Settings, timeout_s: float = 10.0) -> None:
+    def __init__(self, settings: Settings, timeout_s: float = 10.0, transport: httpx.BaseTransport | None = None
+                 ) -> None:
+        """``transport``: httpx's default (the network), or a stand-in MLflow in tests."""
         self.name = settings.registered_model_name
         self._root = settings.mlflow_tracking_uri
-        self._http = httpx.Client(base_url=f"{self._root}/api/2.0/mlflow", timeout=timeout_s)
+        self._http = httpx.Client(base_url=f"{self._root}/api/2.0/mlflow", timeout=timeout_s, transport=transport)
 
     def close(self) -> None:
         self._http.close()
@@ -101,6 +104,13 @@ class Registry:
 
     def _artifact(self, uri: str, path: str) -> bytes:
         """One file of an artifact location, through the MLflow server's artifact proxy."""
+        content = self._optional_artifact(uri, path)
+        if content is None:
+            raise RegistryError(f"MLflow has no artifact {path} in {uri} (404)")
+        return content
+
+    def _optional_artifact(self, uri: str, path: str) -> bytes | None:
+        """One file of an artifact location, None when MLflow has no such file (404)."""
         prefix = "mlflow-artifacts:"
         if not uri.startswith(prefix):
             raise RegistryError(f"artifact location {uri} is not served by the MLflow server")
@@ -109,20 +119,25 @@ class Registry:
             response = self._http.get(f"{self._root}/api/2.0/mlflow-artifacts/artifacts/{location}/{path}")
         except httpx.HTTPError as error:
             raise RegistryError(f"MLflow artifact {path} unreachable: {error}") from None
+        if response.status_code == 404:
+            return None
         if response.status_code != 200:
-            raise RegistryError(f"MLflow has no artifact {location}/{path} ({response.status_code})")
+            raise RegistryError(f"MLflow could not serve artifact {location}/{path} ({response.status_code})")
         return response.content
 
     def download(self, version: ModelVersion) -> ModelFiles:
         """A model version's files (app.model_artifact's layout) and decision threshold."""
         model_uri = self._call("GET", "/model-versions/get-download-uri",
                                params={"name": self.name, "version": version.version})["artifact_uri"]
-        run = self._call("GET", "/runs/get", params={"run_id": version.run_id})["run"]
+        run_uri = self._call("GET", "/runs/get", params={"run_id": version.run_id})["run"]["info"]["artifact_uri"]
+        # versions registered before calibration have no file: they score raw, as they did
+        calibration = self._optional_artifact(run_uri, CALIBRATION_ARTIFACT)
         return ModelFiles(
             version=version.version,
             booster=self._artifact(model_uri, MODEL_FILE),
-            preprocessor=self._artifact(run["info"]["artifact_uri"], PREPROCESSOR_ARTIFACT).decode(),
+            preprocessor=self._artifact(run_uri, PREPROCESSOR_ARTIFACT).decode(),
             threshold=version.threshold,
+            calibration=None if calibration is None else calibration.decode(),
         )
 
     def drift_reference(self, version: ModelVersion) -> DriftReference:

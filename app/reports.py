@@ -7,11 +7,12 @@ HTTP/CLI). A value that could not be computed is ``None`` with the reason, never
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
+import numpy as np
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from app import db
 from app.config import Settings
@@ -19,6 +20,7 @@ from app.config import Settings
 Status = Literal["ok", "warn", "act", "not enough data", "left out"]
 NOT_ENOUGH = "not enough data"
 LEFT_OUT = "left out"  # an input not judged over this window, with the reason (monitoring.drift)
+TRIGGER_DRIFT, TRIGGER_MATURED, TRIGGER_ESTIMATED = "drift", "matured accuracy", "estimated accuracy"
 
 
 class FeatureDrift(BaseModel):
@@ -34,7 +36,8 @@ class FeatureDrift(BaseModel):
 
 
 class VersionAccuracy(BaseModel):
-    """Realised accuracy of one served model version on predictions whose labels have matured."""
+    """Realised accuracy of one served model version on its mature cohorts (``CohortAccuracy``) pooled: the number
+    the retraining check reads."""
 
     model_version: str
     variant: str
@@ -45,6 +48,75 @@ class VersionAccuracy(BaseModel):
     auc_low: float | None = Field(default=None, description="bootstrap 95 % interval of the AUC")
     auc_high: float | None = None
     baseline_auc: float | None = Field(default=None, description="the version's AUC on its training test set")
+    status: Literal["ok", "drop", "not enough data"]
+    reason: str = ""
+    precision_at_capacity: float | None = None
+    cohorts: int = Field(default=0, description="mature cohorts (days) pooled")
+    maturity: float | None = Field(default=None, description="the least mature of the pooled cohorts")
+
+
+class MaturityCurve(BaseModel):
+    """How fast frauds become known: of the frauds eventually known for transactions at least ``horizon_days`` old,
+    the share whose first fraud report came within ``days[i]`` of the transaction (label events only: a label
+    inside a row has no real delay). ``source`` "rule" when too few such frauds exist: then a cohort counts as
+    known once it is the label maturity (``app.labels.maturity_days``) old, the rule training reads labels by."""
+
+    source: Literal["label events", "rule"]
+    horizon_days: float
+    frauds: int = Field(description="frauds the curve was measured on (0 for the rule)")
+    days: list[float]
+    share: list[float]
+
+    def at(self, age_days: float) -> float:
+        """The expected share of a cohort's eventual frauds known ``age_days`` after it (0 before the first point,
+        1 past the last)."""
+        if age_days < self.days[0]:
+            return 0.0
+        return float(np.interp(age_days, self.days, self.share, left=0.0, right=1.0))
+
+    def days_to(self, share: float) -> float | None:
+        """The age at which ``share`` of the frauds is known (None when the curve never reaches it)."""
+        reached = [d for d, s in zip(self.days, self.share, strict=True) if s >= share]
+        return reached[0] if reached else None
+
+
+class Accuracy(BaseModel):
+    """AUC, average precision and precision at the review capacity of one set of predictions: realised (labels
+    known at the report) or estimated from the calibrated scores (expected values, no labels)."""
+
+    roc_auc: float | None = None
+    auc_low: float | None = Field(default=None, description="bootstrap 95 % interval of the AUC (realised only)")
+    auc_high: float | None = None
+    average_precision: float | None = None
+    precision_at_capacity: float | None = Field(
+        default=None, description="share of frauds among each day's review-capacity highest-scored predictions")
+    frauds: float = Field(description="known frauds (realised) or the expected number (estimated)")
+
+
+class CohortAccuracy(BaseModel):
+    """One prediction cohort (the predictions of one model version and variant for transactions of one day)."""
+
+    day: date
+    model_version: str
+    variant: str
+    rows: int
+    maturity: float = Field(description="expected share of the cohort's eventual frauds known at the report")
+    status: Literal["ok", "not mature", "not enough data"]
+    reason: str = ""
+    realised: Accuracy | None = Field(description="None unless the cohort is mature and has enough known frauds")
+    estimated: Accuracy | None = Field(description="None when the scores expect too few frauds to say")
+
+
+class VersionEstimate(BaseModel):
+    """Estimated accuracy of one served model version over the recent cohorts (the drift window), from its
+    calibrated scores: what the labels are expected to say once they mature."""
+
+    model_version: str
+    variant: str
+    rows: int
+    maturity: float = Field(description="expected share of the window's eventual frauds known at the report")
+    estimated: Accuracy | None
+    baseline_auc: float | None = Field(default=None, description="the same estimate on its training test part")
     status: Literal["ok", "drop", "not enough data"]
     reason: str = ""
 
@@ -63,18 +135,58 @@ class MonitoringReport(BaseModel):
     reasons: list[str] = Field(description="why retraining is due, or why nothing is")
     drift: list[FeatureDrift]
     accuracy: list[VersionAccuracy]
+    maturity: MaturityCurve | None = Field(default=None, description="the label maturity curve at the report")
+    cohorts: list[CohortAccuracy] = Field(default_factory=list, description="per day, version and variant")
+    estimated: list[VersionEstimate] = Field(default_factory=list, description="per version over the drift window")
 
-    def gauges(self) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
-        """(drift per feature, realised AUC per version, training AUC per version), only computed values."""
-        drift = {d.name: d.psi for d in self.drift if d.psi is not None and d.kind != "score"}
-        accuracy = {a.model_version: a.roc_auc for a in self.accuracy if a.roc_auc is not None}
-        baseline = {a.model_version: a.baseline_auc for a in self.accuracy if a.baseline_auc is not None}
-        return drift, accuracy, baseline  # type: ignore[return-value]
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def triggers(self) -> list[str]:
+        """What a retrain verdict rests on: "drift" (an input judged fairly over its action threshold), "matured
+        accuracy" (the champion's mature cohorts' AUC dropped), "estimated accuracy" (its estimate dropped)."""
+        champion = [a for a in [*self.accuracy, *self.estimated]
+                    if a.model_version == self.model_version and a.variant == "champion" and a.status == "drop"]
+        return ([TRIGGER_DRIFT] if any(d.status == "act" and d.kind != "score" for d in self.drift) else []) + \
+            ([TRIGGER_MATURED] if any(isinstance(a, VersionAccuracy) for a in champion) else []) + \
+            ([TRIGGER_ESTIMATED] if any(isinstance(a, VersionEstimate) for a in champion) else [])
+
+    def gauges(self) -> Gauges:
+        """The report's values as /metrics gauges, only computed values (a missing value is no sample, not 0)."""
+        estimated = [e for e in self.estimated if e.estimated is not None and e.estimated.roc_auc is not None]
+        realised = [a for a in self.accuracy if a.roc_auc is not None]
+        return Gauges(
+            drift={d.name: d.psi for d in self.drift if d.psi is not None and d.kind != "score"},
+            accuracy={a.model_version: a.roc_auc for a in realised},  # type: ignore[misc]
+            training_auc={a.model_version: a.baseline_auc for a in self.accuracy if a.baseline_auc is not None},
+            training_auc_estimated={e.model_version: e.baseline_auc for e in self.estimated
+                                    if e.baseline_auc is not None},
+            estimated={e.model_version: e.estimated.roc_auc for e in estimated},  # type: ignore[union-attr,misc]
+            maturity={**{(a.model_version, "realised"): a.maturity for a in realised if a.maturity is not None},
+                      **{(e.model_version, "estimated"): e.maturity for e in estimated}},
+            label_days={} if self.maturity is None else {
+                share: days for share in MATURITY_SHARES if (days := self.maturity.days_to(share)) is not None})
+
+
+MATURITY_SHARES = (0.5, 0.8, 0.9, 0.95)  # label_maturity_days{share}: how long until that share of frauds is known
+
+
+class Gauges(BaseModel):
+    """What /metrics shows of the latest report (``serve_deployments.metrics.gauge_lines`` renders it)."""
+
+    drift: dict[str, float] = Field(default_factory=dict, description="PSI per input")
+    accuracy: dict[str, float] = Field(default_factory=dict, description="realised AUC per version")
+    training_auc: dict[str, float] = Field(default_factory=dict, description="test AUC of its training run")
+    estimated: dict[str, float] = Field(default_factory=dict, description="estimated AUC per version")
+    training_auc_estimated: dict[str, float] = Field(
+        default_factory=dict, description="the same estimate on its training run's test part")
+    maturity: dict[tuple[str, str], float] = Field(
+        default_factory=dict, description="(version, realised|estimated) -> share of the frauds known")
+    label_days: dict[float, float] = Field(default_factory=dict, description="share -> days until known")
 
 
 COLUMNS = ("as_of", "window_start", "window_end", "accuracy_start", "accuracy_end", "model_version", "feature_set",
-           "predictions", "status", "retrain", "reasons", "drift", "accuracy")
-_JSON = ("drift", "accuracy")
+           "predictions", "status", "retrain", "reasons", "drift", "accuracy", "maturity", "cohorts", "estimated")
+_JSON = ("drift", "accuracy", "maturity", "cohorts", "estimated")
 
 
 def save(settings: Settings, report: MonitoringReport) -> int:

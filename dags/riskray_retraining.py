@@ -13,7 +13,9 @@ airflow` renders from riskray's settings:
 
 The periods, all in event time (UTC), from the run's ``as_of`` (default: when the run was due):
 
-* drift: served inputs of ``[as_of - drift_window_days, as_of)``; realised AUC on labels matured by then;
+* drift: served inputs of ``[as_of - drift_window_days, as_of)``; realised AUC of the champion's prediction cohorts
+  (days) of the last ``accuracy_window_days`` whose labels have matured by then (the label maturity curve), and its
+  AUC estimated from the calibrated scores of the drift window;
 * comparison (held out): ``[as_of - label_delay_days - compare_days, as_of - label_delay_days)``;
 * training: the ``train_days`` before the comparison period, so neither model has seen the rows it is judged on.
 """
@@ -58,9 +60,16 @@ PARAMS = {
                            description="Retrain when a model input's PSI is over this."),
     "drift_window_days": Param(7, type="number", exclusiveMinimum=0, description="Served inputs of the last N days."),
     "accuracy_max_drop": Param(0.05, type="number", exclusiveMinimum=0, maximum=1,
-                               description="Retrain when realised AUC falls more than this share under the "
-                                           "champion's training AUC."),
+                               description="Retrain when the champion's AUC, realised on its mature cohorts or "
+                                           "estimated from its calibrated scores of the drift window, falls more "
+                                           "than this share under its training AUC."),
+    "accuracy_min_maturity": Param(0.8, type="number", exclusiveMinimum=0, maximum=1,
+                                   description="A day's predictions count for realised AUC once this share of its "
+                                               "frauds is expected known (the label maturity curve)."),
     "accuracy_window_days": Param(30, type="number", exclusiveMinimum=0),
+    "label_horizon_days": Param(90, type="number", exclusiveMinimum=0,
+                                description="The maturity curve counts fraud reports within N days of the "
+                                            "transaction."),
     "label_delay_days": Param(7, type="integer", minimum=0, description="Days until a transaction's label is known."),
     "compare_days": Param(7, type="number", exclusiveMinimum=0, description="The held-out comparison period."),
     "promotion_metric": Param("roc_auc", enum=["roc_auc", "average_precision"]),
@@ -109,6 +118,8 @@ def _job_env(context: Any) -> dict[str, str]:
     return {"RISKRAY_DRIFT_PSI_ACT": str(p["drift_psi_act"]), "RISKRAY_DRIFT_WINDOW_DAYS": str(p["drift_window_days"]),
             "RISKRAY_ACCURACY_MAX_DROP": str(p["accuracy_max_drop"]),
             "RISKRAY_ACCURACY_WINDOW_DAYS": str(p["accuracy_window_days"]),
+            "RISKRAY_ACCURACY_MIN_MATURITY": str(p["accuracy_min_maturity"]),
+            "RISKRAY_LABEL_HORIZON_DAYS": str(p["label_horizon_days"]),
             "RISKRAY_LABEL_DELAY_DAYS": str(p["label_delay_days"]),
             "RISKRAY_PROMOTION_METRIC": p["promotion_metric"], "RISKRAY_PROMOTION_MARGIN": str(p["promotion_margin"])}
 
@@ -181,11 +192,15 @@ def riskray_retraining() -> None:
         p, when = context["params"], _periods(context)
         job = _run_job(["riskray", "drift", "--as-of", when["as_of"].strftime(TIME)], context)
         report = job.result_line(f"{RESULT} report: ")
-        context["ti"].xcom_push(key="report", value={k: report[k] for k in ("status", "retrain", "reasons",
-                                                                              "model_version", "predictions")})
+        context["ti"].xcom_push(key="report", value={k: report.get(k) for k in (
+            "status", "retrain", "reasons", "model_version", "predictions", "triggers")})
         if report["retrain"] or p["force_retrain"]:
             why = "forced (force_retrain)" if not report["retrain"] else "; ".join(report["reasons"])
-            log.info("retraining: %s", why)
+            # which signals decided (drift, matured accuracy, estimated accuracy): the alert names them first
+            on = ", ".join(report.get("triggers") or []) or "force_retrain"
+            log.info("retraining on %s: %s", on, why)
+            alerts.post(f":arrows_counterclockwise: riskray: retraining champion {report['model_version']} on {on}: "
+                        f"{why[:800]}", severity="info")
             return "retrain"
         log.info("no retraining: drift check says %s: %s", report["status"], "; ".join(report["reasons"]))
         return "skip_retraining"

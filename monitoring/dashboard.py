@@ -54,9 +54,12 @@ PANELS: tuple[Panel, ...] = (
     Panel("Error rate", "percentunit", (Target(
         '(sum(rate(predictions_total{result="error"}[5m])) or on() vector(0)) / sum(rate(predictions_total[5m]))',
         "errors"),), True),
-    Panel("Model accuracy (realised AUC)", "none", (
-        Target("max by (model_version) (model_accuracy)", "realised {{model_version}}"),
+    Panel("Model accuracy (AUC): realised, estimated, training", "none", (
+        Target("max by (model_version) (model_accuracy)", "realised (mature cohorts) {{model_version}}"),
+        Target("max by (model_version) (model_accuracy_estimated)", "estimated (recent) {{model_version}}"),
         Target("max by (model_version) (model_training_auc)", "training {{model_version}}")), False),
+    Panel("Frauds known behind each accuracy", "percentunit", (
+        Target("max by (model_version, kind) (model_accuracy_maturity)", "{{kind}} {{model_version}}"),), False),
     Panel("Data drift per feature (PSI)", "none", (Target("max by (feature) (data_drift_score)", "{{feature}}"),),
           False),
     Panel("Serve replicas", "none", (

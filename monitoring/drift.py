@@ -12,9 +12,11 @@ Choices, from what goes wrong with the usual recipes (../shared/FACTS.md):
   had filled, against training rows whose window was full (``app.drift_reference``); if training had none, the
   input is left out of the verdict, saying so. Calendar inputs (hour, night, weekend) are judged only over a window
   of whole weeks: part of a week against a reference of whole weeks differs with nothing changed.
-* **A sample-size floor.** PSI of two samples of one distribution is about (1/n + 1/m) χ²(B − 1), so a fixed
-  threshold misfires on a small window; below the size at which the 99th percentile of that noise reaches half
-  the warn threshold, a feature's result is "not enough data", never a misleading number.
+* **A sample-size floor per threshold.** PSI of two samples of one distribution is about (1/n + 1/m) χ²(B − 1),
+  so a fixed threshold misfires on a small window. A threshold is judged only from the size at which the 99th
+  percentile of that noise stays under half of it: below the warn threshold's floor a result cannot say "warn"
+  (status "not enough data", the PSI shown), below the action threshold's (smaller) floor it says nothing. So a
+  day of traffic too small to tell a 0.1 from noise can still tell a 0.4 (the next morning's check of a shift).
 
 The reference itself (bins, shares, quantiles) is built at training by ``app.drift_reference``.
 Pure: arrays in, pydantic results out; reading the served inputs and writing reports live in ``monitoring.run``.
@@ -22,7 +24,7 @@ Pure: arrays in, pydantic results out; reading the served inputs and writing rep
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Literal
 
@@ -38,7 +40,7 @@ from app.drift_reference import (
     window_full,
 )
 from app.model_inputs import CALENDAR_INPUTS
-from app.reports import LEFT_OUT, FeatureDrift, Status
+from app.reports import LEFT_OUT, NOT_ENOUGH, FeatureDrift, Status
 
 SMOOTHING = 1e-4  # the share an empty bin is given (on both sides), so PSI stays finite
 
@@ -82,18 +84,31 @@ def _status(value: float, thresholds: Thresholds) -> Status:
     return "act" if value > thresholds.act else "warn" if value > thresholds.warn else "ok"
 
 
+def _judged(reference: NumericReference | CategoricalReference, kind: Literal["numeric", "categorical", "score"],
+            rows: int, bins: int, thresholds: Thresholds, measure: Callable[[], tuple[float, float | None]]
+            ) -> FeatureDrift:
+    """The result of ``rows`` current values, by the floors of ``bins`` bins: ``measure`` gives (PSI, KS)."""
+    floor = min_rows(bins, reference.rows, thresholds)
+    act_floor = min_rows(bins, reference.rows, Thresholds(warn=thresholds.act, act=thresholds.act))
+    common = {"name": reference.name, "kind": kind, "rows": rows, "min_rows": floor}
+    if rows < min(floor, act_floor):
+        return FeatureDrift(**common, psi=None, status=NOT_ENOUGH)
+    value, ks = measure()
+    if rows < floor:  # enough rows to tell an action-level shift from noise, not a warn-level one
+        status: Status = "act" if value > thresholds.act else NOT_ENOUGH
+        return FeatureDrift(**common, psi=value, ks=ks, status=status, reason=(
+            f"{rows:,} rows judge the action threshold (from {act_floor:,}), not the warn threshold (from "
+            f"{floor:,})"))
+    return FeatureDrift(**common, psi=value, ks=ks, status=_status(value, thresholds))
+
+
 def _numeric(reference: NumericReference, values: np.ndarray, thresholds: Thresholds,
              kind: Literal["numeric", "score"]) -> FeatureDrift:
     values = np.asarray(values, dtype=np.float64)
     bins = len(reference.shares) - (0 if reference.shares[-1] > 0 else 1)  # the missing bin counts when used
-    floor = min_rows(bins, reference.rows, thresholds)
-    if len(values) < floor:
-        return FeatureDrift(name=reference.name, kind=kind, rows=len(values), psi=None, status="not enough data",
-                            min_rows=floor)
-    value = psi(np.asarray(reference.shares), bin_counts(values, np.asarray(reference.edges)))
-    return FeatureDrift(name=reference.name, kind=kind, rows=len(values), psi=value,
-                        ks=ks_statistic(np.asarray(reference.quantiles), values), status=_status(value, thresholds),
-                        min_rows=floor)
+    return _judged(reference, kind, len(values), bins, thresholds, lambda: (
+        psi(np.asarray(reference.shares), bin_counts(values, np.asarray(reference.edges))),
+        ks_statistic(np.asarray(reference.quantiles), values)))
 
 
 def _categorical(reference: CategoricalReference, values: np.ndarray, thresholds: Thresholds) -> FeatureDrift:
@@ -101,14 +116,9 @@ def _categorical(reference: CategoricalReference, values: np.ndarray, thresholds
     index = {k: i for i, k in enumerate(known)}
     other = index[OTHER]
     codes = np.fromiter((index.get(str(v), other) for v in values), dtype=np.int64, count=len(values))
-    floor = min_rows(len(known), reference.rows, thresholds)
-    if len(values) < floor:
-        return FeatureDrift(name=reference.name, kind="categorical", rows=len(values), psi=None,
-                            status="not enough data", min_rows=floor)
-    value = psi(np.array([reference.shares[k] for k in known]),
-                np.bincount(codes, minlength=len(known)).astype(np.float64))
-    return FeatureDrift(name=reference.name, kind="categorical", rows=len(values), psi=value,
-                        status=_status(value, thresholds), min_rows=floor)
+    return _judged(reference, "categorical", len(values), len(known), thresholds, lambda: (
+        psi(np.array([reference.shares[k] for k in known]),
+            np.bincount(codes, minlength=len(known)).astype(np.float64)), None))
 
 
 def whole_weeks(window_days: float | None) -> bool:

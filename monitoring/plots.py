@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from app.reports import MonitoringReport
 
@@ -49,6 +50,49 @@ def drift_over_time(history: list[MonitoringReport], path: Path, warn: float, ac
     ax_auc.set_ylabel("ROC AUC")
     ax_auc.set_xlabel("as of (event time)")
     ax_auc.legend(fontsize=8, loc="lower left")
+    return _save_dated(fig, path)
+
+
+def accuracy_by_cohort(report: MonitoringReport, path: Path) -> Path:
+    """The label maturity curve, and per day the champion's estimated and realised AUC with each day's maturity."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_curve, ax_auc) = plt.subplots(1, 2, figsize=(12, 4.5))
+    curve = report.maturity
+    if curve is not None:
+        ax_curve.step(curve.days, curve.share, where="post")
+        ax_curve.set_title(f"Label maturity ({curve.source}, {curve.frauds:,} frauds)" if curve.frauds
+                           else f"Label maturity ({curve.source})")
+    ax_curve.set(xlabel="days after the transaction", ylabel="share of its eventual fraud reports known",
+                 ylim=(0, 1.02))
+    ax_curve.grid(alpha=0.3)
+    champion = [c for c in report.cohorts if c.model_version == report.model_version and c.variant == "champion"]
+    if champion:
+        days = [c.day for c in champion]
+        ax_auc.plot(days, [c.estimated.roc_auc if c.estimated else None for c in champion], marker="o",
+                    label="estimated (calibrated scores)")
+        ax_auc.plot(days, [c.realised.roc_auc if c.realised else None for c in champion], marker="s",
+                    label="realised (mature days)")
+        ax_share = ax_auc.twinx()
+        ax_share.bar(days, [c.maturity for c in champion], alpha=0.15, color="grey", label="maturity")
+        ax_share.set(ylim=(0, 1.05), ylabel="frauds known (maturity)")
+        ax_auc.set_zorder(ax_share.get_zorder() + 1)
+        ax_auc.patch.set_visible(False)
+        ax_auc.legend(fontsize=8, loc="lower left")
+    else:
+        ax_auc.text(0.5, 0.5, "no champion predictions in the window", ha="center", va="center",
+                    transform=ax_auc.transAxes)
+    ax_auc.set(ylabel="ROC AUC", title=f"Model {report.model_version}: accuracy per day, as of {report.as_of:%Y-%m-%d}")
+    return _save_dated(fig, path)
+
+
+def _save_dated(fig: Any, path: Path) -> Path:
+    """Save a figure whose x axis is dates (labels slanted), and close it."""
+    import matplotlib.pyplot as plt
+
     fig.autofmt_xdate()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

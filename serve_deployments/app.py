@@ -196,8 +196,7 @@ class FraudDetector:
         versions = {"champion": p.champion.version} if p.champion else {}
         if p.challenger is not None:
             versions["challenger"] = p.challenger.version
-        drift, accuracy, training_auc = self.latest_report.gauges()
-        text = merged_text(url, gauge_lines(versions, accuracy, drift, training_auc))
+        text = merged_text(url, gauge_lines(versions, self.latest_report.gauges()))
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 

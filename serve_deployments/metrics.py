@@ -62,45 +62,59 @@ class LatestReport:
         self.settings = settings
         self.ttl_s = ttl_s
         self._read_at = float("-inf")
-        self._gauges: tuple[dict[str, float], dict[str, float], dict[str, float]] = ({}, {}, {})
+        self._gauges = reports.Gauges()
 
-    def gauges(self) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
-        """(data drift per feature, realised AUC per version, training AUC per version)."""
+    def gauges(self) -> reports.Gauges:
         now = time.monotonic()
         if now - self._read_at >= self.ttl_s:
             self._read_at = now
             try:
                 report = reports.latest(self.settings)
-                self._gauges = report.gauges() if report else ({}, {}, {})
+                self._gauges = report.gauges() if report else reports.Gauges()
             except Exception as error:  # a scrape must not fail on the report: the rest of /metrics still counts
                 logger.warning("metrics: latest monitoring report unreadable: %s", str(error).splitlines()[0][:200])
-                self._gauges = ({}, {}, {})
+                self._gauges = reports.Gauges()
         return self._gauges
 
 
-def gauge_lines(versions: dict[str, str], accuracy: dict[str, float], drift: dict[str, float],
-                training_auc: dict[str, float] | None = None) -> list[str]:
-    """model_version_info{model_version,variant}, model_accuracy{model_version}, model_training_auc{model_version},
+def gauge_lines(versions: dict[str, str], gauges: reports.Gauges) -> list[str]:
+    """model_version_info{model_version,variant}, and of the latest monitoring report (`riskray drift`):
+    model_accuracy{model_version} (realised AUC of the mature cohorts), model_accuracy_estimated{model_version}
+    (from the calibrated scores of the drift window), model_accuracy_maturity{model_version,kind} (the share of
+    the frauds known behind each), model_training_auc{model_version}, label_maturity_days{share} and
     data_drift_score{feature}.
 
     Gauges are rendered by the replica answering /metrics from its own state: Ray 2.60's Python gauges
     (OpenTelemetry observable gauges) never reached the node's metrics export in our tests; counters and
     histograms do, and are summed over replicas above.
 
-    ``accuracy``, ``training_auc`` and ``drift`` come from the latest monitoring report (`riskray drift`) and are
-    empty before one exists; the families are still declared so dashboards and alert rules find them."""
-    lines = ["# HELP model_version_info 1 for each model version being served, by variant",
-             "# TYPE model_version_info gauge"]
-    lines += [f'model_version_info{{model_version="{v}",variant="{variant}"}} 1' for variant, v in versions.items()]
-    lines += ["# HELP model_accuracy Realised AUC of a model version on labelled predictions",
-              "# TYPE model_accuracy gauge"]
-    lines += [f'model_accuracy{{model_version="{v}"}} {value}' for v, value in accuracy.items()]
-    lines += ["# HELP model_training_auc AUC of a model version on its training run's test set",
-              "# TYPE model_training_auc gauge"]
-    lines += [f'model_training_auc{{model_version="{v}"}} {value}' for v, value in (training_auc or {}).items()]
-    lines += ["# HELP data_drift_score PSI of a model input against the champion's training data",
-              "# TYPE data_drift_score gauge"]
-    lines += [f'data_drift_score{{feature="{f}"}} {value}' for f, value in drift.items()]
+    The report's gauges are empty before one exists; the families are still declared so dashboards and alert
+    rules find them."""
+    families: list[tuple[str, str, list[str]]] = [
+        ("model_version_info", "1 for each model version being served, by variant",
+         [f'model_version_info{{model_version="{v}",variant="{variant}"}} 1' for variant, v in versions.items()]),
+        ("model_accuracy", "Realised AUC of a model version on its mature prediction cohorts",
+         [f'model_accuracy{{model_version="{v}"}} {value}' for v, value in gauges.accuracy.items()]),
+        ("model_accuracy_estimated", "Estimated AUC of a model version on its recent predictions (calibrated "
+         "scores, before the labels)",
+         [f'model_accuracy_estimated{{model_version="{v}"}} {value}' for v, value in gauges.estimated.items()]),
+        ("model_accuracy_maturity", "Expected share of the frauds known behind a realised or estimated accuracy",
+         [f'model_accuracy_maturity{{model_version="{v}",kind="{kind}"}} {value}'
+          for (v, kind), value in gauges.maturity.items()]),
+        ("model_training_auc", "AUC of a model version on its training run's test set",
+         [f'model_training_auc{{model_version="{v}"}} {value}' for v, value in gauges.training_auc.items()]),
+        ("model_training_auc_estimated", "AUC estimated from a model version's calibrated scores on its training "
+         "run's test set (what model_accuracy_estimated is compared with)",
+         [f'model_training_auc_estimated{{model_version="{v}"}} {value}'
+          for v, value in gauges.training_auc_estimated.items()]),
+        ("label_maturity_days", "Days after a transaction until this share of its eventual fraud reports is known",
+         [f'label_maturity_days{{share="{share}"}} {days}' for share, days in gauges.label_days.items()]),
+        ("data_drift_score", "PSI of a model input against the champion's training data",
+         [f'data_drift_score{{feature="{f}"}} {value}' for f, value in gauges.drift.items()]),
+    ]
+    lines = []
+    for name, help_text, samples in families:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", *samples]
     return lines
 
 

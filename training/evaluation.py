@@ -90,7 +90,7 @@ def save_plots(directory: Path, labels: np.ndarray, scores: np.ndarray, evaluati
     ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)")
     ax.legend(loc="lower right")
-    paths.append(_save(fig, directory / "roc_curve.png"))
+    paths.append(save_figure(fig, directory / "roc_curve.png"))
 
     fig, ax = plt.subplots(figsize=(5, 5))
     precision, recall, _ = skm.precision_recall_curve(labels, scores)
@@ -98,7 +98,7 @@ def save_plots(directory: Path, labels: np.ndarray, scores: np.ndarray, evaluati
     ax.axhline(labels.mean(), linestyle="--", color="grey", linewidth=0.8, label="base rate")
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test)")
     ax.legend(loc="upper right")
-    paths.append(_save(fig, directory / "pr_curve.png"))
+    paths.append(save_figure(fig, directory / "pr_curve.png"))
 
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.imshow(evaluation.confusion, cmap="Blues")
@@ -106,17 +106,17 @@ def save_plots(directory: Path, labels: np.ndarray, scores: np.ndarray, evaluati
         ax.text(j, i, f"{value:,}", ha="center", va="center")
     ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["legit", "fraud"], yticklabels=["legit", "fraud"],
            xlabel="predicted", ylabel="actual", title=f"Confusion matrix @ {evaluation.threshold:.3f}")
-    paths.append(_save(fig, directory / "confusion_matrix.png"))
+    paths.append(save_figure(fig, directory / "confusion_matrix.png"))
 
     top = importance.head(20).iloc[::-1]
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.barh(top["feature"], top["share"])
     ax.set(xlabel="share of total gain", title="Feature importance")
-    paths.append(_save(fig, directory / "feature_importance.png"))
+    paths.append(save_figure(fig, directory / "feature_importance.png"))
     return paths
 
 
-def _save(fig: object, path: Path) -> Path:
+def save_figure(fig: object, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()  # type: ignore[attr-defined]

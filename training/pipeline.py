@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from app import drift_reference, model_artifact
+from app import drift_reference, expected_accuracy, model_artifact
 from app.config import Settings
 from app.labels import FRAUD_REPORT_COLUMNS, labels_cutoff, matured, maturity_days, row_fraud_reports
 from app.model_inputs import FEATURE_SET, FEATURES
@@ -212,17 +212,23 @@ def _ray_dir(settings: Settings, options: TrainOptions) -> Path:
 
 # --- stage 4: fit ------------------------------------------------------------------------------------------
 def fit(settings: Settings, options: TrainOptions, p: Prepared, cv: CvResult, say: Say) -> Path:
-    """The final model under Ray Train on the fit rows with the best configuration; the model folder."""
-    from training.model import fit_distributed
+    """The final model under Ray Train on the fit rows with the best configuration, calibrated on the validation
+    rows when its scores are off (``training.calibration``); the model folder."""
+    from training import calibration
+    from training.model import fit_distributed, predict
 
     ensure_ray(settings)
-    result = fit_distributed((p.matrix(p.fit_rows), p.labels(p.fit_rows)),
-                             (p.matrix(p.valid_rows), p.labels(p.valid_rows)), p.preprocessor.output_names,
+    valid = (p.matrix(p.valid_rows), p.labels(p.valid_rows))
+    result = fit_distributed((p.matrix(p.fit_rows), p.labels(p.fit_rows)), valid, p.preprocessor.output_names,
                              cv.params, cv.rounds, workers=options.workers,
                              cpus_per_worker=settings.train_cpus_per_worker, storage=_ray_dir(settings, options))
     say(f"train: {options.workers} Ray Train workers, {cv.rounds} rounds in {result.seconds:.0f} s; "
         f"validation {', '.join(f'{k} {v:.4f}' for k, v in result.metrics.items())}")
-    model_dir = model_artifact.save(options.directory(settings) / MODEL_DIR, result.booster, p.preprocessor)
+    calibrated = calibration.fit(valid[1], predict(result.booster, valid[0]), settings.calibration_max_ece_share)
+    say(f"calibrate: validation ECE {calibrated.ece_before:.4f} -> {calibrated.ece_after:.4f} "
+        f"({calibrated.method}; calibrated above {settings.calibration_max_ece_share:g} of the fraud rate)")
+    model_dir = model_artifact.save(options.directory(settings) / MODEL_DIR, result.booster, p.preprocessor,
+                                    calibrated)
     (model_dir / TRAINING_FILE).write_text(json.dumps({
         "params": cv.params, "rounds": cv.rounds, "trials": cv.trials, "tune_seconds": cv.seconds,
         "fit_seconds": result.seconds, "workers": options.workers, "folds": options.folds, "cv_scheme": options.cv,
@@ -244,16 +250,36 @@ class Report:
 
 def evaluate(settings: Settings, options: TrainOptions, p: Prepared, model_dir: Path, say: Say) -> dict[str, float]:
     """Threshold on validation, metrics and plots on the test part, CV against test side by side. Writes only
-    into the report folder (the model folder is the fit stage's output; the threshold travels in the metrics)."""
-    from training import evaluation
+    into the report folder (the model folder is the fit stage's output; the threshold travels in the metrics).
+    Scores are calibrated (the model's calibration), so the threshold is a calibrated probability; ``ece_raw``
+    measures the booster's own scores on the same rows."""
+    from app.calibration import expected_calibration_error
+    from training import calibration, evaluation
+    from training.model import predict
 
     model = model_artifact.ScoringModel.from_files(model_artifact.read_folder(model_dir))
     threshold = evaluation.f1_threshold(p.labels(p.valid_rows), model.probabilities(p.matrix(p.valid_rows)))
-    test_scores = model.probabilities(p.matrix(p.test_rows))
+    test_matrix, test_labels = p.matrix(p.test_rows), p.labels(p.test_rows)
+    test_scores, raw_scores = model.probabilities(test_matrix), predict(model.booster, test_matrix)
     result = evaluation.evaluate(p.examples.frame.iloc[p.test_rows], test_scores, threshold)
+    result.metrics.update(ece=expected_calibration_error(test_labels, test_scores),
+                          ece_raw=expected_calibration_error(test_labels, raw_scores))
+    # what monitoring's estimate says of these rows: its own baseline, so an estimate is judged against an estimate
+    test_days = pd.to_datetime(p.examples.frame["timestamp"].iloc[p.test_rows], utc=True).dt.tz_localize(None) \
+        .to_numpy().astype("datetime64[D]")
+    estimated = expected_accuracy.expected(test_scores, test_days, settings.review_capacity_per_day, min_frauds=1)
+    if estimated is not None:
+        result.metrics.update(roc_auc_estimated=estimated.roc_auc,  # type: ignore[arg-type]
+                              average_precision_estimated=estimated.average_precision,  # type: ignore[arg-type]
+                              precision_at_capacity_estimated=estimated.precision_at_capacity,  # type: ignore[arg-type]
+                              precision_at_capacity=expected_accuracy.precision_at_capacity(
+                                  test_days, test_scores, test_labels.astype(np.float64),
+                                  settings.review_capacity_per_day))
     importance = evaluation.feature_importance(model.booster, p.preprocessor.output_names)
     report_dir = options.directory(settings) / REPORT_DIR
-    evaluation.save_plots(report_dir, p.labels(p.test_rows), test_scores, result, importance)
+    evaluation.save_plots(report_dir, test_labels, test_scores, result, importance)
+    calibration.save_reliability_plot(report_dir / calibration.RELIABILITY_PLOT, test_labels, raw_scores,
+                                      test_scores)
     importance.to_csv(report_dir / "feature_importance.csv", index=False)
     m = result.metrics
     (report_dir / METRICS_FILE).write_text(json.dumps(m, indent=1))
@@ -270,7 +296,9 @@ def evaluate(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
         importance=importance.groupby(importance["feature"].str.split("=").str[0])["share"].sum().to_dict())
     (report_dir / drift_reference.FILE).write_text(reference.model_dump_json())
     say(f"evaluate: test AUC {m['roc_auc']:.4f}, AP {m['average_precision']:.4f}, precision {m['precision']:.3f}, "
-        f"recall {m['recall']:.3f}, F1 {m['f1']:.3f} @ {threshold:.3f}, CP@100 {m['card_precision_at_100']:.3f}")
+        f"recall {m['recall']:.3f}, F1 {m['f1']:.3f} @ {threshold:.3f}, CP@100 {m['card_precision_at_100']:.3f}, "
+        f"ECE {m['ece']:.4f} (raw {m['ece_raw']:.4f}); estimated from the scores alone: AUC "
+        f"{m.get('roc_auc_estimated', float('nan')):.4f}, AP {m.get('average_precision_estimated', float('nan')):.4f}")
     if cv["aucpr_mean"] == cv["aucpr_mean"]:  # NaN when tuning was skipped
         say(f"evaluate: CV ({options.cv}) vs test: AP {cv['aucpr_mean']:.4f} vs {m['average_precision']:.4f}, "
             f"AUC {cv['auc_mean']:.4f} vs {m['roc_auc']:.4f}")
@@ -302,7 +330,8 @@ def register(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
             "valid_fraction": options.valid_fraction, "seed": options.seed,
             "label_delay_days": settings.label_delay_days, "since": bounds["since"], "until": bounds["until"],
             "rows_fit": len(p.fit_rows), "rows_valid": len(p.valid_rows), "rows_test": len(p.test_rows),
-            "threshold_rule": "max F1 on validation",
+            "threshold_rule": "max F1 on validation", "calibration": model.calibration.method,
+            "calibration_max_ece_share": settings.calibration_max_ece_share,
         })
         mlflow.log_metrics({
             **{f"cv_{k}": v for k, v in training["cv"].items() if v == v},
@@ -313,7 +342,8 @@ def register(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
             "git_commit": tracking.git_commit(), "data_md5": md5_of(snapshot_path), "feature_set": FEATURE_SET,
             "features": ",".join(FEATURES), "source": str(options.source_file or "feature store"),
         })
-        tracking.log_artifacts([model_dir / model_artifact.PREPROCESSOR_FILE, model_dir / TRAINING_FILE],
+        tracking.log_artifacts([model_dir / name for name in (model_artifact.PREPROCESSOR_FILE,
+                                                              model_artifact.CALIBRATION_FILE, TRAINING_FILE)],
                                model_artifact.PREPROCESSOR_DIR)
         tracking.log_artifacts([*sorted(report_dir.glob("*.png")), report_dir / "feature_importance.csv",
                                 report_dir / METRICS_FILE, report_dir / CV_VS_TEST_FILE], REPORT_DIR)

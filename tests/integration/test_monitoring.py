@@ -9,7 +9,7 @@ import json
 import os
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -112,6 +112,29 @@ def test_inputs_served_from_the_same_world_stay_under_the_warn_threshold(world: 
     over = {d.name: round(d.psi, 3) for d in inputs if d.psi >= 0.1}  # type: ignore[operator]
     assert not over, f"seed {SEED}: same-world inputs over PSI 0.1: {over}"
     assert report.status == "ok" and not report.retrain
+
+
+def test_daily_checks_stay_quiet_for_two_weeks_on_the_same_world_and_act_the_morning_after_the_switch(
+        world: World) -> None:
+    # the nightly check, backfilled: one report a day through the real store, as `riskray drift` stores them, with
+    # the default floors. One-day windows: the smallest samples (the strictest for false alarms), and a shift is
+    # seen the morning after (a 7-day window needs ~5 drifted days before an amount shift like this one reads 0.25).
+    first, morning_after = SERVE_START + timedelta(days=1), DRIFT_AT + timedelta(days=1)
+    result = riskray("drift", "--daily-from", cli_time(first), "--as-of", cli_time(morning_after), "--json",
+                     timeout=900, RISKRAY_DRIFT_WINDOW_DAYS="1")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    daily = [MonitoringReport.model_validate(r) for r in json.loads(result.stdout)]
+    same, after = daily[:-1], daily[-1]
+    assert len(same) == 14 and all(r.as_of <= DRIFT_AT for r in same) and after.as_of == morning_after
+    over = {(f"{r.as_of:%m-%d}", d.name): round(d.psi, 3) for r in same for d in r.drift
+            if d.kind != "score" and d.psi is not None and d.psi > 0.25}
+    assert not over, f"seed {SEED}: same-world inputs over the action threshold: {over}"
+    assert not [(f"{r.as_of:%m-%d}", r.reasons) for r in same if r.retrain], f"seed {SEED}: a retrain verdict"
+    assert sum(any(d.psi is not None for d in r.drift if d.kind != "score") for r in same) >= 10  # judged, not mute
+    moved = [d.name for d in after.drift if d.status == "act" and d.kind != "score"]
+    assert after.retrain and after.triggers[0] == "drift" and "amount" in moved, after.reasons
+    assert all(AMOUNT_DERIVED.search(name) for name in moved), f"seed {SEED}: {moved}"
+    assert after.reasons[0].startswith(tuple(f"{name}: PSI" for name in moved)), after.reasons
 
 
 @pytest.fixture(scope="module")

@@ -47,8 +47,8 @@ def test_the_model_trains_on_the_labels_known_at_its_cut_off_never_on_one_report
 def test_training_from_the_store_registers_a_challenger_with_every_artifact(stack: Settings, trained: Trained) -> None:
     since, until = trained.since, trained.until
     for phase in ("snapshot:", "features:", "tune: 2 trials x 5-fold CV (time-forward, 0.1-day gap)",
-                  "train: 2 Ray Train workers", "evaluate: test AUC", "evaluate: CV (time) vs test: AP",
-                  "register: MLflow run"):
+                  "train: 2 Ray Train workers", "calibrate: validation ECE", "evaluate: test AUC",
+                  "evaluate: CV (time) vs test: AP", "register: MLflow run"):
         assert phase in trained.stdout, phase
 
     with Registry(stack) as registry:
@@ -59,21 +59,25 @@ def test_training_from_the_store_registers_a_challenger_with_every_artifact(stac
     params = {p["key"]: p["value"] for p in run["data"]["params"]}
     assert metrics["test_roc_auc"] > 0.8, f"seed {SEED}: test AUC {metrics['test_roc_auc']:.3f}"  # chance is 0.5
     for name in ("cv_aucpr_mean", "cv_aucpr_std", "cv_auc_mean", "cv_auc_std", "test_average_precision",
-                 "test_precision", "test_recall", "test_f1", "test_card_precision_at_100"):
+                 "test_precision", "test_recall", "test_f1", "test_card_precision_at_100", "test_ece",
+                 "test_ece_raw", "test_roc_auc_estimated", "test_average_precision_estimated"):
         assert name in metrics, name
     assert params["cv_folds"] == "5" and params["train_workers"] == "2" and "scale_pos_weight" in params
+    assert params["calibration"] in ("none", "platt")
     assert (params["cv_scheme"], params["cv_gap_days"]) == ("time", "0.1")
     assert tags["data_md5"] == trained.snapshot_md5  # what DVC records for the same file
     assert tags["feature_set"] and "merchant_fraud_rate_30d" in tags["features"] and tags["git_commit"]
 
-    assert _artifacts(stack, challenger.run_id, "preprocessor") >= {"preprocessor/preprocessor.json"}
+    assert _artifacts(stack, challenger.run_id, "preprocessor") >= {"preprocessor/preprocessor.json",
+                                                                    "preprocessor/calibration.json"}
     assert _artifacts(stack, challenger.run_id, "report") >= {
         f"report/{name}" for name in ("roc_curve.png", "pr_curve.png", "confusion_matrix.png",
-                                      "feature_importance.png", "feature_importance.csv", "metrics.json",
-                                      "cv_vs_test.json")}
+                                      "feature_importance.png", "reliability.png", "feature_importance.csv",
+                                      "metrics.json", "cv_vs_test.json")}
     with Registry(stack) as registry:
         files = registry.download(challenger)
     assert files.booster[:1] == b"{" and '"numeric"' in files.preprocessor  # UBJSON object, fitted state
+    assert files.calibration is not None and '"method"' in files.calibration
     model_dir = httpx.get(f"{stack.mlflow_tracking_uri}/api/2.0/mlflow/model-versions/get-download-uri",
                           params={"name": stack.registered_model_name, "version": challenger.version}).json()
     assert model_dir["artifact_uri"]

@@ -120,6 +120,8 @@ DAG_PARAM_SETTINGS = {
     "drift_window_days": "drift_window_days",
     "accuracy_max_drop": "accuracy_max_drop",
     "accuracy_window_days": "accuracy_window_days",
+    "accuracy_min_maturity": "accuracy_min_maturity",
+    "label_horizon_days": "label_horizon_days",
     "label_delay_days": "label_delay_days",
     "compare_days": "compare_days",
     "promotion_metric": "promotion_metric",

@@ -47,13 +47,19 @@ def test_values_beyond_the_training_range_land_in_the_open_outer_bins() -> None:
     assert np.isfinite(result.psi) and result.status == "act"  # all in the top bin: finite, large
 
 
-def test_a_window_below_the_sample_size_floor_reports_not_enough_data() -> None:
+def test_a_window_below_the_sample_size_floors_says_only_what_its_size_can_tell() -> None:
     rng = np.random.default_rng(SEED)
     reference = numeric_reference("amount", _amounts(rng, 50_000))
     floor = min_rows(11, 50_000, Thresholds())
-    assert 300 < floor < 700  # 99th percentile of chi2(10) / (0.05 - that / 50,000)
-    few = numeric_drift(reference, _amounts(rng, floor - 1, factor=3), Thresholds(), "numeric")
-    assert few.status == "not enough data" and few.psi is None and few.ks is None and few.min_rows == floor
+    act_floor = min_rows(11, 50_000, Thresholds(warn=0.25))
+    assert 300 < floor < 700 and act_floor < floor / 2  # 99th percentile of chi2(10) / (half a threshold - ...)
+    # under the warn floor a large shift still says act, with its PSI; a same-distribution sample says nothing
+    shifted = numeric_drift(reference, _amounts(rng, floor - 1, factor=3), Thresholds(), "numeric")
+    assert shifted.status == "act" and shifted.psi > 0.25 and shifted.min_rows == floor and "action" in shifted.reason
+    same = numeric_drift(reference, _amounts(rng, floor - 1), Thresholds(), "numeric")
+    assert same.status == "not enough data" and same.psi is not None and same.psi < 0.25
+    few = numeric_drift(reference, _amounts(rng, act_floor - 1, factor=3), Thresholds(), "numeric")
+    assert few.status == "not enough data" and few.psi is None and few.ks is None
 
 
 def test_categories_unseen_in_training_count_as_other() -> None:

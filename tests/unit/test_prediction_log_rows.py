@@ -11,6 +11,7 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.model_inputs import CATEGORICAL_FEATURES, FEATURE_SET, NUMERIC_FEATURES
+from app.reports import Gauges
 from serve_deployments.metrics import gauge_lines, merge
 from serve_deployments.prediction_log import COLUMNS, BatchInputs, LoggedPrediction
 
@@ -65,7 +66,7 @@ def _samples(text: str) -> dict[tuple[str, tuple], float]:
 
 
 def test_metrics_sum_over_replicas_and_show_uncounted_counters_at_zero() -> None:
-    samples = _samples(merge(EXPORT, gauge_lines({"champion": "3"}, {}, {})))
+    samples = _samples(merge(EXPORT, gauge_lines({"champion": "3"}, Gauges())))
     assert samples[("predictions_total", (("model_version", "3"), ("result", "legit")))] == 12.0
     assert samples[("prediction_log_dropped_total", (("reason", "overflow"),))] == 2.0
     assert samples[("prediction_log_dropped_total", (("reason", "write_failed"),))] == 0.0

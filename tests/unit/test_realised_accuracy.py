@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from app.config import Settings
-from app.reports import FeatureDrift, MonitoringReport
+from app.reports import FeatureDrift, Gauges, MonitoringReport
 from monitoring.accuracy import realised
 from monitoring.run import _verdict
 
@@ -75,7 +75,7 @@ def test_a_champion_auc_drop_means_retrain_even_without_drift() -> None:
 def test_too_few_served_rows_is_not_enough_data_and_renders_no_gauge() -> None:
     report = _report([_feature("amount", None, "not enough data")], [])
     assert report.status == "not enough data" and not report.retrain
-    assert report.gauges() == ({}, {}, {})
+    assert report.gauges() == Gauges()
     assert any("no predictions with matured labels" in r for r in report.reasons)
 
 
@@ -84,8 +84,9 @@ def test_gauges_hold_only_computed_values() -> None:
     ok = realised("3", "champion", labels, scores, 0.9, 10, 0.05, 0)
     unknown = realised("4", "challenger", labels[:10], scores[:10], None, 10, 0.05, 0)
     report = _report([_feature("amount", 0.02), _feature("hour", None, "not enough data")], [ok, unknown])
-    drift, accuracy, training = report.gauges()
-    assert drift == {"amount": 0.02} and accuracy == {"3": ok.roc_auc} and training == {"3": 0.9}
+    gauges = report.gauges()
+    assert gauges.drift == {"amount": 0.02} and gauges.accuracy == {"3": ok.roc_auc}
+    assert gauges.training_auc == {"3": 0.9} and not gauges.estimated and not gauges.label_days
 
 
 def test_the_verdict_says_how_much_the_moved_inputs_matter_and_whether_accuracy_moved_with_them() -> None:
@@ -111,3 +112,12 @@ def test_inputs_left_out_are_named_with_their_reason_and_never_decide() -> None:
             in report.reasons)
     only_left = _report(left, [])
     assert only_left.status == "not enough data" and not only_left.retrain
+
+
+def test_a_drop_is_what_the_interval_says_not_the_point() -> None:
+    labels, scores = _scored(400, 12, separation=1.5)  # a dozen frauds: a wide interval
+    point = realised("3", "champion", labels, scores, 0.99, 10, 0.05, 0)
+    judged = realised("3", "champion", labels, scores, 0.99, 10, 0.05, 200)
+    assert point.status == "drop" and judged.roc_auc == point.roc_auc < 0.95 * 0.99
+    assert judged.auc_high is not None and judged.auc_high >= 0.95 * 0.99
+    assert judged.status == "ok", judged
