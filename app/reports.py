@@ -157,6 +157,8 @@ class MonitoringReport(BaseModel):
         return Gauges(
             drift={d.name: d.psi for d in self.drift if d.psi is not None and d.kind != "score"},
             accuracy={a.model_version: a.roc_auc for a in realised},  # type: ignore[misc]
+            accuracy_upper={a.model_version: a.auc_high if a.auc_high is not None else a.roc_auc  # type: ignore[misc]
+                            for a in realised},
             training_auc={a.model_version: a.baseline_auc for a in self.accuracy if a.baseline_auc is not None},
             training_auc_estimated={e.model_version: e.baseline_auc for e in self.estimated
                                     if e.baseline_auc is not None},
@@ -175,6 +177,8 @@ class Gauges(BaseModel):
 
     drift: dict[str, float] = Field(default_factory=dict, description="PSI per input")
     accuracy: dict[str, float] = Field(default_factory=dict, description="realised AUC per version")
+    accuracy_upper: dict[str, float] = Field(
+        default_factory=dict, description="the upper end of its bootstrap interval: the drop rule reads it")
     training_auc: dict[str, float] = Field(default_factory=dict, description="test AUC of its training run")
     estimated: dict[str, float] = Field(default_factory=dict, description="estimated AUC per version")
     training_auc_estimated: dict[str, float] = Field(

@@ -197,10 +197,11 @@ def riskray_retraining() -> None:
         if report["retrain"] or p["force_retrain"]:
             why = "forced (force_retrain)" if not report["retrain"] else "; ".join(report["reasons"])
             # which signals decided (drift, matured accuracy, estimated accuracy): the alert names them first
-            on = ", ".join(report.get("triggers") or []) or "force_retrain"
+            on = (", ".join(report.get("triggers") or []) if report["retrain"] else "force_retrain") or "the reasons"
             log.info("retraining on %s: %s", on, why)
+            # news, not an incident: Slack only (a PagerDuty event opens an incident whatever its severity)
             alerts.post(f":arrows_counterclockwise: riskray: retraining champion {report['model_version']} on {on}: "
-                        f"{why[:800]}", severity="info")
+                        f"{why[:800]}", severity="info", page=False)
             return "retrain"
         log.info("no retraining: drift check says %s: %s", report["status"], "; ".join(report["reasons"]))
         return "skip_retraining"

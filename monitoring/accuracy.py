@@ -13,7 +13,7 @@ Pure: labels, scores and event times in, ``app.reports`` models out; reading the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -84,7 +84,7 @@ def bootstrap_interval(labels: np.ndarray, scores: np.ndarray, resamples: int) -
 
 def ages_days(times: np.ndarray, as_of: datetime) -> np.ndarray:
     """Each row's cohort age at ``as_of``: days from the end of its day (a day not over yet is 0 days old)."""
-    end = np.datetime64(as_of.replace(tzinfo=None), "us")
+    end = np.datetime64(as_of.astimezone(UTC).replace(tzinfo=None), "us")
     day_end = times.astype("datetime64[D]") + _DAY
     return np.maximum((end - day_end) / _DAY, 0.0)
 
@@ -109,7 +109,8 @@ def cohorts(version: str, variant: str, labels: np.ndarray, scores: np.ndarray, 
         positives = int(known.sum())
         if positives < rules.min_positives or positives == len(known):
             out.append(CohortAccuracy(**common, status=NOT_ENOUGH, realised=None, reason=(
-                f"{positives} known frauds, fewer than {rules.min_positives}")))
+                f"{positives} known frauds, fewer than {rules.min_positives}" if positives < rules.min_positives
+                else f"all {positives} predictions are known frauds")))
             continue
         low, high = bootstrap_interval(known, scores[rows], rules.resamples)
         out.append(CohortAccuracy(**common, status="ok", realised=Accuracy(

@@ -95,6 +95,9 @@ def gauge_lines(versions: dict[str, str], gauges: reports.Gauges) -> list[str]:
          [f'model_version_info{{model_version="{v}",variant="{variant}"}} 1' for variant, v in versions.items()]),
         ("model_accuracy", "Realised AUC of a model version on its mature prediction cohorts",
          [f'model_accuracy{{model_version="{v}"}} {value}' for v, value in gauges.accuracy.items()]),
+        ("model_accuracy_upper", "Upper end of the 95 % bootstrap interval of model_accuracy (a drop is when even "
+         "this is under the line)",
+         [f'model_accuracy_upper{{model_version="{v}"}} {value}' for v, value in gauges.accuracy_upper.items()]),
         ("model_accuracy_estimated", "Estimated AUC of a model version on its recent predictions (calibrated "
          "scores, before the labels)",
          [f'model_accuracy_estimated{{model_version="{v}"}} {value}' for v, value in gauges.estimated.items()]),

@@ -25,6 +25,8 @@ def fit(labels: np.ndarray, raw_probability: np.ndarray, max_ece_share: float) -
     from sklearn.linear_model import LogisticRegression
 
     before = expected_calibration_error(labels, raw_probability)
+    if len(labels) == 0 or np.min(labels) == np.max(labels):  # one class: nothing to fit a map on
+        return Calibration(method="none", ece_before=before, ece_after=before)
     max_ece = max_ece_share * float(np.mean(labels)) if len(labels) else float("nan")
     if not before > max_ece:  # NaN (no rows) keeps the identity too
         return Calibration(method="none", ece_before=before, ece_after=before)

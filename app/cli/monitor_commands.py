@@ -23,8 +23,9 @@ def drift(
         help="PNG of drift and realised AUC over the stored reports; default <state>/monitoring/drift.png")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON instead of tables")] = False,
     daily_from: Annotated[datetime | None, typer.Option(
-        help="one check per day from this time (UTC, event time) up to --as-of, each stored: a backfilled "
-             "history; prints a line per day, then the last report (--json: every report)")] = None,
+        help="one check per day from this time (UTC, event time), and one as of --as-of, each stored: a "
+             "backfilled history (/metrics shows the last one stored until the next check); prints a line per "
+             "day, then the last report (--json: every report)")] = None,
 ) -> None:
     """Compare the inputs served in the last RISKRAY_DRIFT_WINDOW_DAYS with the champion's training data (PSI,
     KS), compute realised AUC on predictions whose labels have matured, store the report (Serve's /metrics shows

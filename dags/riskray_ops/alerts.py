@@ -38,8 +38,9 @@ def failure_text(context: Any) -> str:
             f"(try {ti.try_number}): {str(context.get('exception') or 'see the task log')[:500]}")
 
 
-def post(text: str, severity: str = "error") -> list[str]:
-    """Post ``text`` to every configured channel; returns the channels posted to."""
+def post(text: str, severity: str = "error", page: bool = True) -> list[str]:
+    """Post ``text`` to every configured channel (``page=False``: Slack only, for news that must not open a
+    PagerDuty incident); returns the channels posted to."""
     from airflow.providers.pagerduty.notifications.pagerduty import PagerdutyNotifier
     from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
@@ -50,6 +51,8 @@ def post(text: str, severity: str = "error") -> list[str]:
             pagerduty_events_conn_id=PAGERDUTY_CONN, summary=text[:1000], severity=severity,
             source="riskray_retraining")),
     }
+    if not page:
+        channels.pop("pagerduty")
     for name, (conn_id, notifier) in channels.items():
         if not configured(conn_id):
             continue

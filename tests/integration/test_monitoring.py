@@ -160,7 +160,7 @@ def test_inputs_after_the_drift_switch_cross_the_action_threshold_only_where_amo
 
 def test_realised_auc_equals_sklearn_on_the_same_joined_rows(world: World, drifted: MonitoringReport) -> None:
     report = drifted
-    # labels matured: event times in [as_of - delay - 30 d, as_of - delay): the same-world served week
+    # the mature cohorts (row labels: days at least the label delay old) pooled: the same-world served weeks
     week = world.served[(world.served["timestamp"] >= pd.Timestamp(report.accuracy_start))
                         & (world.served["timestamp"] < pd.Timestamp(report.accuracy_end))]
     scores = world.answers.loc[week["transaction_id"], "fraud_probability"].to_numpy()

@@ -135,3 +135,9 @@ def test_the_registry_downloads_the_calibration_and_none_for_a_version_without_o
         del stored[model_artifact.CALIBRATION_ARTIFACT]  # a version registered before calibration
         assert registry.download(version).calibration is None
     assert asked.count(model_artifact.CALIBRATION_ARTIFACT) == 2  # one request per download, found or not
+
+
+def test_a_validation_part_of_one_class_keeps_the_identity() -> None:
+    scores = np.linspace(0.01, 0.9, 50)
+    fitted = calibration.fit(np.zeros(50, dtype=np.int64), scores, max_ece_share=0.2)
+    assert fitted.method == "none" and np.array_equal(fitted.apply(scores), scores)

@@ -87,6 +87,7 @@ def test_gauges_hold_only_computed_values() -> None:
     gauges = report.gauges()
     assert gauges.drift == {"amount": 0.02} and gauges.accuracy == {"3": ok.roc_auc}
     assert gauges.training_auc == {"3": 0.9} and not gauges.estimated and not gauges.label_days
+    assert gauges.accuracy_upper == {"3": ok.roc_auc}  # no interval (no resamples): the point
 
 
 def test_the_verdict_says_how_much_the_moved_inputs_matter_and_whether_accuracy_moved_with_them() -> None:
