@@ -70,9 +70,12 @@ class MaturityCurve(BaseModel):
     def at(self, age_days: float) -> float:
         """The expected share of a cohort's eventual frauds known ``age_days`` after it (0 before the first point,
         1 past the last)."""
-        if age_days < self.days[0]:
-            return 0.0
-        return float(np.interp(age_days, self.days, self.share, left=0.0, right=1.0))
+        return float(self.at_ages(np.array([age_days]))[0])
+
+    def at_ages(self, ages_days: np.ndarray) -> np.ndarray:
+        """``at`` of every age at once (a report reads it for each of a month's predictions)."""
+        ages = np.asarray(ages_days, dtype=np.float64)
+        return np.where(ages < self.days[0], 0.0, np.interp(ages, self.days, self.share, left=0.0, right=1.0))
 
     def days_to(self, share: float) -> float | None:
         """The age at which ``share`` of the frauds is known (None when the curve never reaches it)."""

@@ -126,7 +126,7 @@ def matured(version: str, variant: str, labels: np.ndarray, scores: np.ndarray, 
             curve: MaturityCurve, baseline_auc: float | None, rules: Rules) -> VersionAccuracy:
     """Realised accuracy of the version's mature cohorts pooled (younger ones are left out: their unreported frauds
     would read as legitimate)."""
-    maturity = np.array([curve.at(a) for a in ages_days(times, as_of)])
+    maturity = curve.at_ages(ages_days(times, as_of))
     mature = maturity >= rules.min_maturity
     if not mature.any():
         oldest = f"the oldest is {maturity.max():.0%} known" if len(maturity) else "no predictions"
@@ -145,7 +145,7 @@ def estimated(version: str, variant: str, scores: np.ndarray, times: np.ndarray,
     """The version's estimated accuracy over the given (recent) predictions, with the expected share of their
     frauds already known (probability-weighted maturity)."""
     expected = estimate.expected(scores, times.astype("datetime64[D]"), rules.capacity, rules.min_positives)
-    maturity = np.array([curve.at(a) for a in ages_days(times, as_of)])
+    maturity = curve.at_ages(ages_days(times, as_of))
     known = float((scores * maturity).sum() / scores.sum()) if scores.sum() > 0 else 0.0
     common = {"model_version": version, "variant": variant, "rows": len(scores), "maturity": known,
               "estimated": expected, "baseline_auc": baseline_auc}
