@@ -32,22 +32,17 @@ from app.registry import CHAMPION, Registry, RegistryError
 from app.reports import LEFT_OUT, NOT_ENOUGH, MaturityCurve, MonitoringReport, VersionAccuracy, VersionEstimate
 from monitoring import accuracy, drift, maturity
 
-# one row per transaction (a retried request is logged twice); shadow rows repeat their champion row's inputs.
-# Answers with default features (the store over its budget) are left out: their inputs describe a serving fault,
-# not the world, and retraining cannot fix a slow store (a busy afternoon of the demo put 13 % of a same-world
-# day's answers on defaults and read PSI 1.0 on nine inputs); they are counted apart (_DEGRADED_SQL).
+# one row per transaction (a retried request is logged twice: its first answer); shadow rows repeat their champion
+# row's inputs. Answers with default features (the store over its budget) are then left out, in Python: their
+# inputs describe a serving fault, not the world, and retraining cannot fix a slow store (a busy afternoon of the
+# demo put 13 % of a same-world day's answers on defaults and read PSI 1.0 on nine inputs); they are counted apart.
 _SERVED_SQL = f"""
     SELECT DISTINCT ON (coalesce(transaction_id::text, prediction_id::text))
-           numeric_inputs, categorical_inputs, fraud_probability, model_version, event_time
+           numeric_inputs, categorical_inputs, fraud_probability, model_version, event_time, features_degraded
     FROM predictions
     WHERE event_time >= %s AND event_time < %s AND {ANSWERED} AND feature_set = %s
-      AND numeric_inputs IS NOT NULL AND NOT features_degraded
+      AND numeric_inputs IS NOT NULL
     ORDER BY coalesce(transaction_id::text, prediction_id::text), prediction_id
-"""
-_DEGRADED_SQL = f"""
-    SELECT count(DISTINCT coalesce(transaction_id::text, prediction_id::text)) FILTER (WHERE features_degraded),
-           count(DISTINCT coalesce(transaction_id::text, prediction_id::text))
-    FROM predictions WHERE event_time >= %s AND event_time < %s AND {ANSWERED} AND feature_set = %s
 """
 # each served transaction's label as known at the report (app.labels: matured, unreported = legitimate)
 _LABELLED_SQL = f"""
@@ -70,13 +65,23 @@ _FIRST_FRAUD_REPORT_SQL = f"""
 """
 
 
-def served_inputs(settings: Settings, start: datetime, end: datetime, feature_set: str
-                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
-    """The logged model inputs of the window's answers with store features as columns, the scores by answering
-    model version, and the rows' event times (datetime64 UTC)."""
+@dataclass(frozen=True)
+class Served:
+    """The window's answers with store features: the logged model inputs as columns, the scores by answering model
+    version, the rows' event times (datetime64 UTC); and how many answers had default features, of how many."""
+
+    inputs: dict[str, np.ndarray]
+    scores: dict[str, np.ndarray]
+    times: np.ndarray
+    degraded: int
+    answered: int
+
+
+def served_inputs(settings: Settings, start: datetime, end: datetime, feature_set: str) -> Served:
     with db.connection(settings) as conn, conn.cursor() as cur:
         cur.execute(_SERVED_SQL, (start, end, feature_set))
-        rows = cur.fetchall()
+        answered = cur.fetchall()
+    rows = [r for r in answered if not r[5]]
     numeric = np.array([r[0] for r in rows], dtype=np.float64).reshape(len(rows), len(NUMERIC_FEATURES))
     inputs: dict[str, np.ndarray] = {name: numeric[:, i] for i, name in enumerate(NUMERIC_FEATURES)}
     for i, name in enumerate(CATEGORICAL_FEATURES):
@@ -84,7 +89,8 @@ def served_inputs(settings: Settings, start: datetime, end: datetime, feature_se
     versions = np.array([r[3] for r in rows], dtype=object)
     scores = np.array([r[2] for r in rows], dtype=np.float64)
     times = np.array([r[4].astimezone(UTC).replace(tzinfo=None) for r in rows], dtype="datetime64[us]")
-    return inputs, {str(v): scores[versions == v] for v in np.unique(versions)}, times
+    return Served(inputs, {str(v): scores[versions == v] for v in np.unique(versions)}, times,
+                  degraded=len(answered) - len(rows), answered=len(answered))
 
 
 @dataclass(frozen=True)
@@ -94,14 +100,6 @@ class Labelled:
     labels: np.ndarray
     scores: np.ndarray
     times: np.ndarray  # event times, datetime64 UTC
-
-
-def degraded_answers(settings: Settings, start: datetime, end: datetime, feature_set: str) -> tuple[int, int]:
-    """(answers with default features, all answers) of the window's transactions."""
-    with db.connection(settings) as conn, conn.cursor() as cur:
-        cur.execute(_DEGRADED_SQL, (start, end, feature_set))
-        degraded, answered = cur.fetchone()
-    return int(degraded), int(answered)
 
 
 def labelled_predictions(settings: Settings, start: datetime, end: datetime, labels_at: datetime
@@ -181,11 +179,10 @@ def compute(settings: Settings, as_of: datetime) -> MonitoringReport:
     results: list[reports.FeatureDrift] = []
     served, degraded = 0, (0, 0)
     if reference is not None:
-        inputs, scores, times = served_inputs(settings, window_start, as_of, reference.feature_set)
-        served = len(times)
-        degraded = degraded_answers(settings, window_start, as_of, reference.feature_set)
-        results = drift.compare(reference, inputs, scores.get(champion.version) if champion else None, thresholds,
-                                times=times, window_days=settings.drift_window_days)
+        answers = served_inputs(settings, window_start, as_of, reference.feature_set)
+        served, degraded = len(answers.times), (answers.degraded, answers.answered)
+        results = drift.compare(reference, answers.inputs, answers.scores.get(champion.version) if champion else None,
+                                thresholds, times=answers.times, window_days=settings.drift_window_days)
     curve = maturity_curve(settings, as_of)
     rules = accuracy.Rules(min_positives=settings.accuracy_min_positives, min_maturity=settings.accuracy_min_maturity,
                            max_drop=settings.accuracy_max_drop, resamples=settings.accuracy_bootstrap,

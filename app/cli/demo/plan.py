@@ -83,6 +83,9 @@ class DemoPlan(BaseModel):
     def _trains_within_its_history(self) -> DemoPlan:
         if self.train_days > self.history_days:
             raise ValueError(f"train_days {self.train_days} is longer than the history ({self.history_days} days)")
+        if self.compare_days >= self.drifted_days:
+            raise ValueError(f"compare_days {self.compare_days} leaves the challenger no drifted day to learn from "
+                             f"(drifted_days {self.drifted_days})")
         return self
 
 

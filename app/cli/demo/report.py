@@ -354,7 +354,9 @@ def maturity_figures(report: MonitoringReport, time_scale: float) -> dict[str, A
     days = {share: curve.days_to(share) for share in MATURITY_SHARES}
     return {"source": curve.source, "frauds": curve.frauds, "horizon_days": curve.horizon_days,
             "days_to": {f"{share:.0%}": d for share, d in days.items()},
-            "real_days_to": {f"{share:.0%}": None if d is None else d / time_scale for share, d in days.items()}}
+            # the rule's days are the label maturity's, never scaled: no real-clock reading of them
+            "real_days_to": {f"{share:.0%}": None if d is None or curve.source == "rule" else d / time_scale
+                             for share, d in days.items()}}
 
 
 def cohort_rows(report: MonitoringReport) -> list[dict[str, Any]]:
@@ -552,7 +554,11 @@ def _daily_section(r: DemoReport) -> list[str]:
 def _accuracy_section(r: DemoReport) -> list[str]:
     out = ["", "## Accuracy per day, before and after the labels", ""]
     m = r.maturity
-    if m is not None:
+    if m is not None and m["source"] == "rule":
+        out += ["The label maturity curve: too few label events of transactions old enough to measure it, so the "
+                "maturity rule (nothing known before the label maturity, everything after). A day under the minimum "
+                "maturity gives no realised number, only the estimate from the calibrated scores.", ""]
+    elif m is not None:
         shares = ", ".join(f"{share} within {_days(d)} ({_days(m['real_days_to'][share])} on a real clock)"
                            for share, d in m["days_to"].items() if d is not None)
         out += [f"The label maturity curve ({m['source']}, {m['frauds']:,} frauds, transactions at least "

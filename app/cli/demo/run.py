@@ -264,8 +264,14 @@ class Demo:
         first = (self.state.daily[-1].as_of if self.state.daily else self.state.line.live_start) + timedelta(days=1)
         if first > until:
             return "no day ended"
-        self._replay.wait_for_labels()
-        wait_for_logged(self.settings, self._replay.stats.answered)
+        stored, sent = self._replay.wait_for_labels(), self.state.labels.sent
+        if stored < sent:
+            raise DemoError(f"the store holds {stored:,} of the {sent:,} label events sent after 120 s: is the "
+                            "streaming job's labels query running? (`riskray stream status`)")
+        logged, _ = wait_for_logged(self.settings, self._replay.stats.answered)
+        if logged < self._replay.stats.answered:
+            raise DemoError(f"the prediction log holds {logged:,} of the {self._replay.stats.answered:,} answers "
+                            "after 60 s: the nightly check would judge a partial day")
         daily = self.settings.model_copy(update={"drift_window_days": 1.0})
 
         def say(report: Any) -> None:
