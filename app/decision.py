@@ -19,6 +19,14 @@ from pydantic import BaseModel, Field
 
 from app.config import Settings
 
+# Where a version's decision lives: the pair as a model-version tag (compact JSON; re-choosing it for a registered
+# version needs no retraining), and the run's artifact folder with the held-out rows it was chosen on and its plot
+DECISION_TAG = "decision"
+DECISION_DIR = "decision"
+HOLDOUT_FILE = "holdout_scores.parquet"
+DECISION_FILE = "decision.json"
+PLOT_FILE = "thresholds.png"
+
 Outcome = Literal["approve", "review", "decline"]
 OUTCOMES: tuple[Outcome, ...] = ("approve", "review", "decline")  # index = outcome code
 

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from app.decision import CostModel, Decision
+from app.decision import CostModel, Decision, outcome_codes
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,41 @@ def choose(probabilities: np.ndarray, labels: np.ndarray, amounts: np.ndarray, c
         frauds_caught_share=float(cuts.frauds[j] / frauds) if frauds else 0.0)
 
 
+def volume_per_day(timestamps: pd.Series) -> float:
+    """Transactions a day of a period: its rows over its days (at least an hour)."""
+    times = pd.to_datetime(timestamps, utc=True)
+    days = max((times.max() - times.min()).total_seconds() / 86_400, 1 / 24)
+    return len(times) / days
+
+
+def holdout_frame(parts: dict[str, tuple[np.ndarray, np.ndarray, pd.DataFrame]]) -> pd.DataFrame:
+    """part -> (calibrated probabilities, labels, the rows' frame): what a pair is chosen and judged on, no ids."""
+    return pd.concat([pd.DataFrame({"part": name, "probability": scores, "is_fraud": labels.astype(np.int8),
+                                    "amount": frame["amount"].to_numpy(dtype=float),
+                                    "timestamp": pd.to_datetime(frame["timestamp"], utc=True).to_numpy()})
+                      for name, (scores, labels, frame) in parts.items()], ignore_index=True)
+
+
+def choose_on(holdout: pd.DataFrame, costs: CostModel, volume: float) -> tuple[Decision, dict[str, float]]:
+    """The pair chosen on the validation rows, and what it costs a day on the test rows (never chosen on)."""
+    valid, test = holdout[holdout["part"] == "validation"], holdout[holdout["part"] == "test"]
+    decision = choose(valid["probability"].to_numpy(), valid["is_fraud"].to_numpy(), valid["amount"].to_numpy(),
+                      costs, volume, chosen_on=f"validation ({len(valid):,} rows)")
+    on_test: dict[str, float] = {}
+    if len(test):
+        per_day = volume / len(test)
+        codes = outcome_codes(test["probability"].to_numpy(), decision.review_at, decision.decline_at)
+        on_test = {"decision_cost_per_day": per_day * expected_cost(
+                       test["probability"].to_numpy(), test["is_fraud"].to_numpy(), test["amount"].to_numpy(), costs,
+                       decision.review_at, decision.decline_at),
+                   "decision_reviews_per_day": per_day * float((codes == 1).sum()),
+                   "decision_declines_per_day": per_day * float((codes == 2).sum())}
+    return decision, on_test
+
+
 def expected_cost(probabilities: np.ndarray, labels: np.ndarray, amounts: np.ndarray, costs: CostModel,
                   review_at: float, decline_at: float) -> float:
     """The cost of a given pair on these rows (no capacity: what the pair would cost, however many it reviews)."""
-    from app.decision import outcome_codes
-
     codes = outcome_codes(probabilities, review_at, decline_at)
     y = np.asarray(labels).astype(bool)
     return float(costs.review_cost * (codes == 1).sum() + costs.decline_cost * ((codes == 2) & ~y).sum()

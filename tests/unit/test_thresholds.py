@@ -84,3 +84,43 @@ def test_the_thresholds_plot_is_written(tmp_path) -> None:  # type: ignore[no-un
     fraud = (rng.random(500) < scores).astype(int)
     decision = choose(scores, fraud, rng.gamma(2, 60, 500), _costs(20), volume_per_day=500)
     assert save_plot(scores, fraud, rng.gamma(2, 60, 500), decision, tmp_path / "t.png").stat().st_size > 0
+
+
+def _payload(tags: dict[str, str]) -> dict:  # type: ignore[type-arg]
+    return {"model_version": {"name": "riskray-fraud", "version": "3", "run_id": "r1", "source": "models:/m-1",
+                              "tags": [{"key": k, "value": v} for k, v in tags.items()]}}
+
+
+def test_a_versions_decision_travels_as_its_tag_and_a_version_without_one_declines_at_its_threshold() -> None:
+    import httpx
+
+    from app.config import Settings
+    from app.model_artifact import ScoringModel
+    from app.registry import Registry, RegistryError
+
+    decision = choose(SCORES, FRAUD, AMOUNT, _costs(2), volume_per_day=8)
+    tags: dict[str, str] = {"threshold": "0.7"}
+    written: list[dict] = []  # type: ignore[type-arg]
+
+    def mlflow(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/model-versions/set-tag"):
+            import json
+
+            written.append(json.loads(request.content))
+            tags[written[-1]["key"]] = written[-1]["value"]
+            return httpx.Response(200, json={})
+        return httpx.Response(200, json=_payload(tags))
+
+    with Registry(Settings(), transport=httpx.MockTransport(mlflow)) as registry:
+        before = registry.version("3")
+        assert before.decision is None
+        legacy = ScoringModel("3", None, None, before.threshold)  # type: ignore[arg-type]
+        assert list(legacy.outcomes(np.array([0.9, 0.7, 0.5]))) == [2, 2, 0]  # decline at the threshold, no review
+        registry.set_decision("3", decision)
+        after = registry.version("3")
+        assert after.decision == decision and written[-1]["key"] == "decision"
+        model = ScoringModel("3", None, None, after.threshold, decision=after.decision)  # type: ignore[arg-type]
+        assert [OUTCOMES[c] for c in model.outcomes(np.array([0.95, 0.9, 0.5]))] == ["decline", "review", "approve"]
+        tags["decision"] = '{"review_at": "soon"}'
+        with pytest.raises(RegistryError, match="'decision' tag is not a decision"):
+            registry.version("3")
