@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.config import Settings
 
@@ -47,6 +47,8 @@ class Decision(BaseModel):
     """A model version's two thresholds and what they are expected to cost, per day of traffic like the held-out
     rows they were chosen on. A probability at or over ``decline_at`` declines, else at or over ``review_at``
     reviews, else approves; ``review_at == decline_at`` means no review band (inf: never)."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")  # "Infinity" in JSON (a tag, a file), read back as inf
 
     review_at: float
     decline_at: float

@@ -124,3 +124,10 @@ def test_a_versions_decision_travels_as_its_tag_and_a_version_without_one_declin
         tags["decision"] = '{"review_at": "soon"}'
         with pytest.raises(RegistryError, match="'decision' tag is not a decision"):
             registry.version("3")
+
+
+def test_a_pair_that_never_declines_survives_its_json_round_trip() -> None:
+    costs = CostModel(fraud_loss_share=1.0, review_cost=1, decline_cost=10_000, review_capacity_per_day=8)
+    decision = choose(SCORES[1:], FRAUD[1:], AMOUNT[1:], costs, volume_per_day=7)  # the highest score is legitimate
+    assert decision.decline_at == float("inf")  # a false decline costs more than any fraud: review instead
+    assert type(decision).model_validate_json(decision.model_dump_json()) == decision
