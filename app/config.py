@@ -179,7 +179,13 @@ class Settings(BaseSettings):
                                       "transaction, measured on transactions at least that old")
     review_capacity_per_day: int = Field(
         default=100, ge=1, description="Reviews a day the fraud team can do: precision at capacity is the share of "
-                                       "frauds among a day's this many highest-scored transactions")
+                                       "frauds among a day's this many highest-scored transactions, and the "
+                                       "decision thresholds send at most this many a day to review")
+    cost_fraud_loss_share: float = Field(
+        default=1.0, gt=0, le=1, description="The share of a missed fraud's amount that is lost (after recoveries)")
+    cost_review: float = Field(default=5.0, ge=0, description="The cost of one analyst review")
+    cost_decline_legit: float = Field(
+        default=25.0, ge=0, description="The cost of declining one legitimate transaction (lost margin and trust)")
     calibration_max_ece_share: float = Field(
         default=0.2, ge=0, description="Calibrate a trained model (Platt scaling, fitted on validation) when its "
                                        "expected calibration error on validation is over this share of the "

@@ -7,7 +7,10 @@ Layout (a training run's model folder, and the same files in MLflow):
 * ``calibration.json``: the :class:`app.calibration.Calibration` applied to every score (beside the preprocessor,
   in ``preprocessor/``); a version registered before calibration has none and scores raw (the identity);
 * the decision threshold: the model version's ``threshold`` tag in the registry (chosen by evaluation on the
-  validation part's calibrated scores; a training folder's ``report/metrics.json`` holds it too).
+  validation part's calibrated scores; a training folder's ``report/metrics.json`` holds it too): ``is_fraud``;
+* the decision: the review/decline pair, the version's ``decision`` tag (``app.decision``; a training folder's
+  ``report/decision.json``): the answer's outcome. A version from before it declines at the threshold and reviews
+  nothing.
 
 The constants below are the layout's one statement: training writes and logs with them; the registry and the demo
 read with them.
@@ -27,6 +30,7 @@ import numpy as np
 
 from app.calibration import FILE as CALIBRATION_FILE
 from app.calibration import Calibration
+from app.decision import Decision, outcome_codes
 from app.preprocessing import FILE_NAME as PREPROCESSOR_FILE
 from app.preprocessing import Preprocessor
 
@@ -54,6 +58,7 @@ class ModelFiles:
     preprocessor: str
     threshold: float = DEFAULT_THRESHOLD
     calibration: str | None = None  # calibration.json's text; None (a version without one): the identity
+    decision: Decision | None = None
 
 
 def save(directory: Path, booster: xgb.Booster, preprocessor: Preprocessor, calibration: Calibration) -> Path:
@@ -85,6 +90,15 @@ class ScoringModel:
     preprocessor: Preprocessor
     threshold: float
     calibration: Calibration = field(default_factory=Calibration)
+    decision: Decision | None = None
+
+    @property
+    def review_at(self) -> float:
+        return self.decision.review_at if self.decision is not None else self.threshold
+
+    @property
+    def decline_at(self) -> float:
+        return self.decision.decline_at if self.decision is not None else self.threshold
 
     @classmethod
     def from_files(cls, files: ModelFiles, threads: int | None = None) -> ScoringModel:
@@ -97,7 +111,7 @@ class ScoringModel:
         calibration = (Calibration.model_validate_json(files.calibration) if files.calibration is not None
                        else Calibration())
         return cls(files.version, booster, Preprocessor.model_validate_json(files.preprocessor), files.threshold,
-                   calibration)
+                   calibration, files.decision)
 
     def probabilities(self, matrix: np.ndarray) -> np.ndarray:
         """Calibrated fraud probabilities of an already preprocessed matrix."""
@@ -110,6 +124,10 @@ class ScoringModel:
 
     def decide(self, probability: np.ndarray) -> np.ndarray:
         return decide(probability, self.threshold)
+
+    def outcomes(self, probability: np.ndarray) -> np.ndarray:
+        """Outcome codes (``app.decision.OUTCOMES``) by the version's review/decline pair."""
+        return outcome_codes(probability, self.review_at, self.decline_at)
 
     def explain(self, matrix: np.ndarray) -> list[list[dict[str, Any]]]:
         """The largest |contribution| features per row (XGBoost pred_contribs, in log-odds)."""

@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
+from pydantic import ValidationError
 
 from app import drift_reference
 from app.config import Settings
+from app.decision import DECISION_DIR, DECISION_TAG, HOLDOUT_FILE, Decision
 from app.drift_reference import DriftReference
 from app.errors import UserError
 from app.model_artifact import (
@@ -29,6 +31,7 @@ from app.model_artifact import (
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "champion_history"
+TAG_LIMIT = 5000  # MLflow's longest tag value
 
 
 class RegistryError(UserError, RuntimeError):
@@ -43,6 +46,7 @@ class ModelVersion:
     source: str
     aliases: tuple[str, ...]
     threshold: float  # the decision threshold chosen at training (tag 'threshold'), DEFAULT_THRESHOLD if unset
+    decision: Decision | None = None  # the review/decline pair (tag 'decision'); None: a version from before them
 
 
 class Registry:
@@ -84,9 +88,16 @@ class Registry:
     @staticmethod
     def _version(payload: dict) -> ModelVersion:
         tags = {t["key"]: t["value"] for t in payload.get("tags", [])}
+        decision = None
+        if DECISION_TAG in tags:
+            try:
+                decision = Decision.model_validate_json(tags[DECISION_TAG])
+            except ValidationError as error:
+                raise RegistryError(f"version {payload['version']}'s '{DECISION_TAG}' tag is not a decision: "
+                                    f"{error.errors()[0]['msg']}") from None
         return ModelVersion(payload["name"], str(payload["version"]), payload.get("run_id", ""),
                             payload.get("source", ""), tuple(payload.get("aliases", ())),
-                            float(tags.get(THRESHOLD_TAG, DEFAULT_THRESHOLD)))
+                            float(tags.get(THRESHOLD_TAG, DEFAULT_THRESHOLD)), decision)
 
     def by_alias(self, alias: str) -> ModelVersion | None:
         try:
@@ -138,7 +149,24 @@ class Registry:
             preprocessor=self._artifact(run_uri, PREPROCESSOR_ARTIFACT).decode(),
             threshold=version.threshold,
             calibration=None if calibration is None else calibration.decode(),
+            decision=version.decision,
         )
+
+    def holdout_scores(self, version: ModelVersion) -> bytes:
+        """The held-out rows the version's decision was chosen on (Parquet: training.thresholds.holdout_frame)."""
+        run_uri = self._call("GET", "/runs/get", params={"run_id": version.run_id})["run"]["info"]["artifact_uri"]
+        content = self._optional_artifact(run_uri, f"{DECISION_DIR}/{HOLDOUT_FILE}")
+        if content is None:
+            raise RegistryError(f"version {version.version} was trained before decisions: it has no held-out scores "
+                                "to choose thresholds on (retrain it)")
+        return content
+
+    def set_decision(self, version: str, decision: Decision) -> None:
+        """A version's review/decline pair: promotion and rollback carry it, as they carry the version."""
+        value = decision.model_dump_json()
+        if len(value) > TAG_LIMIT:
+            raise RegistryError(f"a decision of {len(value):,} characters does not fit a tag ({TAG_LIMIT:,})")
+        self.set_version_tag(version, DECISION_TAG, value)
 
     def drift_reference(self, version: ModelVersion) -> DriftReference:
         """The drift reference saved with the version at training."""
@@ -162,7 +190,7 @@ class Registry:
 
     def set_version_tag(self, version: str, key: str, value: str) -> None:
         self._call("POST", "/model-versions/set-tag",
-                   json={"name": self.name, "version": version, "key": key, "value": value[:5000]})
+                   json={"name": self.name, "version": version, "key": key, "value": value[:TAG_LIMIT]})
 
     def set_alias(self, alias: str, version: str) -> None:
         self._call("POST", "/registered-models/alias", json={"name": self.name, "alias": alias, "version": version})

@@ -89,6 +89,12 @@ def ages_days(times: np.ndarray, as_of: datetime) -> np.ndarray:
     return np.maximum((end - day_end) / _DAY, 0.0)
 
 
+def row_ages_days(times: np.ndarray, as_of: datetime) -> np.ndarray:
+    """Each row's own age at ``as_of`` in days (the maturity of a window of predictions, not of whole days)."""
+    end = np.datetime64(as_of.astimezone(UTC).replace(tzinfo=None), "us")
+    return np.maximum((end - times) / _DAY, 0.0)
+
+
 def cohorts(version: str, variant: str, labels: np.ndarray, scores: np.ndarray, times: np.ndarray, as_of: datetime,
             curve: MaturityCurve, rules: Rules) -> list[CohortAccuracy]:
     """One row per day of ``times`` (datetime64, UTC): its maturity, realised accuracy when mature, estimate."""
@@ -145,7 +151,7 @@ def estimated(version: str, variant: str, scores: np.ndarray, times: np.ndarray,
     """The version's estimated accuracy over the given (recent) predictions, with the expected share of their
     frauds already known (probability-weighted maturity)."""
     expected = estimate.expected(scores, times.astype("datetime64[D]"), rules.capacity, rules.min_positives)
-    maturity = curve.at_ages(ages_days(times, as_of))
+    maturity = curve.at_ages(row_ages_days(times, as_of))  # of these rows, not of their whole days
     known = float((scores * maturity).sum() / scores.sum()) if scores.sum() > 0 else 0.0
     common = {"model_version": version, "variant": variant, "rows": len(scores), "maturity": known,
               "estimated": expected, "baseline_auc": baseline_auc}

@@ -54,7 +54,8 @@ def drift_over_time(history: list[MonitoringReport], path: Path, warn: float, ac
 
 
 def accuracy_by_cohort(report: MonitoringReport, path: Path) -> Path:
-    """The label maturity curve, and per day the champion's estimated and realised AUC with each day's maturity."""
+    """The label maturity curve, and per day each served model version's estimated and realised AUC (the
+    champion's answers: a retrained world has two), over each day's maturity."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,23 +70,26 @@ def accuracy_by_cohort(report: MonitoringReport, path: Path) -> Path:
     ax_curve.set(xlabel="days after the transaction", ylabel="share of its eventual fraud reports known",
                  ylim=(0, 1.02))
     ax_curve.grid(alpha=0.3)
-    champion = [c for c in report.cohorts if c.model_version == report.model_version and c.variant == "champion"]
-    if champion:
-        days = [c.day for c in champion]
-        ax_auc.plot(days, [c.estimated.roc_auc if c.estimated else None for c in champion], marker="o",
-                    label="estimated (calibrated scores)")
-        ax_auc.plot(days, [c.realised.roc_auc if c.realised else None for c in champion], marker="s",
-                    label="realised (mature days)")
+    served = [c for c in report.cohorts if c.variant == "champion"]
+    versions = sorted({c.model_version for c in served}, key=lambda v: (len(v), v))
+    if served:
+        maturity = {c.day: c.maturity for c in served}  # a day's maturity is its age's: one per day
         ax_share = ax_auc.twinx()
-        ax_share.bar(days, [c.maturity for c in champion], alpha=0.15, color="grey", label="maturity")
-        ax_share.set(ylim=(0, 1.05), ylabel="frauds known (maturity)")
+        ax_share.bar(list(maturity), list(maturity.values()), alpha=0.15, color="grey")
+        ax_share.set(ylim=(0, 1.05), ylabel="frauds known (maturity, bars)")
+        for n, version in enumerate(versions):
+            rows = [c for c in served if c.model_version == version]
+            days, colour = [c.day for c in rows], f"C{n}"
+            ax_auc.plot(days, [c.estimated.roc_auc if c.estimated else None for c in rows], marker="o",
+                        linestyle="--", color=colour, label=f"v{version} estimated (calibrated scores)")
+            ax_auc.plot(days, [c.realised.roc_auc if c.realised else None for c in rows], marker="s",
+                        color=colour, label=f"v{version} realised (mature days)")
         ax_auc.set_zorder(ax_share.get_zorder() + 1)
         ax_auc.patch.set_visible(False)
         ax_auc.legend(fontsize=8, loc="lower left")
     else:
-        ax_auc.text(0.5, 0.5, "no champion predictions in the window", ha="center", va="center",
-                    transform=ax_auc.transAxes)
-    ax_auc.set(ylabel="ROC AUC", title=f"Model {report.model_version}: accuracy per day, as of {report.as_of:%Y-%m-%d}")
+        ax_auc.text(0.5, 0.5, "no predictions in the window", ha="center", va="center", transform=ax_auc.transAxes)
+    ax_auc.set(ylabel="ROC AUC", title=f"Accuracy per day, as of {report.as_of:%Y-%m-%d %H:%M}")
     return _save_dated(fig, path)
 
 

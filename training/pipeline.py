@@ -253,8 +253,10 @@ def evaluate(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
     into the report folder (the model folder is the fit stage's output; the threshold travels in the metrics).
     Scores are calibrated (the model's calibration), so the threshold is a calibrated probability; ``ece_raw``
     measures the booster's own scores on the same rows."""
+    from app import decision as decision_files
     from app.calibration import expected_calibration_error
-    from training import calibration, evaluation
+    from app.decision import CostModel
+    from training import calibration, evaluation, thresholds
     from training.model import predict
 
     model = model_artifact.ScoringModel.from_files(model_artifact.read_folder(model_dir))
@@ -277,6 +279,21 @@ def evaluate(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
                                   settings.review_capacity_per_day))
     importance = evaluation.feature_importance(model.booster, p.preprocessor.output_names)
     report_dir = options.directory(settings) / REPORT_DIR
+    # the review/decline pair: cheapest on validation within the review capacity, its cost on test beside
+    frame = p.examples.frame
+    holdout = thresholds.holdout_frame({
+        "validation": (model.probabilities(p.matrix(p.valid_rows)), p.labels(p.valid_rows),
+                       frame.iloc[p.valid_rows]),
+        "test": (test_scores, test_labels, frame.iloc[p.test_rows])})
+    volume = thresholds.volume_per_day(frame["timestamp"].iloc[np.concatenate([p.train_rows, p.test_rows])])
+    decision, on_test = thresholds.choose_on(holdout, CostModel.from_settings(settings), volume)
+    result.metrics.update(on_test)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    holdout.to_parquet(report_dir / decision_files.HOLDOUT_FILE, index=False)
+    (report_dir / decision_files.DECISION_FILE).write_text(decision.model_dump_json(indent=1))
+    valid_part = holdout[holdout["part"] == "validation"]
+    thresholds.save_plot(valid_part["probability"].to_numpy(), valid_part["is_fraud"].to_numpy(),
+                         valid_part["amount"].to_numpy(), decision, report_dir / decision_files.PLOT_FILE)
     evaluation.save_plots(report_dir, test_labels, test_scores, result, importance)
     calibration.save_reliability_plot(report_dir / calibration.RELIABILITY_PLOT, test_labels, raw_scores,
                                       test_scores)
@@ -299,6 +316,10 @@ def evaluate(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
         f"recall {m['recall']:.3f}, F1 {m['f1']:.3f} @ {threshold:.3f}, CP@100 {m['card_precision_at_100']:.3f}, "
         f"ECE {m['ece']:.4f} (raw {m['ece_raw']:.4f}); estimated from the scores alone: AUC "
         f"{m.get('roc_auc_estimated', float('nan')):.4f}, AP {m.get('average_precision_estimated', float('nan')):.4f}")
+    say(f"evaluate: review at {decision.review_at:.4g}, decline at {decision.decline_at:.4g}: "
+        f"{decision.reviews_per_day:.0f} reviews and {decision.declines_per_day:.0f} declines a day (capacity "
+        f"{decision.costs.review_capacity_per_day}), expected cost {decision.expected_cost_per_day:,.0f} a day on "
+        f"validation, {m.get('decision_cost_per_day', float('nan')):,.0f} on test")
     if cv["aucpr_mean"] == cv["aucpr_mean"]:  # NaN when tuning was skipped
         say(f"evaluate: CV ({options.cv}) vs test: AP {cv['aucpr_mean']:.4f} vs {m['average_precision']:.4f}, "
             f"AUC {cv['auc_mean']:.4f} vs {m['roc_auc']:.4f}")
@@ -313,6 +334,9 @@ def register(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
         return Report(metrics, None, None, model_dir)
     import mlflow
 
+    from app import decision as decision_files
+    from app.decision import Decision
+    from app.registry import Registry
     from training import tracking
     from training.model import imbalance_weight
 
@@ -348,9 +372,14 @@ def register(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
         tracking.log_artifacts([*sorted(report_dir.glob("*.png")), report_dir / "feature_importance.csv",
                                 report_dir / METRICS_FILE, report_dir / CV_VS_TEST_FILE], REPORT_DIR)
         tracking.log_artifacts([report_dir / drift_reference.FILE], drift_reference.ARTIFACT_DIR)
+        tracking.log_artifacts([report_dir / decision_files.HOLDOUT_FILE, report_dir / decision_files.DECISION_FILE],
+                               decision_files.DECISION_DIR)
         example = pd.DataFrame(p.matrix(p.test_rows[:5]), columns=p.preprocessor.output_names)
         version = tracking.log_model(model.booster, example, settings.registered_model_name, metrics["threshold"])
         run_id = run.info.run_id
+    decision = Decision.model_validate_json((report_dir / decision_files.DECISION_FILE).read_text())
+    with Registry(settings) as registry:
+        registry.set_decision(version, decision)
     say(f"register: MLflow run {run_id}, {settings.registered_model_name} version {version} -> alias 'challenger'")
     return Report(metrics, version, run_id, model_dir)
 

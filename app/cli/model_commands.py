@@ -154,3 +154,63 @@ def score(
     result = score_file(settings, from_file, out, _utc(since), _utc(until), model, _say)
     typer.echo(f"{result.rows:,} transactions scored with version {result.version}: {result.flagged:,} flagged "
                f"-> {out}")
+
+
+def thresholds(
+    version: Annotated[str | None, typer.Argument(help="a registered version; default: the champion")] = None,
+    review_cost: Annotated[float | None, typer.Option(min=0, help="one review [RISKRAY_COST_REVIEW]")] = None,
+    decline_cost: Annotated[float | None, typer.Option(
+        min=0, help="declining one legitimate transaction [RISKRAY_COST_DECLINE_LEGIT]")] = None,
+    fraud_loss_share: Annotated[float | None, typer.Option(
+        min=0, max=1, help="share of a missed fraud's amount lost [RISKRAY_COST_FRAUD_LOSS_SHARE]")] = None,
+    capacity: Annotated[int | None, typer.Option(
+        min=0, help="reviews a day the team can do [RISKRAY_REVIEW_CAPACITY_PER_DAY]")] = None,
+    store: Annotated[bool, typer.Option("--set", help="store the re-chosen pair on the version")] = False,
+) -> None:
+    """Print a version's review/decline thresholds and re-choose them for these costs on its held-out rows (no
+    retraining); draw expected cost and reviews a day against the review threshold (PNG)."""
+    import io
+
+    import pandas as pd
+
+    from app.decision import CostModel
+    from app.registry import CHAMPION, Registry, RegistryError
+    from training.thresholds import choose_on, save_plot, volume_per_day
+
+    settings = get_settings()
+    with Registry(settings) as registry:
+        chosen = registry.by_alias(CHAMPION) if version is None else registry.version(version)
+        if chosen is None:
+            raise RegistryError("no champion: name a version (`riskray thresholds VERSION`)")
+        holdout = pd.read_parquet(io.BytesIO(registry.holdout_scores(chosen)))
+        stored = chosen.decision
+        base = CostModel.from_settings(settings) if stored is None else stored.costs
+        costs = base.model_copy(update={k: v for k, v in {
+            "review_cost": review_cost, "decline_cost": decline_cost, "fraud_loss_share": fraud_loss_share,
+            "review_capacity_per_day": capacity}.items() if v is not None})
+        volume = stored.volume_per_day if stored is not None else volume_per_day(holdout["timestamp"])
+        decision, on_test = choose_on(holdout, costs, volume)
+        for name, d in (("stored", stored), ("re-chosen", decision)):
+            if d is None:
+                typer.echo(f"{name:>9}: none (a version from before decisions declines at its threshold "
+                           f"{chosen.threshold:.4g} and reviews nothing)")
+                continue
+            typer.echo(f"{name:>9}: review at {d.review_at:.4g}, decline at {d.decline_at:.4g}; "
+                       f"{d.reviews_per_day:,.0f} reviews and {d.declines_per_day:,.0f} declines a day, "
+                       f"{d.frauds_caught_share:.0%} of frauds caught, expected cost {d.expected_cost_per_day:,.0f} "
+                       f"a day (review {d.costs.review_cost:g}, false decline {d.costs.decline_cost:g}, "
+                       f"loss share {d.costs.fraud_loss_share:g}, capacity {d.costs.review_capacity_per_day})")
+        if on_test:
+            typer.echo(f"     test: the re-chosen pair costs {on_test['decision_cost_per_day']:,.0f} a day, "
+                       f"{on_test['decision_reviews_per_day']:,.0f} reviews and "
+                       f"{on_test['decision_declines_per_day']:,.0f} declines a day")
+        valid = holdout[holdout["part"] == "validation"]
+        path = settings.state_dir / "thresholds" / f"{settings.registered_model_name}-v{chosen.version}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_plot(valid["probability"].to_numpy(), valid["is_fraud"].to_numpy(), valid["amount"].to_numpy(),
+                  decision, path)
+        typer.echo(f"plot: {path}")
+        if store:
+            registry.set_decision(chosen.version, decision)
+            typer.echo(f"version {chosen.version} now reviews at {decision.review_at:.4g} and declines at "
+                       f"{decision.decline_at:.4g}")

@@ -65,10 +65,17 @@ def test_the_quick_demo_runs_the_whole_loop_loses_nothing_serves_the_retrained_c
     assert report["comparison"]["promote"] is True
     assert any(a["model_version"] == report["champion_after"] and a["rows"] > 0 for a in report["realised_auc"])
     assert report["drift"] and report["drift"][0]["psi"] > 0.25
-    for name in ("report.md", "drift.png", "live_traffic.png"):
+    # a nightly check after every live day before the run: the same world's quiet, the drift's caught the morning
+    # after (both among the checks above); every live day's accuracy, estimated, and realised once mature
+    plan = report["plan"]
+    assert len(report["daily"]) == plan["same_days"] + plan["drifted_days"]
+    assert any(c["realised_auc"] is not None for c in report["cohorts"])
+    assert any(c["estimated_auc"] is not None for c in report["cohorts"])
+    for name in ("report.md", "drift.png", "live_traffic.png", "accuracy.png"):
         assert (run / name).stat().st_size > 0, name
     assert "## Counts at every stage" in (written := (run / "report.md").read_text())
     assert "## Labels: late, as events" in written
+    assert "## The nightly checks" in written and "## Accuracy per day, before and after the labels" in written
 
     # it stopped what it started: the whole stack, Airflow and Serve with it
     assert not supervisor.is_running(settings)

@@ -89,6 +89,33 @@ def test_training_from_the_store_registers_a_challenger_with_every_artifact(stac
     assert stored > 40_000 and stored == with_features
 
 
+def test_the_review_and_decline_thresholds_are_chosen_by_cost_and_rechosen_for_a_version_without_retraining(
+        stack: Settings, trained: Trained) -> None:
+    assert "evaluate: review at" in trained.stdout
+    with Registry(stack) as registry:
+        version = registry.version(trained.version)
+    original = version.decision
+    assert original is not None and original.reviews_per_day <= stack.review_capacity_per_day
+    assert original.review_at <= original.decline_at and original.costs.review_cost == stack.cost_review
+    assert _artifacts(stack, version.run_id, "decision") >= {"decision/holdout_scores.parquet",
+                                                             "decision/decision.json"}
+    assert "report/thresholds.png" in _artifacts(stack, version.run_id, "report")
+    try:
+        # no reviewer on duty: the re-chosen pair reviews nothing, stored on the version for Serve and promotion
+        result = riskray("thresholds", trained.version, "--capacity", "0", "--set")
+        assert result.returncode == 0, result.stderr
+        assert "stored: review at" in result.stdout and "re-chosen: review at" in result.stdout
+        with Registry(stack) as registry:
+            after = registry.version(trained.version).decision
+        assert after is not None and after.costs.review_capacity_per_day == 0 and after.reviews_per_day == 0
+        assert after.review_at == after.decline_at
+    finally:
+        with Registry(stack) as registry:
+            registry.set_decision(trained.version, original)
+    missing = riskray("thresholds", "999999")
+    assert missing.returncode == 1 and "has no version 999999" in missing.stderr
+
+
 def test_promote_and_rollback_move_the_champion_alias(stack: Settings, trained: Trained) -> None:
     earlier, later = copy_version(stack, trained.version), copy_version(stack, trained.version)
     assert riskray("promote", earlier).returncode == 0

@@ -129,3 +129,15 @@ def test_an_estimate_more_than_the_allowed_share_under_training_means_retrain_an
     gauges = report.gauges()
     assert gauges.estimated == {"3": dropped.estimated.roc_auc}  # type: ignore[union-attr]
     assert gauges.maturity == {("3", "estimated"): 0.0} and gauges.training_auc_estimated == {"3": 0.99}
+
+
+def test_an_estimates_maturity_is_its_rows_own_not_their_whole_days() -> None:
+    _, scores = _calibrated(2_000)
+    # the last day, half of it 13 h old and half 1 h old: the curve says 12 h brings every report
+    times = np.array([np.datetime64(AS_OF.replace(tzinfo=None), "us") - np.timedelta64(h, "h")
+                      for h in (13, 1) for _ in range(1_000)])
+    curve = maturity.rule(0.5, 90)
+    window = accuracy.estimated("3", "champion", scores, times, AS_OF, curve, None, RULES)
+    assert window.maturity == pytest.approx(scores[:1_000].sum() / scores.sum())
+    day = accuracy.cohorts("3", "champion", np.zeros(2_000, dtype=int), scores, times, AS_OF, curve, RULES)
+    assert [c.maturity for c in day] == [0.0]  # the day is not over: as a cohort it is 0 days old

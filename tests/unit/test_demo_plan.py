@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from app.cli.demo.plan import FULL, QUICK, WATERMARK_MINUTES, DemoPlan, dag_conf, timeline
+from app.features import history_span
 from streaming.replay import chunks
 
 TODAY = datetime(2026, 12, 2, tzinfo=UTC)
@@ -26,7 +27,7 @@ def test_the_timeline_runs_history_then_live_then_drift_then_the_trigger_in_the_
 @pytest.mark.parametrize("plan", [FULL, QUICK], ids=lambda p: p.name)
 def test_the_run_judges_drifted_days_and_trains_the_challenger_on_the_days_before_them(plan: DemoPlan) -> None:
     line = timeline(plan, TODAY, label_delay_days=7)
-    conf = dag_conf(plan, line, label_delay_days=7)
+    conf = dag_conf(plan, line, label_delay_days=7, label_horizon_days=0.75)
     as_of = datetime.fromisoformat(conf["as_of"]).replace(tzinfo=UTC)
     drift_start = as_of - timedelta(days=conf["drift_window_days"])
     compare_end = as_of - timedelta(days=conf["label_delay_days"])
@@ -34,7 +35,8 @@ def test_the_run_judges_drifted_days_and_trains_the_challenger_on_the_days_befor
     train_start = compare_start - timedelta(days=conf["train_days"])
     assert drift_start == line.drift_at  # the drift window holds drifted traffic only
     assert line.drift_at < compare_start < compare_end == line.trigger_at  # held out: the last drifted days
-    assert train_start == line.world_start  # the challenger has seen drifted days, never the held-out ones
+    assert train_start == line.train_start  # the challenger has seen drifted days, never the held-out ones
+    assert conf["label_horizon_days"] == 0.75
     assert f"--folds {plan.folds}" in conf["train_args"]
 
 
@@ -43,6 +45,22 @@ def test_no_replayed_row_can_be_late_a_step_never_spans_more_than_the_watermark(
     assert plan.chunk_minutes <= WATERMARK_MINUTES
     with pytest.raises(ValueError, match="chunk_minutes"):
         plan.model_validate({**plan.model_dump(), "chunk_minutes": WATERMARK_MINUTES + 1})
+
+
+def test_the_full_plans_champion_trains_only_on_days_whose_every_feature_window_the_history_filled() -> None:
+    line = timeline(FULL, TODAY, label_delay_days=1)
+    assert line.train_start - line.world_start >= timedelta(days=history_span())
+    assert line.live_start - line.train_start == timedelta(days=FULL.train_days)
+
+
+def test_the_label_horizon_runs_on_the_demos_clock_as_the_label_delays_do() -> None:
+    scale = FULL.label_time_scale(chargeback_limit_days=120)
+    assert FULL.label_horizon_days(90, chargeback_limit_days=120) == pytest.approx(90 * scale) == 0.75
+
+
+def test_a_plan_cannot_train_on_more_days_than_its_history() -> None:
+    with pytest.raises(ValueError, match="train_days"):
+        DemoPlan.model_validate({**QUICK.model_dump(), "train_days": QUICK.history_days + 1})
 
 
 def test_the_quick_plan_keeps_the_full_plans_phases_and_five_fold_cv() -> None:

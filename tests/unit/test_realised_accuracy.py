@@ -122,3 +122,12 @@ def test_a_drop_is_what_the_interval_says_not_the_point() -> None:
     assert point.status == "drop" and judged.roc_auc == point.roc_auc < 0.95 * 0.99
     assert judged.auc_high is not None and judged.auc_high >= 0.95 * 0.99
     assert judged.status == "ok", judged
+
+
+def test_answers_with_default_features_are_counted_apart_and_never_a_reason_to_retrain() -> None:
+    when = datetime(2026, 11, 20, tzinfo=UTC)
+    report = _verdict(Settings(), when, when, when, when, "3", None, 4100, [_feature("amount", 0.01)], [],
+                      degraded=(639, 4746))
+    assert not report.retrain
+    assert any("639 of 4,746 answers (13.5%) had default features" in r and "retraining cannot fix" in r
+               for r in report.reasons)

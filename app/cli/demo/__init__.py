@@ -61,15 +61,20 @@ def demo(
     <state>/demo/<run>/). Ctrl-C stops everything the demo started."""
     from rich.console import Console
 
-    from app.cli.demo.plan import FULL, QUICK, WATERMARK_MINUTES
+    from app.cli.demo.plan import FULL, HISTORY_MAX_OFFSETS, QUICK, WATERMARK_MINUTES
     from app.cli.demo.run import Demo
     from app.config import get_settings
+    from streaming.label_delays import LabelDelayConfig
 
     names = _enter_world()
     plan = (QUICK if quick else FULL).model_copy(update={"seed": seed})
     # the demo's short label delay, for this process and all it starts (training, Serve's replicas, the DAG's jobs)
     os.environ["RISKRAY_LABEL_DELAY_DAYS"] = str(plan.label_delay_days)
+    # the label maturity curve's horizon, scaled as the label events' delays are (its curve comes from them)
+    horizon = plan.label_horizon_days(get_settings().label_horizon_days, LabelDelayConfig().chargeback_limit_days)
+    os.environ["RISKRAY_LABEL_HORIZON_DAYS"] = f"{horizon:g}"
     os.environ["RISKRAY_STREAM_WATERMARK_SECONDS"] = str(WATERMARK_MINUTES * 60)  # why: app/cli/demo/plan.py
+    os.environ["RISKRAY_STREAM_MAX_OFFSETS_PER_TRIGGER"] = str(HISTORY_MAX_OFFSETS)
     get_settings.cache_clear()
     settings = get_settings()
     run_dir = settings.state_dir / "demo" / f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{plan.name}"

@@ -1,5 +1,6 @@
 """The demo's report: counts at every stage (nothing lost, nothing counted twice), the champion before and after,
-drift, serving, the Airflow run and links; printed, and written as Markdown, JSON and PNGs in the run's folder."""
+the nightly checks, accuracy per day (estimated and, once mature, realised) with the label maturity curve, drift,
+serving, the Airflow run and links; printed, and written as Markdown, JSON and PNGs in the run's folder."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
@@ -17,12 +18,33 @@ from app import db
 from app.config import Settings
 from app.labels import known_at, known_label_sql, matured_sql
 from app.prediction_service import ANSWERED
+from app.reports import LEFT_OUT, MATURITY_SHARES, MonitoringReport
 
 
 class Check(BaseModel):
     name: str
     ok: bool
     detail: str
+
+
+class NightlyCheck(BaseModel):
+    """A nightly check in a line: its verdict and what it rests on, the champion's estimated AUC over the day and
+    its matured AUC (mature days pooled)."""
+
+    as_of: datetime
+    model_version: str | None
+    status: str
+    retrain: bool
+    triggers: list[str]
+    verdict: str
+    predictions: int
+    moved: str = Field(description="the inputs over the act threshold, or the highest PSI")
+    acted: list[str]
+    max_psi: float | None
+    left_out: list[str]
+    estimated_auc: float | None
+    matured_auc: float | None
+    accuracy: str = Field(description="the estimated and matured AUC in words")
 
 
 class DemoReport(BaseModel):
@@ -37,6 +59,9 @@ class DemoReport(BaseModel):
     comparison: dict[str, Any] | None
     realised_auc: list[dict[str, Any]]
     labels: dict[str, Any]
+    daily: list[NightlyCheck]
+    maturity: dict[str, Any] | None
+    cohorts: list[dict[str, Any]]
     drift: list[dict[str, Any]]
     drift_reasons: list[str]
     serving: dict[str, float]
@@ -77,12 +102,18 @@ LOGGED = f"""SELECT count(*), count(DISTINCT p.transaction_id) FROM predictions 
             AND EXISTS (SELECT 1 FROM transactions t WHERE t.transaction_id = p.transaction_id)"""
 
 
+def wait_for_logged(settings: Settings, answered: int, timeout_s: float = 60) -> tuple[int, int]:
+    """The prediction log writes in the background: until it holds ``answered`` predictions of stored
+    transactions, or the timeout; (logged, distinct transactions)."""
+    deadline = time.monotonic() + timeout_s
+    while (logged := _one(settings, LOGGED))[0] < answered and time.monotonic() < deadline:
+        time.sleep(1)
+    return int(logged[0]), int(logged[1])
+
+
 def counts(settings: Settings, state: Any) -> dict[str, int]:
     replay = state.replay
-    # the prediction log writes in the background: give it a moment to catch up with the last answers
-    deadline = time.monotonic() + 60
-    while (logged := _one(settings, LOGGED))[0] < replay.answered and time.monotonic() < deadline:
-        time.sleep(1)
+    logged = wait_for_logged(settings, replay.answered)
     rows, distinct, late = _one(settings, "SELECT count(*), count(DISTINCT transaction_id), "
                                           "count(*) FILTER (WHERE is_late) FROM transactions")
     tiled, tile_rows = _one(settings, "SELECT coalesce(sum(transaction_count), 0), count(*) FROM features")
@@ -118,12 +149,42 @@ def counts(settings: Settings, state: Any) -> dict[str, int]:
     }
 
 
+def daily_row(r: MonitoringReport) -> NightlyCheck:
+    inputs = [d for d in r.drift if d.kind != "score"]
+    judged = [d for d in inputs if d.status != LEFT_OUT and d.psi is not None]
+    top = max(judged, key=lambda d: d.psi or 0.0, default=None)
+    acted = sorted((d for d in judged if d.status == "act"), key=lambda d: -(d.psi or 0.0))
+    estimate = next((e for e in r.estimated if e.model_version == r.model_version and e.variant == "champion"), None)
+    matured = next((a for a in r.accuracy if a.model_version == r.model_version and a.variant == "champion"), None)
+    est_auc = estimate.estimated.roc_auc if estimate and estimate.estimated else None
+    verdict = f"retrain ({', '.join(r.triggers)})" if r.retrain else r.status
+    moved = (f"{', '.join(d.name for d in acted[:3])}{' ...' if len(acted) > 3 else ''} over the act threshold"
+             if acted else f"highest PSI {top.psi:.3f} ({top.name})" if top else "no input judged")
+    est = "-" if est_auc is None else f"{est_auc:.3f} (frauds {estimate.maturity:.0%} known)"  # type: ignore[union-attr]
+    mat = ("-" if matured is None or matured.roc_auc is None else
+           f"{_interval(matured.roc_auc, matured.auc_low, matured.auc_high)} over {matured.cohorts} mature day(s), "
+           f"{matured.positives} frauds")
+    return NightlyCheck(as_of=r.as_of, model_version=r.model_version, status=r.status, retrain=r.retrain,
+                        triggers=r.triggers, verdict=verdict, predictions=r.predictions, moved=moved,
+                        acted=[d.name for d in acted], max_psi=None if top is None else top.psi,
+                        left_out=[d.name for d in inputs if d.status == LEFT_OUT], estimated_auc=est_auc,
+                        matured_auc=None if matured is None else matured.roc_auc,
+                        accuracy=f"estimated AUC {est}; matured AUC {mat}")
+
+
+def _interval(value: float, low: float | None, high: float | None) -> str:
+    return f"{value:.3f}" if low is None or high is None else f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
 def checks(c: dict[str, int], state: Any) -> list[Check]:
     tasks = {t.task_id: t.state for t in state.dag_tasks}
     path = [tasks.get(t) for t in ("check_drift", "retrain", "evaluate", "deploy", "validate")]
     before, after = state.first_champion.get("version"), state.new_champion
     answered_by_new = state.replay.by_version.get(str(after), 0) if after else 0
     retrain = bool(state.drift_report and state.drift_report.get("retrain"))
+    same = [r for r in state.daily if r.as_of <= state.line.drift_at]
+    drifted = [r for r in state.daily if r.as_of > state.line.drift_at]
+    loud = [r for r in same if r.retrain or r.status == "act"]
     return [
         Check(name="Kafka holds every produced transaction once", ok=c["in_kafka"] == c["produced"],
               detail=f"produced {c['produced']:,}, in Kafka {c['in_kafka']:,}"),
@@ -144,7 +205,15 @@ def checks(c: dict[str, int], state: Any) -> list[Check]:
               detail=f"{c['served']:,} answered of {c['produced_live']:,} sent, {c['failed']} failed"),
         Check(name="every prediction is logged once", ok=c["logged"] == c["logged_distinct"] == c["served"],
               detail=f"{c['logged']:,} logged, {c['logged_distinct']:,} distinct, {c['served']:,} answered"),
-        Check(name="the drift check asked for retraining", ok=retrain,
+        Check(name="no nightly check before the drift switch put an input over its act threshold or asked to retrain",
+              ok=bool(same) and not loud,
+              detail=(f"{len(same)} check(s) of the same world: " + "; ".join(
+                  f"{r.as_of:%m-%d} {r.status}" for r in same) if not loud else
+                  "; ".join(f"{r.as_of:%m-%d}: {', '.join(r.reasons[:3])}" for r in loud))),
+        Check(name="the first nightly check after the switch asked for retraining", ok=bool(drifted) and
+              drifted[0].retrain, detail=(f"as of {drifted[0].as_of:%Y-%m-%d}: {daily_row(drifted[0]).verdict}; "
+                                          f"{daily_row(drifted[0]).moved}") if drifted else "no check after it"),
+        Check(name="the retraining run's drift check asked for retraining", ok=retrain,
               detail="; ".join((state.drift_report or {}).get("reasons", [])) or "no drift report"),
         Check(name="the run retrained, promoted, reloaded and validated", ok=path == ["success"] * 5,
               detail=" -> ".join(f"{t or '-'}" for t in path)),
@@ -156,7 +225,7 @@ def checks(c: dict[str, int], state: Any) -> list[Check]:
 
 # a model version's live predictions of a period, each with its label as known at %(labels_at)s
 _REALISED_SQL = f"""
-    SELECT p.transaction_id::text, p.fraud_probability, {matured_sql()}
+    SELECT p.transaction_id::text, p.fraud_probability, {matured_sql()}, p.features_degraded
     FROM predictions p JOIN transactions t USING (transaction_id) LEFT JOIN LATERAL ({known_label_sql()}) k ON true
     WHERE {ANSWERED} AND p.model_version = %(version)s AND t.event_time >= %(start)s
       AND (%(stop)s::timestamptz IS NULL OR t.event_time < %(stop)s)"""
@@ -187,7 +256,8 @@ def realised_auc(settings: Settings, state: Any) -> list[dict[str, Any]]:
             auc = realised(str(version), "champion", labels, scores, baseline_auc=None, min_positives=1,
                            max_drop=settings.accuracy_max_drop, resamples=0)
             out.append({"segment": name, "model_version": str(version), "rows": auc.rows, "frauds": auc.positives,
-                        "true_frauds": sum(r[0] in true_frauds for r in rows), "roc_auc": auc.roc_auc})
+                        "true_frauds": sum(r[0] in true_frauds for r in rows), "roc_auc": auc.roc_auc,
+                        "degraded": sum(bool(r[3]) for r in rows)})
     return out
 
 
@@ -254,22 +324,54 @@ def links(settings: Settings) -> dict[str, str]:
 
 
 # --- plots ---------------------------------------------------------------------------------------------------
-def drift_history(settings: Settings, state: Any, path: Path) -> Path:
-    """The retraining run's drift report beside two computed for the plot only (not stored, so Serve's /metrics
-    keeps publishing the run's): the same-world live days against the first champion (computed when they ended),
-    and the traffic after the run was triggered against the new one; all plotted over time."""
-    from app import reports
-    from monitoring.plots import drift_over_time
+def final_check(settings: Settings, state: Any) -> MonitoringReport:
+    """A check as of the end of the traffic, for the report only (not stored, so Serve's /metrics keeps publishing
+    the last stored one): the traffic since the run was triggered against the new champion, and every live day's
+    accuracy, estimated and (once mature) realised, with the labels known by then."""
     from monitoring.run import compute
 
     line = state.line
     end = state.replay.event_time or line.trigger_at
     after = max((end - line.trigger_at).total_seconds() / 86400, 0.01)
-    extra = [compute(settings.model_copy(update={"drift_window_days": after}), end)]
-    if state.same_world_drift is not None:
-        extra.append(state.same_world_drift)
-    history = sorted([*reports.history(settings), *extra], key=lambda r: r.as_of)
+    return compute(settings.model_copy(update={"drift_window_days": after}), end)
+
+
+def drift_history(settings: Settings, final: MonitoringReport, path: Path) -> Path:
+    """The stored checks (the nightly ones and the retraining run's) and the final one, plotted over time."""
+    from app import reports
+    from monitoring.plots import drift_over_time
+
+    history = sorted([*reports.history(settings), final], key=lambda r: r.as_of)
     return drift_over_time(history, path, settings.drift_psi_warn, settings.drift_psi_act)
+
+
+def maturity_figures(report: MonitoringReport, time_scale: float) -> dict[str, Any] | None:
+    """The label maturity curve in a few numbers: days until a share of the frauds is known, on the demo's clock
+    and on a real one (the delays ran ``time_scale`` of real ones)."""
+    curve = report.maturity
+    if curve is None:
+        return None
+    days = {share: curve.days_to(share) for share in MATURITY_SHARES}
+    return {"source": curve.source, "frauds": curve.frauds, "horizon_days": curve.horizon_days,
+            "days_to": {f"{share:.0%}": d for share, d in days.items()},
+            # the rule's days are the label maturity's, never scaled: no real-clock reading of them
+            "real_days_to": {f"{share:.0%}": None if d is None or curve.source == "rule" else d / time_scale
+                             for share, d in days.items()}}
+
+
+def cohort_rows(report: MonitoringReport) -> list[dict[str, Any]]:
+    """Per live day and model version (the answers clients got): maturity, realised and estimated accuracy."""
+    out = []
+    for c in sorted((c for c in report.cohorts if c.variant == "champion"), key=lambda c: (c.day, c.model_version)):
+        out.append({"day": c.day.isoformat(), "model_version": c.model_version, "rows": c.rows,
+                    "maturity": c.maturity, "status": c.status,
+                    "known_frauds": None if c.realised is None else c.realised.frauds,
+                    "realised_auc": None if c.realised is None else c.realised.roc_auc,
+                    "realised_low": None if c.realised is None else c.realised.auc_low,
+                    "realised_high": None if c.realised is None else c.realised.auc_high,
+                    "estimated_auc": None if c.estimated is None else c.estimated.roc_auc,
+                    "expected_frauds": None if c.estimated is None else c.estimated.frauds})
+    return out
 
 
 def traffic_plot(state: Any, path: Path) -> Path:
@@ -308,10 +410,13 @@ def traffic_plot(state: Any, path: Path) -> Path:
 # --- the report ----------------------------------------------------------------------------------------------
 def build(settings: Settings, state: Any) -> DemoReport:
     from app import reports
+    from monitoring.plots import accuracy_by_cohort
 
     run_dir = state.run_dir
     c = counts(settings, state)
-    plots = [drift_history(settings, state, run_dir / "drift.png"), traffic_plot(state, run_dir / "live_traffic.png")]
+    final = final_check(settings, state)
+    plots = [drift_history(settings, final, run_dir / "drift.png"), traffic_plot(state, run_dir / "live_traffic.png"),
+             accuracy_by_cohort(final, run_dir / "accuracy.png")]
     try:
         from monitoring.snapshot import render
 
@@ -329,7 +434,8 @@ def build(settings: Settings, state: Any) -> DemoReport:
         phases=[{"name": p.name, "seconds": round(p.seconds, 1), "figure": p.figure} for p in state.phases],
         counts=c, checks=checks(c, state), champion_before=state.first_champion, champion_after=state.new_champion,
         comparison=state.comparison, realised_auc=realised_auc(settings, state),
-        labels=label_figures(settings, state), drift=drift,
+        labels=label_figures(settings, state), daily=[daily_row(r) for r in state.daily],
+        maturity=maturity_figures(final, state.labels.config.time_scale), cohorts=cohort_rows(final), drift=drift,
         drift_reasons=(state.drift_report or {}).get("reasons", []), serving=serving_figures(state.replay),
         airflow_run={"run_id": state.dag_run_id, "state": state.dag_state,
                      "tasks": [t.model_dump(mode="json") for t in state.dag_tasks]},
@@ -367,14 +473,18 @@ def markdown(r: DemoReport) -> str:
                            f"{'-' if cp is None else f'{cp:.3f}'} |")
         out += ["", f"Verdict: {cmp['reason']}."]
     out += ["", "Realised on live traffic (predictions joined with the labels known when the traffic ended; a fraud "
-            "not reported by then counts as legitimate):", "",
-            "| traffic | model | predictions | frauds known (of true) | ROC AUC |",
-            "| --- | --- | ---: | ---: | ---: |"]
+            "not reported by then counts as legitimate; an answer with default features, the store over its read "
+            "budget, scored the card as if it had no history):", "",
+            "| traffic | model | predictions | with default features | frauds known (of true) | ROC AUC |",
+            "| --- | --- | ---: | ---: | ---: | ---: |"]
     for a in r.realised_auc:
         auc = "-" if a["roc_auc"] is None else f"{a['roc_auc']:.4f}"
-        out.append(f"| {a['segment']} | v{a['model_version']} | {a['rows']:,} | {a['frauds']} ({a['true_frauds']}) "
-                   f"| {auc} |")
+        degraded = a.get("degraded", 0) / a["rows"] if a["rows"] else 0.0
+        out.append(f"| {a['segment']} | v{a['model_version']} | {a['rows']:,} | {degraded:.0%} | {a['frauds']} "
+                   f"({a['true_frauds']}) | {auc} |")
     out += _label_section(r)
+    out += _daily_section(r)
+    out += _accuracy_section(r)
     out += ["", "## Drift (the retraining run's check)", "", "| input | PSI | KS | status |",
             "| --- | ---: | ---: | --- |"]
     for d in r.drift:
@@ -423,6 +533,55 @@ def _label_section(r: DemoReport) -> list[str]:
            "| --- | ---: | ---: | ---: |"]
     out += [f"| {d['day']} | {d['frauds']:,} | {d['known']:,} | {d['share']:.0%} |" for d in lab["days"]]
     return out
+
+
+def _daily_section(r: DemoReport) -> list[str]:
+    drift_at = r.timeline["drift_at"]
+    out = ["", "## The nightly checks", "",
+           "After each live day, the check the nightly DAG runs (`riskray drift`, its drift window that one day; "
+           "calendar inputs need whole weeks and are left out, as are inputs whose windows the training history "
+           "had not filled). Before the drift switch they must stay quiet; the first after it must ask to "
+           "retrain.", "",
+           "| as of | world | model | predictions | verdict | inputs | champion's accuracy |",
+           "| --- | --- | --- | ---: | --- | --- | --- |"]
+    for d in r.daily:
+        world = "same" if d.as_of <= drift_at else "drifted"
+        out.append(f"| {d.as_of:%Y-%m-%d} | {world} | v{d.model_version} | {d.predictions:,} | {d.verdict} | "
+                   f"{d.moved} | {d.accuracy} |")
+    return out
+
+
+def _accuracy_section(r: DemoReport) -> list[str]:
+    out = ["", "## Accuracy per day, before and after the labels", ""]
+    m = r.maturity
+    if m is not None and m["source"] == "rule":
+        out += ["The label maturity curve: too few label events of transactions old enough to measure it, so the "
+                "maturity rule (nothing known before the label maturity, everything after). A day under the minimum "
+                "maturity gives no realised number, only the estimate from the calibrated scores.", ""]
+    elif m is not None:
+        shares = ", ".join(f"{share} within {_days(d)} ({_days(m['real_days_to'][share])} on a real clock)"
+                           for share, d in m["days_to"].items() if d is not None)
+        out += [f"The label maturity curve ({m['source']}, {m['frauds']:,} frauds, transactions at least "
+                f"{_days(m['horizon_days'])} old): of the frauds eventually reported, {shares}. A day's maturity is "
+                "the curve at its age; a day under the minimum maturity gives no realised number, only the "
+                "estimate from the calibrated scores.", ""]
+    out += ["| day | model | predictions | maturity | realised AUC [95 %] (known frauds) | estimated AUC (expected "
+            "frauds) |", "| --- | --- | ---: | ---: | --- | --- |"]
+    for c in r.cohorts:
+        realised = (c["status"] if c["realised_auc"] is None else
+                    f"{_interval(c['realised_auc'], c['realised_low'], c['realised_high'])} "
+                    f"({c['known_frauds']:.0f})")
+        estimated = "-" if c["estimated_auc"] is None else f"{c['estimated_auc']:.3f} ({c['expected_frauds']:.1f})"
+        out.append(f"| {c['day']} | v{c['model_version']} | {c['rows']:,} | {c['maturity']:.0%} | {realised} | "
+                   f"{estimated} |")
+    out += ["", "![maturity curve and accuracy per day](accuracy.png)"]
+    return out
+
+
+def _days(days: float | None) -> str:
+    if days is None:
+        return "-"
+    return f"{days * 24:.1f} h" if days < 2 else f"{days:.1f} days"
 
 
 def write(settings: Settings, state: Any, console: Console) -> Path:

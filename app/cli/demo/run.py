@@ -1,10 +1,10 @@
 """`riskray demo`: the whole loop on this machine, phase by phase, then the report (app/cli/demo/report.py).
 
-1 stack up (and the demo's world made fresh) · 2 history through Kafka -> Spark -> PostgreSQL · 3 the first
-champion trained (Tune k-fold CV + Ray Train), promoted and served · 4 live traffic scored over HTTP · 5 the
-simulator's drift on · 6 the retraining DAG triggered over Airflow's REST API and followed, live traffic going on ·
-7 traffic served by the new champion · 8 the report. What the demo started it stops again at the end (unless
-``keep_running``) and on Ctrl-C.
+1 stack up (and the demo's world made fresh) · 2 history through Kafka -> Spark -> PostgreSQL · 3 the first champion
+trained (Tune k-fold CV + Ray Train), promoted and served · 4 live traffic scored over HTTP, the nightly check after
+each day · 5 the simulator's drift on, the nightly checks going on · 6 the retraining DAG triggered over Airflow's
+REST API and followed, live traffic going on · 7 traffic served by the new champion · 8 the report. What the demo
+started it stops again at the end (unless ``keep_running``) and on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ class DemoState:
     replay: Any = None  # streaming.replay.ReplayStats
     labels: Any = None  # streaming.label_feed.LabelFeed: the label events sent during the replay, the true frauds
     replay_chunks: list[tuple[datetime, dict[str, int]]] = field(default_factory=list)  # per step: answers by version
-    same_world_drift: Any = None  # the first champion's drift over the same-world live days (for the plot)
+    daily: list[Any] = field(default_factory=list)  # app.reports.MonitoringReport: the nightly check of each live day
 
 
 class Demo:
@@ -99,7 +99,6 @@ class Demo:
             self._phase(3, "champion", self.first_champion)
             source = self._chunks(days)
             self._phase(4, "live", lambda: self.live(source, self.state.line.drift_at, "same world"))
-            self.state.same_world_drift = self._same_world_drift()
             self._phase(5, "drift", lambda: self.live(source, self.state.line.trigger_at, "drift on"))
             self._phase(6, "retraining", lambda: self.retraining(source))
             self._phase(7, "after", self.after_switch)
@@ -206,7 +205,7 @@ class Demo:
         from app.registry import Registry
 
         p, line = self.plan, self.state.line
-        trained = self._riskray("train", ["train", "--since", _cli(line.world_start), "--until", _cli(line.live_start),
+        trained = self._riskray("train", ["train", "--since", _cli(line.train_start), "--until", _cli(line.live_start),
                                           "--trials", str(p.trials), "--folds", str(p.folds),
                                           "--cv-gap-days", f"{p.cv_gap_days:g}"])
         model = _result(trained, job_results.MODEL)
@@ -249,17 +248,41 @@ class Demo:
             self._replay.run(source, on_chunk=lambda s: (self._note_chunk(s), advance()), until=pd.Timestamp(until))
         answered, failed = stats.answered - before[0], stats.failed - before[1]
         took = time.monotonic() - began
+        checks = self.daily_checks(until)
         return (f"{what}: {stats.produced - before[2]:,} transactions scored over HTTP ({answered:,} answered, "
                 f"{failed} failed, {answered / took if took else 0:,.0f}/s), no label in them, "
-                f"{self.state.labels.sent - before[3]:,} label events as they came; up to {until:%Y-%m-%d %H:%M}")
+                f"{self.state.labels.sent - before[3]:,} label events as they came; up to {until:%Y-%m-%d %H:%M}; "
+                f"{checks}")
 
-    def _same_world_drift(self) -> Any:
-        """Drift of the same-world days against the first champion, computed while it still serves (not stored:
-        Serve's /metrics publishes the retraining run's report)."""
-        from monitoring.run import compute
+    def daily_checks(self, until: datetime) -> str:
+        """The nightly check after each live day replayed up to ``until`` (`riskray drift --daily-from`: a
+        one-day drift window, stored as the nightly run stores it), once the store holds what was served and
+        reported by then."""
+        from app.cli.demo.report import daily_row, wait_for_logged
+        from monitoring.run import run_daily
 
-        window = {"drift_window_days": float(self.plan.same_days)}
-        return compute(self.settings.model_copy(update=window), self.state.line.drift_at)
+        first = (self.state.daily[-1].as_of if self.state.daily else self.state.line.live_start) + timedelta(days=1)
+        if first > until:
+            return "no day ended"
+        stored, sent = self._replay.wait_for_labels(), self.state.labels.sent
+        if stored < sent:
+            raise DemoError(f"the store holds {stored:,} of the {sent:,} label events sent after 120 s: is the "
+                            "streaming job's labels query running? (`riskray stream status`)")
+        logged, _ = wait_for_logged(self.settings, self._replay.stats.answered)
+        if logged < self._replay.stats.answered:
+            raise DemoError(f"the prediction log holds {logged:,} of the {self._replay.stats.answered:,} answers "
+                            "after 60 s: the nightly check would judge a partial day")
+        daily = self.settings.model_copy(update={"drift_window_days": 1.0})
+
+        def say(report: Any) -> None:
+            row = daily_row(report)
+            self.console.print(f"      nightly check as of {row.as_of:%Y-%m-%d}: {row.verdict}; {row.accuracy}")
+
+        done = run_daily(daily, first, until, say)
+        self.state.daily += done
+        acted = [r for r in done if r.retrain]
+        return (f"{len(done)} nightly check(s): " + ("all quiet (no retrain)" if not acted else
+                f"retrain from {acted[0].as_of:%Y-%m-%d} ({', '.join(acted[0].triggers)})"))
 
     def _note_chunk(self, stats: Any) -> None:
         self.state.replay_chunks.append((stats.event_time, dict(stats.by_version)))
@@ -274,7 +297,8 @@ class Demo:
         runs = AirflowRuns(self.settings)
         try:
             runs.wait_for_dag()
-            conf = dag_conf(self.plan, self.state.line, self.settings.label_delay_days)
+            conf = dag_conf(self.plan, self.state.line, self.settings.label_delay_days,
+                            self.settings.label_horizon_days)
             run_id = runs.trigger(conf)
             self.state.dag_run_id = run_id
             self.console.print(f"      triggered {run_id} over {self.settings.airflow_url}/api/v2 "
