@@ -69,15 +69,16 @@ def _amount(row: Mapping[str, Any]) -> str:
 
 
 def _activity(row: Mapping[str, Any]) -> str:
-    if _finite(row.get("transaction_count")) and row["transaction_count"] >= 2:
-        return f"{row['transaction_count']:.0f} transactions on this card within a minute"
+    earlier = row.get("transaction_count")  # the card's earlier transactions in the same minute
+    if _finite(earlier) and earlier >= 1:
+        return f"{earlier + 1:.0f} transactions on this card within a minute"
     recent = row.get("cust_txn_count_1d")
+    if not _finite(recent) or recent == 0:
+        return "the card's first transaction in a day"
     usual = _longest(row, "cust_txn_count_")
-    if _finite(recent) and usual is not None and usual[0] > 1:
-        return (f"{recent:.0f} transactions on this card in the last day (usually "
-                f"{usual[1] / usual[0]:.1f} a day over {usual[0]} days)")
-    return "a card with no recent transactions" if not _finite(recent) or recent == 0 else \
-        f"{recent:.0f} transactions on this card in the last day"
+    if usual is not None and usual[0] > 1:
+        return f"{recent:.0f} transactions on this card in the last day ({usual[1]:.0f} in {usual[0]} days)"
+    return f"{recent:.0f} transactions on this card in the last day"
 
 
 def _country(row: Mapping[str, Any]) -> str:
@@ -87,14 +88,20 @@ def _country(row: Mapping[str, Any]) -> str:
     if share == 0:
         return f"first transaction from {country} for this card"
     if row.get("country_is_home") == 0:
-        return f"from {country}, not the card's home country ({share:.0%} of its transactions)"
-    return f"from {country} ({share:.0%} of the card's transactions)"
+        return f"from {country}, not the card's home country ({_share(share)} of its transactions)"
+    return f"from {country} ({_share(share)} of the card's transactions)"
+
+
+def _share(share: float) -> str:
+    return "<1%" if 0 < share < 0.005 else f"{share:.0%}"
 
 
 def _merchant_fraud(row: Mapping[str, Any]) -> str:
     rate = _longest(row, "merchant_fraud_rate_")
     if rate is None:
         return "a merchant with no transactions on record"
+    if rate[1] == 0:
+        return f"no fraud reports at this merchant over {rate[0]} days"
     return f"the merchant's fraud reports are {rate[1]:.1%} of its transactions over {rate[0]} days"
 
 
@@ -112,8 +119,9 @@ def _time(row: Mapping[str, Any]) -> str:
 
 WORDING: dict[str, Callable[[Mapping[str, Any]], str]] = {
     _AMOUNT: _amount, _ACTIVITY: _activity, _COUNTRY: _country, _MERCHANT_FRAUD: _merchant_fraud,
-    _MERCHANT_VOLUME: _merchant_volume, _TIME: _time, _DEVICE: lambda row: f"device {row.get('device_type')}",
-    _CURRENCY: lambda row: f"currency {row.get('currency')}",
+    _MERCHANT_VOLUME: _merchant_volume, _TIME: _time,
+    _DEVICE: lambda row: f"device {row.get('device_type') or 'unknown'}",
+    _CURRENCY: lambda row: f"currency {row.get('currency') or 'unknown'}",
 }
 
 
@@ -129,7 +137,7 @@ def top_groups(contributions: np.ndarray, groups: np.ndarray, top: int = TOP_REA
     summed = np.stack([contributions[:, groups == name].sum(axis=1) for name in names], axis=1)
     out = []
     for row in summed:
-        order = np.argsort(-row)[:top]
+        order = np.argsort(-row, kind="stable")[:top]  # equal pushes: the groups' alphabetical order
         out.append([names[i] for i in order if row[i] > 0])
     return out
 

@@ -47,6 +47,14 @@ class ModelVersion:
     aliases: tuple[str, ...]
     threshold: float  # the decision threshold chosen at training (tag 'threshold'), DEFAULT_THRESHOLD if unset
     decision: Decision | None = None  # the review/decline pair (tag 'decision'); None: a version from before them
+    decision_error: str | None = None  # a 'decision' tag that is not one: the version cannot serve until fixed
+
+
+def decision_tag(decision: Decision) -> str:
+    """A decision as its tag's value, read back first: a tag no reader could parse is never written."""
+    value = decision.model_dump_json()
+    Decision.model_validate_json(value)
+    return value
 
 
 class Registry:
@@ -88,16 +96,17 @@ class Registry:
     @staticmethod
     def _version(payload: dict) -> ModelVersion:
         tags = {t["key"]: t["value"] for t in payload.get("tags", [])}
-        decision = None
+        decision, error = None, None
         if DECISION_TAG in tags:
             try:
                 decision = Decision.model_validate_json(tags[DECISION_TAG])
-            except ValidationError as error:
-                raise RegistryError(f"version {payload['version']}'s '{DECISION_TAG}' tag is not a decision: "
-                                    f"{error.errors()[0]['msg']}") from None
+            except ValidationError as invalid:
+                # kept, not raised: promote, rollback and `riskray thresholds --set` must still reach the version
+                error = (f"version {payload['version']}'s '{DECISION_TAG}' tag is not a decision: "
+                         f"{invalid.errors()[0]['msg']} (`riskray thresholds {payload['version']} --set` rewrites it)")
         return ModelVersion(payload["name"], str(payload["version"]), payload.get("run_id", ""),
                             payload.get("source", ""), tuple(payload.get("aliases", ())),
-                            float(tags.get(THRESHOLD_TAG, DEFAULT_THRESHOLD)), decision)
+                            float(tags.get(THRESHOLD_TAG, DEFAULT_THRESHOLD)), decision, error)
 
     def by_alias(self, alias: str) -> ModelVersion | None:
         try:
@@ -138,6 +147,8 @@ class Registry:
 
     def download(self, version: ModelVersion) -> ModelFiles:
         """A model version's files (app.model_artifact's layout) and decision threshold."""
+        if version.decision_error is not None:
+            raise RegistryError(version.decision_error)
         model_uri = self._call("GET", "/model-versions/get-download-uri",
                                params={"name": self.name, "version": version.version})["artifact_uri"]
         run_uri = self._call("GET", "/runs/get", params={"run_id": version.run_id})["run"]["info"]["artifact_uri"]
@@ -163,7 +174,7 @@ class Registry:
 
     def set_decision(self, version: str, decision: Decision) -> None:
         """A version's review/decline pair: promotion and rollback carry it, as they carry the version."""
-        value = decision.model_dump_json()
+        value = decision_tag(decision)
         if len(value) > TAG_LIMIT:
             raise RegistryError(f"a decision of {len(value):,} characters does not fit a tag ({TAG_LIMIT:,})")
         self.set_version_tag(version, DECISION_TAG, value)

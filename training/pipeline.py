@@ -281,11 +281,11 @@ def evaluate(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
     report_dir = options.directory(settings) / REPORT_DIR
     # the review/decline pair: cheapest on validation within the review capacity, its cost on test beside
     frame = p.examples.frame
+    volume = thresholds.volume_per_day(frame["timestamp"].iloc[np.concatenate([p.train_rows, p.test_rows])])
     holdout = thresholds.holdout_frame({
         "validation": (model.probabilities(p.matrix(p.valid_rows)), p.labels(p.valid_rows),
                        frame.iloc[p.valid_rows]),
-        "test": (test_scores, test_labels, frame.iloc[p.test_rows])})
-    volume = thresholds.volume_per_day(frame["timestamp"].iloc[np.concatenate([p.train_rows, p.test_rows])])
+        "test": (test_scores, test_labels, frame.iloc[p.test_rows])}, volume)
     decision, on_test = thresholds.choose_on(holdout, CostModel.from_settings(settings), volume)
     result.metrics.update(on_test)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -336,7 +336,7 @@ def register(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
 
     from app import decision as decision_files
     from app.decision import Decision
-    from app.registry import Registry
+    from app.registry import decision_tag
     from training import tracking
     from training.model import imbalance_weight
 
@@ -375,11 +375,10 @@ def register(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
         tracking.log_artifacts([report_dir / decision_files.HOLDOUT_FILE, report_dir / decision_files.DECISION_FILE],
                                decision_files.DECISION_DIR)
         example = pd.DataFrame(p.matrix(p.test_rows[:5]), columns=p.preprocessor.output_names)
-        version = tracking.log_model(model.booster, example, settings.registered_model_name, metrics["threshold"])
+        decision = Decision.model_validate_json((report_dir / decision_files.DECISION_FILE).read_text())
+        version = tracking.log_model(model.booster, example, settings.registered_model_name, metrics["threshold"],
+                                     {decision_files.DECISION_TAG: decision_tag(decision)})
         run_id = run.info.run_id
-    decision = Decision.model_validate_json((report_dir / decision_files.DECISION_FILE).read_text())
-    with Registry(settings) as registry:
-        registry.set_decision(version, decision)
     say(f"register: MLflow run {run_id}, {settings.registered_model_name} version {version} -> alias 'challenger'")
     return Report(metrics, version, run_id, model_dir)
 

@@ -66,7 +66,8 @@ def choose(probabilities: np.ndarray, labels: np.ndarray, amounts: np.ndarray, c
     per_day = volume_per_day / len(probabilities)
     band_rows = costs.review_capacity_per_day / per_day  # the most rows the review band may hold
     groups = len(cuts.edges)
-    tail = costs.review_cost * cuts.rows + cuts.missed_loss  # the j part of cost(i, j)
+    # the j part of cost(i, j); costs are rounded (1e-9) so that float noise never breaks a tie the wrong way
+    tail = np.round(costs.review_cost * cuts.rows + cuts.missed_loss, 9)
     window: deque[int] = deque()  # candidate j, increasing tail value, the smallest j first among equals
     last = -1
     best: tuple[float, float, float, int, int] | None = None
@@ -79,7 +80,7 @@ def choose(probabilities: np.ndarray, labels: np.ndarray, amounts: np.ndarray, c
         while window[0] < i:
             window.popleft()
         j = window[0]
-        cost = costs.decline_cost * cuts.legit[i] + tail[j] - costs.review_cost * cuts.rows[i]
+        cost = round(float(costs.decline_cost * cuts.legit[i] + tail[j] - costs.review_cost * cuts.rows[i]), 9)
         key = (cost, cuts.rows[j] - cuts.rows[i], cuts.rows[i], i, j)
         if best is None or key[:3] < best[:3]:
             best = key
@@ -101,11 +102,14 @@ def volume_per_day(timestamps: pd.Series) -> float:
     return len(times) / days
 
 
-def holdout_frame(parts: dict[str, tuple[np.ndarray, np.ndarray, pd.DataFrame]]) -> pd.DataFrame:
-    """part -> (calibrated probabilities, labels, the rows' frame): what a pair is chosen and judged on, no ids."""
+def holdout_frame(parts: dict[str, tuple[np.ndarray, np.ndarray, pd.DataFrame]], volume: float) -> pd.DataFrame:
+    """part -> (calibrated probabilities, labels, the rows' frame): what a pair is chosen and judged on, no ids;
+    with the period's transactions a day (the held-out rows alone cannot say it: a stratified split spreads them
+    over the whole period)."""
     return pd.concat([pd.DataFrame({"part": name, "probability": scores, "is_fraud": labels.astype(np.int8),
                                     "amount": frame["amount"].to_numpy(dtype=float),
-                                    "timestamp": pd.to_datetime(frame["timestamp"], utc=True).to_numpy()})
+                                    "timestamp": pd.to_datetime(frame["timestamp"], utc=True).to_numpy(),
+                                    "volume_per_day": volume})
                       for name, (scores, labels, frame) in parts.items()], ignore_index=True)
 
 

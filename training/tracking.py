@@ -33,8 +33,10 @@ def connect(settings: Settings) -> None:
     mlflow.set_experiment(settings.mlflow_experiment)
 
 
-def log_model(booster: Any, input_example: pd.DataFrame, registered_name: str, threshold: float) -> str:
-    """Log the booster with signature and input example and register it; returns the new version."""
+def log_model(booster: Any, input_example: pd.DataFrame, registered_name: str, threshold: float,
+              tags: dict[str, str] | None = None) -> str:
+    """Log the booster with signature and input example and register it, its version's ``tags`` (the decision)
+    set before the challenger alias, so no version is promotable without them; returns the new version."""
     import mlflow
     import mlflow.xgboost
     from mlflow.models import infer_signature
@@ -50,6 +52,8 @@ def log_model(booster: Any, input_example: pd.DataFrame, registered_name: str, t
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
     client.set_model_version_tag(registered_name, version, THRESHOLD_TAG, f"{threshold:.6f}")
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(registered_name, version, key, value)
     client.set_registered_model_alias(registered_name, CHALLENGER, version)
     return version
 

@@ -158,13 +158,15 @@ def score(
 
 def thresholds(
     version: Annotated[str | None, typer.Argument(help="a registered version; default: the champion")] = None,
-    review_cost: Annotated[float | None, typer.Option(min=0, help="one review [RISKRAY_COST_REVIEW]")] = None,
+    review_cost: Annotated[float | None, typer.Option(
+        min=0, help="one review [default: the version's stored costs, else RISKRAY_COST_REVIEW]")] = None,
     decline_cost: Annotated[float | None, typer.Option(
-        min=0, help="declining one legitimate transaction [RISKRAY_COST_DECLINE_LEGIT]")] = None,
+        min=0, help="declining one legitimate transaction [default: stored, else RISKRAY_COST_DECLINE_LEGIT]")] = None,
     fraud_loss_share: Annotated[float | None, typer.Option(
-        min=0, max=1, help="share of a missed fraud's amount lost [RISKRAY_COST_FRAUD_LOSS_SHARE]")] = None,
+        min=0, max=1,
+        help="share of a missed fraud's amount lost [default: stored, else RISKRAY_COST_FRAUD_LOSS_SHARE]")] = None,
     capacity: Annotated[int | None, typer.Option(
-        min=0, help="reviews a day the team can do [RISKRAY_REVIEW_CAPACITY_PER_DAY]")] = None,
+        min=0, help="reviews a day the team can do [default: stored, else RISKRAY_REVIEW_CAPACITY_PER_DAY]")] = None,
     store: Annotated[bool, typer.Option("--set", help="store the re-chosen pair on the version")] = False,
 ) -> None:
     """Print a version's review/decline thresholds and re-choose them for these costs on its held-out rows (no
@@ -172,8 +174,10 @@ def thresholds(
     import io
 
     import pandas as pd
+    from pydantic import ValidationError
 
     from app.decision import CostModel
+    from app.errors import UserError
     from app.registry import CHAMPION, Registry, RegistryError
     from training.thresholds import choose_on, save_plot, volume_per_day
 
@@ -182,24 +186,29 @@ def thresholds(
         chosen = registry.by_alias(CHAMPION) if version is None else registry.version(version)
         if chosen is None:
             raise RegistryError("no champion: name a version (`riskray thresholds VERSION`)")
-        holdout = pd.read_parquet(io.BytesIO(registry.holdout_scores(chosen)))
         stored = chosen.decision
+        _say_decision("stored", stored, chosen.threshold)
+        if chosen.decision_error:
+            typer.echo(f"   stored: {chosen.decision_error}")
         base = CostModel.from_settings(settings) if stored is None else stored.costs
-        costs = base.model_copy(update={k: v for k, v in {
-            "review_cost": review_cost, "decline_cost": decline_cost, "fraud_loss_share": fraud_loss_share,
-            "review_capacity_per_day": capacity}.items() if v is not None})
-        volume = stored.volume_per_day if stored is not None else volume_per_day(holdout["timestamp"])
+        overrides = {k: v for k, v in {"review_cost": review_cost, "decline_cost": decline_cost,
+                                       "fraud_loss_share": fraud_loss_share,
+                                       "review_capacity_per_day": capacity}.items() if v is not None}
+        try:
+            costs = CostModel.model_validate({**base.model_dump(), **overrides})
+        except ValidationError as error:
+            raise UserError(f"costs: {error.errors()[0]['loc'][0]}: {error.errors()[0]['msg']}") from None
+        try:
+            holdout = pd.read_parquet(io.BytesIO(registry.holdout_scores(chosen)))
+        except RegistryError as error:
+            if store:
+                raise
+            typer.echo(f"re-chosen: none ({error})")
+            return
+        volume = (float(holdout["volume_per_day"].iloc[0]) if "volume_per_day" in holdout
+                  else stored.volume_per_day if stored is not None else volume_per_day(holdout["timestamp"]))
         decision, on_test = choose_on(holdout, costs, volume)
-        for name, d in (("stored", stored), ("re-chosen", decision)):
-            if d is None:
-                typer.echo(f"{name:>9}: none (a version from before decisions declines at its threshold "
-                           f"{chosen.threshold:.4g} and reviews nothing)")
-                continue
-            typer.echo(f"{name:>9}: review at {d.review_at:.4g}, decline at {d.decline_at:.4g}; "
-                       f"{d.reviews_per_day:,.0f} reviews and {d.declines_per_day:,.0f} declines a day, "
-                       f"{d.frauds_caught_share:.0%} of frauds caught, expected cost {d.expected_cost_per_day:,.0f} "
-                       f"a day (review {d.costs.review_cost:g}, false decline {d.costs.decline_cost:g}, "
-                       f"loss share {d.costs.fraud_loss_share:g}, capacity {d.costs.review_capacity_per_day})")
+        _say_decision("re-chosen", decision, chosen.threshold)
         if on_test:
             typer.echo(f"     test: the re-chosen pair costs {on_test['decision_cost_per_day']:,.0f} a day, "
                        f"{on_test['decision_reviews_per_day']:,.0f} reviews and "
@@ -214,3 +223,16 @@ def thresholds(
             registry.set_decision(chosen.version, decision)
             typer.echo(f"version {chosen.version} now reviews at {decision.review_at:.4g} and declines at "
                        f"{decision.decline_at:.4g}")
+
+
+def _say_decision(name: str, d: object, threshold: float) -> None:
+    from app.decision import Decision
+
+    if not isinstance(d, Decision):
+        typer.echo(f"{name:>9}: none (declines at the F1 threshold {threshold:.4g} and reviews nothing)")
+        return
+    typer.echo(f"{name:>9}: review at {d.review_at:.4g}, decline at {d.decline_at:.4g}; "
+               f"{d.reviews_per_day:,.0f} reviews and {d.declines_per_day:,.0f} declines a day, "
+               f"{d.frauds_caught_share:.0%} of frauds caught, expected cost {d.expected_cost_per_day:,.0f} "
+               f"a day (review {d.costs.review_cost:g}, false decline {d.costs.decline_cost:g}, "
+               f"loss share {d.costs.fraud_loss_share:g}, capacity {d.costs.review_capacity_per_day})")

@@ -12,7 +12,7 @@ from app.reasons import GROUP_OF, WORDING, column_groups, top_groups, worded
 
 ROW = {name: math.nan for name in FEATURES} | {
     "amount": 1240.0, "amount_to_mean_1d": 3.0, "amount_to_mean_7d": 10.0, "amount_to_mean_30d": 12.0,
-    "transaction_count": 1.0, "cust_txn_count_1d": 9.0, "cust_txn_count_30d": 60.0,
+    "transaction_count": 0.0, "cust_txn_count_1d": 9.0, "cust_txn_count_30d": 60.0,
     "country": "DE", "country_share": 0.0, "country_is_home": 0.0, "merchant_fraud_rate_30d": 0.041,
     "merchant_txn_count_1d": 12.0, "hour": 3.0, "is_night": 1.0, "is_weekend": 0.0, "device_type": "web",
     "currency": "EUR"}
@@ -35,7 +35,7 @@ def test_each_reason_reads_the_rows_values_against_the_cards_usual() -> None:
     texts = {r["input"]: r["text"] for r in worded(list(WORDING), ROW)}
     assert texts["amount"] == "amount 1,240.00, 12.0x the card's 30-day mean"
     assert texts["country"] == "first transaction from DE for this card"
-    assert texts["card activity"] == "9 transactions on this card in the last day (usually 2.0 a day over 30 days)"
+    assert texts["card activity"] == "9 transactions on this card in the last day (60 in 30 days)"
     assert texts["merchant fraud reports"] == "the merchant's fraud reports are 4.1% of its transactions over 30 days"
     assert texts["time"] == "at 03:00 UTC (night)"
 
@@ -49,3 +49,12 @@ def test_a_card_without_history_is_said_so_not_shown_as_nan() -> None:
     first = {name: math.nan for name in FEATURES} | {k: ROW[k] for k in ("amount", "country", "device_type",
                                                                         "currency")}
     assert all("nan" not in r["text"] for r in worded(list(WORDING), first))
+
+
+def test_small_and_zero_values_read_as_words_not_as_zero_percent() -> None:
+    texts = {r["input"]: r["text"] for r in worded(list(WORDING), ROW | {
+        "country_share": 0.003, "merchant_fraud_rate_30d": 0.0, "transaction_count": 2.0, "device_type": None})}
+    assert texts["country"] == "from DE, not the card's home country (<1% of its transactions)"
+    assert texts["merchant fraud reports"] == "no fraud reports at this merchant over 30 days"
+    assert texts["card activity"] == "3 transactions on this card within a minute"  # two earlier, and this one
+    assert texts["device"] == "device unknown"

@@ -121,9 +121,13 @@ def test_a_versions_decision_travels_as_its_tag_and_a_version_without_one_declin
         assert after.decision == decision and written[-1]["key"] == "decision"
         model = ScoringModel("3", None, None, after.threshold, decision=after.decision)  # type: ignore[arg-type]
         assert [OUTCOMES[c] for c in model.outcomes(np.array([0.95, 0.9, 0.5]))] == ["decline", "review", "approve"]
+        # a tag no reader can parse: the version is still reachable (to promote away from, or to rewrite the tag),
+        # and cannot be loaded to serve
         tags["decision"] = '{"review_at": "soon"}'
-        with pytest.raises(RegistryError, match="'decision' tag is not a decision"):
-            registry.version("3")
+        broken = registry.version("3")
+        assert broken.decision is None and "'decision' tag is not a decision" in (broken.decision_error or "")
+        with pytest.raises(RegistryError, match="thresholds 3 --set"):
+            registry.download(broken)
 
 
 def test_a_pair_that_never_declines_survives_its_json_round_trip() -> None:
@@ -131,3 +135,26 @@ def test_a_pair_that_never_declines_survives_its_json_round_trip() -> None:
     decision = choose(SCORES[1:], FRAUD[1:], AMOUNT[1:], costs, volume_per_day=7)  # the highest score is legitimate
     assert decision.decline_at == float("inf")  # a false decline costs more than any fraud: review instead
     assert type(decision).model_validate_json(decision.model_dump_json()) == decision
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_equal_costs_go_to_fewer_reviews_then_fewer_declines_whatever_the_float_noise(seed: int) -> None:
+    rng = np.random.default_rng(1000 + seed)
+    n = 12
+    scores = np.round(rng.random(n), 1)
+    fraud = (rng.random(n) < 0.3).astype(int)
+    amount = np.round(rng.random(n), 1)
+    costs = CostModel(fraud_loss_share=0.7, review_cost=0.1, decline_cost=0.3, review_capacity_per_day=4)
+    decision = choose(scores, fraud, amount, costs, volume_per_day=n)
+    edges = [float("inf"), *sorted(set(scores.tolist()), reverse=True)]
+    best = None
+    for decline_at, review_at in itertools.product(edges, edges):
+        if review_at > decline_at:
+            continue
+        reviews = int(((scores >= review_at) & (scores < decline_at)).sum())
+        if reviews <= costs.review_capacity_per_day:
+            key = (round(expected_cost(scores, fraud, amount, costs, review_at, decline_at), 6), reviews,
+                   int((scores >= decline_at).sum()))
+            best = key if best is None or key < best else best
+    assert best is not None
+    assert (round(decision.expected_cost_per_day, 6), decision.reviews_per_day, decision.declines_per_day) == best
