@@ -260,7 +260,8 @@ def evaluate(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
     from training.model import predict
 
     model = model_artifact.ScoringModel.from_files(model_artifact.read_folder(model_dir))
-    threshold = evaluation.f1_threshold(p.labels(p.valid_rows), model.probabilities(p.matrix(p.valid_rows)))
+    valid_scores = model.probabilities(p.matrix(p.valid_rows))
+    threshold = evaluation.f1_threshold(p.labels(p.valid_rows), valid_scores)
     test_matrix, test_labels = p.matrix(p.test_rows), p.labels(p.test_rows)
     test_scores, raw_scores = model.probabilities(test_matrix), predict(model.booster, test_matrix)
     result = evaluation.evaluate(p.examples.frame.iloc[p.test_rows], test_scores, threshold)
@@ -283,17 +284,14 @@ def evaluate(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
     frame = p.examples.frame
     volume = thresholds.volume_per_day(frame["timestamp"].iloc[np.concatenate([p.train_rows, p.test_rows])])
     holdout = thresholds.holdout_frame({
-        "validation": (model.probabilities(p.matrix(p.valid_rows)), p.labels(p.valid_rows),
-                       frame.iloc[p.valid_rows]),
+        "validation": (valid_scores, p.labels(p.valid_rows), frame.iloc[p.valid_rows]),
         "test": (test_scores, test_labels, frame.iloc[p.test_rows])}, volume)
     decision, on_test = thresholds.choose_on(holdout, CostModel.from_settings(settings), volume)
     result.metrics.update(on_test)
     report_dir.mkdir(parents=True, exist_ok=True)
     holdout.to_parquet(report_dir / decision_files.HOLDOUT_FILE, index=False)
     (report_dir / decision_files.DECISION_FILE).write_text(decision.model_dump_json(indent=1))
-    valid_part = holdout[holdout["part"] == "validation"]
-    thresholds.save_plot(valid_part["probability"].to_numpy(), valid_part["is_fraud"].to_numpy(),
-                         valid_part["amount"].to_numpy(), decision, report_dir / decision_files.PLOT_FILE)
+    thresholds.plot_on(holdout, decision, report_dir / decision_files.PLOT_FILE)
     evaluation.save_plots(report_dir, test_labels, test_scores, result, importance)
     calibration.save_reliability_plot(report_dir / calibration.RELIABILITY_PLOT, test_labels, raw_scores,
                                       test_scores)

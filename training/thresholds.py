@@ -130,6 +130,13 @@ def choose_on(holdout: pd.DataFrame, costs: CostModel, volume: float) -> tuple[D
     return decision, on_test
 
 
+def plot_on(holdout: pd.DataFrame, decision: Decision, path: Path) -> Path:
+    """:func:`save_plot` over the validation rows the pair was chosen on."""
+    valid = holdout[holdout["part"] == "validation"]
+    return save_plot(valid["probability"].to_numpy(), valid["is_fraud"].to_numpy(), valid["amount"].to_numpy(),
+                     decision, path)
+
+
 def expected_cost(probabilities: np.ndarray, labels: np.ndarray, amounts: np.ndarray, costs: CostModel,
                   review_at: float, decline_at: float) -> float:
     """The cost of a given pair on these rows (no capacity: what the pair would cost, however many it reviews)."""

@@ -179,7 +179,7 @@ def thresholds(
     from app.decision import CostModel
     from app.errors import UserError
     from app.registry import CHAMPION, Registry, RegistryError
-    from training.thresholds import choose_on, save_plot, volume_per_day
+    from training.thresholds import choose_on, plot_on, volume_per_day
 
     settings = get_settings()
     with Registry(settings) as registry:
@@ -213,11 +213,9 @@ def thresholds(
             typer.echo(f"     test: the re-chosen pair costs {on_test['decision_cost_per_day']:,.0f} a day, "
                        f"{on_test['decision_reviews_per_day']:,.0f} reviews and "
                        f"{on_test['decision_declines_per_day']:,.0f} declines a day")
-        valid = holdout[holdout["part"] == "validation"]
         path = settings.state_dir / "thresholds" / f"{settings.registered_model_name}-v{chosen.version}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_plot(valid["probability"].to_numpy(), valid["is_fraud"].to_numpy(), valid["amount"].to_numpy(),
-                  decision, path)
+        plot_on(holdout, decision, path)
         typer.echo(f"plot: {path}")
         if store:
             registry.set_decision(chosen.version, decision)
