@@ -69,3 +69,8 @@ def outcome_codes(probabilities: np.ndarray, review_at: float | np.ndarray, decl
     """0 approve, 1 review, 2 decline per row (indexes of OUTCOMES); thresholds per row or one for all."""
     p = np.asarray(probabilities, dtype=np.float64)
     return np.where(p >= decline_at, 2, np.where(p >= review_at, 1, 0)).astype(np.int8)
+
+
+def pair_text(version: str, review_at: float, decline_at: float) -> str:
+    """A served version's pair as the Serve config (``ServeModelConfig.decisions``) and /health say it."""
+    return f"v{version} review {review_at!r} decline {decline_at!r}"
