@@ -261,7 +261,8 @@ def main() -> None:
                         help="seeded: a scratch database with the same history every run (default); dev: the "
                              "local stack's database as it is")
     parser.add_argument("--rounds", type=int, default=1,
-                        help="repeat every mode this many times, in turn, and report each cell's median run")
+                        help="repeat every mode this many times, in turn (every other round in reverse order), and "
+                             "report each cell's median run")
     args = parser.parse_args()
     for mode in args.modes:
         parse_mode(mode)  # a misspelt lever fails now, not after the first mode's run
@@ -286,7 +287,9 @@ def main() -> None:
                for size in args.batches}
     rows: list[dict] = []
     for round_ in range(1, args.rounds + 1):
-        for mode in args.modes:
+        # ABBA: every other round runs the modes in reverse, so no mode always follows another (the predictions
+        # table grows through the run, and a mode that always comes later writes into a larger one)
+        for mode in (args.modes if round_ % 2 else list(reversed(args.modes))):
             console.print(f"[bold]{mode}[/]: starting (round {round_} of {args.rounds})")
             rows.extend(run_mode(mode, champion.version, args, single, batches))
     (work / "results.json").write_text(json.dumps(rows, indent=1))

@@ -42,7 +42,7 @@ def test_a_good_entry_keeps_its_words_and_an_id_may_be_a_whole_json_number() -> 
     assert RemovedEntry(entity="customer", entity_id=1, removed_by="ana").removed_by == "ana"
 
 
-def test_a_deny_on_either_entity_outweighs_an_allow_and_unlisted_pairs_go_to_the_model() -> None:
+def test_a_deny_on_either_entity_beats_an_allow_and_unlisted_pairs_go_to_the_model() -> None:
     view = ListView([_entry(1, "allow", "customer", 1), _entry(2, "deny", "merchant", 7),
                      _entry(3, "allow", "merchant", 8)])
     at = datetime(2026, 6, 1, tzinfo=UTC)
