@@ -123,9 +123,10 @@ class ListEntry(BaseModel):
 
     def reason_text(self) -> dict[str, str]:
         """The answer's reason when this entry decided it."""
-        until = f", until {self.expires_at:%Y-%m-%d %H:%M} UTC" if self.expires_at else ""
+        until = f", until {self.expires_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if self.expires_at else ""
         return {"input": "list", "text": f"{self.entity} {self.entity_id} is on the {self.list} list: {self.reason} "
-                                         f"(added by {self.added_by} on {self.added_at:%Y-%m-%d}{until})"}
+                                         f"(added by {self.added_by} on {self.added_at.astimezone(UTC):%Y-%m-%d}"
+                                         f"{until})"}
 
 
 class ListView:

@@ -23,18 +23,23 @@ class LiveLists:
         self.view = ListView([])
         self.error: str | None = None
         self._stopped = threading.Event()
+        # the background read and a POST's own refresh must not interleave: an older read finishing last would put
+        # the lists from before a change back
+        self._refreshing = threading.Lock()
         self.refresh()  # a replica answers its first request with the lists already applied
         self._thread = threading.Thread(target=self._run, name="live-lists", daemon=True)
         self._thread.start()
 
     def refresh(self) -> None:
-        try:
-            self.view = ListView(self._read(self.settings))  # one assignment: a request sees old or new lists
-            self.error = None
-        except Exception as error:  # the database is down: the last lists keep applying
-            self.error = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-            logger.warning("lists: read failed, the last lists (%d entries) keep applying: %s", len(self.view),
-                           self.error)
+        with self._refreshing:
+            try:
+                self.view = ListView(self._read(self.settings))  # one assignment: a request sees old or new lists
+                self.error = None
+            except Exception as error:  # the database is down: the last lists keep applying
+                said = str(error).strip()
+                self.error = said.splitlines()[0][:200] if said else type(error).__name__
+                logger.warning("lists: read failed, the last lists (%d entries) keep applying: %s", len(self.view),
+                               self.error)
 
     def _run(self) -> None:
         while not self._stopped.wait(self.settings.serve_lists_refresh_s):

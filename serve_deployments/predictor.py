@@ -258,10 +258,12 @@ class Predictor:
                                            variants[i], probabilities[i], int(decisions[i]), latency_ms,
                                            degraded, now, times[i], batch_inputs, i, outcome))
             if shadow is not None:
+                entry = listed[i]  # the lists decide for the shadow model too, as the backtest replays it
+                shadow_outcome = OUTCOMES[shadow[2][i]] if entry is None else OUTCOME_OF[entry.list]
                 logged.append(LoggedPrediction(transaction_id, request.customer_id, request.merchant_id,
                                                challenger.version, "shadow", float(shadow[0][i]),
                                                int(shadow[1][i]), latency_ms, degraded, now,
-                                               times[i], batch_inputs, i, OUTCOMES[shadow[2][i]]))
+                                               times[i], batch_inputs, i, shadow_outcome))
         self.log.append(logged)
         results = ("fraud" if decision else "legit" for decision in decisions)
         counts = Counter(zip(versions, results, strict=True))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app import lists
 from app.config import Settings
@@ -37,6 +37,8 @@ FIGURES = ("rows", "reviews", "declines", "frauds", "caught", "missed", "saved",
 
 
 class Figure(BaseModel):
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
     value: float
     low: float
     high: float
@@ -48,6 +50,8 @@ class Period(BaseModel):
 
 
 class VersionBacktest(BaseModel):
+    model_config = ConfigDict(ser_json_inf_nan="strings")  # a pair that never declines: decline_at inf
+
     version: str
     review_at: float
     decline_at: float
@@ -103,12 +107,15 @@ def per_row(codes: np.ndarray, fraud: np.ndarray, amount: np.ndarray, costs: Cos
 def _period(name: str, parts: dict[str, np.ndarray], cards: pd.DataFrame, capacity: int,
             rng: np.random.Generator) -> Period:
     n = len(parts["rows"])
-    draws = rng.multinomial(n, np.full(n, 1 / n), size=BOOTSTRAP_DRAWS) if n else np.zeros((BOOTSTRAP_DRAWS, 0))
+    keys = list(parts)
+    values = np.column_stack([parts[k] for k in keys]) if n else np.zeros((0, len(keys)))
+    resampled = np.zeros((BOOTSTRAP_DRAWS, len(keys)))
+    for draw in range(BOOTSTRAP_DRAWS if n else 0):  # one draw at a time: memory stays O(rows), not O(draws x rows)
+        resampled[draw] = np.bincount(rng.integers(0, n, n), minlength=n) @ values
     figures = {}
-    for key, values in parts.items():
-        resampled = draws @ values
-        figures[key] = Figure(value=float(values.sum()), low=float(np.percentile(resampled, 2.5)),
-                              high=float(np.percentile(resampled, 97.5)))
+    for j, key in enumerate(keys):
+        figures[key] = Figure(value=float(values[:, j].sum()), low=float(np.percentile(resampled[:, j], 2.5)),
+                              high=float(np.percentile(resampled[:, j], 97.5)))
     # card precision at the capacity: of the capacity highest-scored cards of each day, the share with a fraud
     top = cards.sort_values("score", ascending=False).groupby("day").head(capacity) if capacity else cards.iloc[:0]
     hits = top["fraud"].to_numpy(dtype=np.float64)

@@ -92,17 +92,21 @@ def rollback() -> None:
     _reload_serve(settings)
 
 
-def _reload_serve(settings: Settings) -> None:
-    """A running prediction API follows the alias at once (in place); without one there is nothing to do."""
+def _reload_serve(settings: Settings, follow_alias: bool = True) -> None:
+    """A running prediction API follows the alias (or, without ``follow_alias``, only its versions' thresholds) at
+    once, in place; without one there is nothing to do."""
     from app.operations import serving
 
     try:
-        result = serving.reload(settings, lambda line: None)
+        result = serving.reload(settings, lambda line: None, follow_alias)
     except serving.ServeError:
         return  # no Ray head: the next `riskray serve deploy` picks the alias up
     if result is not None and result[0] != result[1]:
         before, after = result
-        typer.echo(f"Serve now answers with version {after.champion} (was {before.champion}): {after.decisions}")
+        if before.champion == after.champion:
+            typer.echo(f"Serve now answers by the new thresholds: {after.decisions}")
+        else:
+            typer.echo(f"Serve now answers with version {after.champion} (was {before.champion}): {after.decisions}")
 
 
 class Metric(StrEnum):
@@ -225,7 +229,7 @@ def thresholds(
             typer.echo(f"version {chosen.version} now reviews at {decision.review_at:.4g} and declines at "
                        f"{decision.decline_at:.4g}")
     if store:
-        _reload_serve(settings)  # a served version answers by its new pair at once
+        _reload_serve(settings, follow_alias=False)  # a served version answers by its new pair at once
 
 
 def backtest(

@@ -177,15 +177,18 @@ def deploy(settings: Settings, models: ServeModelConfig, say: Callable[[str], No
     return resolved
 
 
-def reload(settings: Settings, say: Callable[[str], None]) -> tuple[ServeModelConfig, ServeModelConfig] | None:
-    """Point the running app at the champion alias's current version and the served versions' current thresholds
-    (in place). None when Serve is not running riskray. Returns the models (before, after); equal: nothing to do."""
+def reload(settings: Settings, say: Callable[[str], None], follow_alias: bool = True
+           ) -> tuple[ServeModelConfig, ServeModelConfig] | None:
+    """Point the running app at the champion alias's current version (``follow_alias``; else the versions it
+    serves stay) and the served versions' current thresholds, in place. None when Serve is not running riskray.
+    Returns the models (before, after); equal: nothing to do."""
     with ServeClient(settings) as client:
         current = client.deployed_models()
         if current is None:
             return None
         # the champion alias now, and the served versions' thresholds now (re-chosen ones reload in place too)
-        models = resolve_models(settings, current.model_copy(update={"champion": "champion"}))
+        models = resolve_models(settings, current.model_copy(update={"champion": "champion"}) if follow_alias
+                                else current)
         if models == current:
             return current, current
         # Only user_config changes: the deployed app's runtime_env, replicas and options stay as they are, so the

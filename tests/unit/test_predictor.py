@@ -343,3 +343,15 @@ def test_a_list_entry_applies_from_its_addition_until_it_is_removed_or_expires()
     assert view.decide(1, 9, t + 2 * day) is None  # expired
     assert view.decide(2, 9, t + day / 2).entry_id == 2 and view.decide(2, 9, t + day) is None  # removed
     assert view.decide(2, 9, t + 4 * day).entry_id == 3  # a later entry of the same card
+
+
+def test_a_listed_entity_is_logged_with_the_lists_outcome_for_the_shadow_model_too() -> None:
+    models = {"1": _decided(MODELS["1"], review_at=0.5, decline_at=0.9), "2": _decided(MODELS["2"], 0.5, 0.9)}
+    lists = Lists()
+    lists.view = ListView([_entry(1, "allow", "customer", 11)])
+    p = Predictor(Settings(), Metrics(), features=History(), log=Log(), lists=lists,  # type: ignore[arg-type]
+                  loader=models.__getitem__)
+    p.reconfigure({"champion": "1", "challenger": "2", "ab_mode": "shadow"})
+    p.answer(_requests(1), explain=False, endpoint="batch")  # customer 11: model 2 alone would decline it
+    assert [(row.variant, row.outcome) for row in p.log.rows] == [  # type: ignore[attr-defined]
+        ("champion", "approve"), ("shadow", "approve")]

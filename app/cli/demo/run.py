@@ -396,7 +396,10 @@ class Demo:
     def report(self) -> str:
         from app.cli.demo import report
 
-        self._backtest()
+        try:
+            self._backtest()
+        except (DemoError, OSError, ValueError) as error:  # the report still comes, its backtest check says why
+            self.console.print(f"      [red]backtest failed[/red]: {error}")
         written = report.write(self.settings, self.state, self.console)
         return f"{written}"
 
