@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     serve_store_retry_s: float = Field(
         default=5.0, gt=0, description="After a store failure, answer degraded for this long before trying again."
     )
+    serve_lists_refresh_s: float = Field(
+        default=2.0, gt=0, description="How often a replica re-reads the allow/deny lists (a change applies within it)."
+    )
     serve_log_buffer: int = Field(default=20_000, ge=1, description="Predictions waiting to be written; more drop.")
     serve_log_flush_rows: int = Field(default=1_000, ge=1)
     serve_log_flush_s: float = Field(default=1.0, gt=0)
@@ -126,10 +129,12 @@ class Settings(BaseSettings):
 
     compare_days: float = Field(
         default=7, gt=0, description="`riskray compare`: the held-out period, the latest N days with matured labels")
-    promotion_metric: Literal["roc_auc", "average_precision"] = Field(
-        default="roc_auc", description="What the challenger must beat the champion on to be promoted")
+    promotion_metric: Literal["roc_auc", "average_precision", "backtest_cost"] = Field(
+        default="roc_auc", description="What the challenger must beat the champion on to be promoted; backtest_cost: "
+                                       "the cost a day of its outcomes on the held-out period (lower wins)")
     promotion_margin: float = Field(
-        default=0.005, ge=-1, le=1, description="... by at least this much (0: a tie promotes)")
+        default=0.005, ge=-1, le=1, description="... by at least this much (0: a tie promotes); for backtest_cost "
+                                                "a relative saving (0.005: 0.5 % cheaper)")
 
     # --- Airflow (`riskray stack up --with airflow`) -------------------------------------------------------
     airflow_host: str = "127.0.0.1"

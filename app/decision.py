@@ -64,8 +64,18 @@ class Decision(BaseModel):
     frauds_caught_share: float = Field(description="share of the rows' frauds reviewed or declined")
 
 
+def outcome_code(probability: float, review_at: float, decline_at: float) -> int:
+    """One row's ``outcome_codes`` (serving's micro-batches of a few rows: no numpy per call)."""
+    return 2 if probability >= decline_at else 1 if probability >= review_at else 0
+
+
 def outcome_codes(probabilities: np.ndarray, review_at: float | np.ndarray, decline_at: float | np.ndarray
                   ) -> np.ndarray:
     """0 approve, 1 review, 2 decline per row (indexes of OUTCOMES); thresholds per row or one for all."""
     p = np.asarray(probabilities, dtype=np.float64)
     return np.where(p >= decline_at, 2, np.where(p >= review_at, 1, 0)).astype(np.int8)
+
+
+def pair_text(version: str, review_at: float, decline_at: float) -> str:
+    """A served version's pair as the Serve config (``ServeModelConfig.decisions``) and /health say it."""
+    return f"v{version} review {review_at!r} decline {decline_at!r}"

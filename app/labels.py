@@ -116,5 +116,6 @@ def matured_sql(known: str = "k") -> str:
 
 def matured(known: np.ndarray) -> np.ndarray:
     """Training labels of a matured period: the label known at the cut-off, and legitimate where none was reported
-    by then (the maturity rule, stated here once)."""
-    return np.nan_to_num(known, nan=0.0).astype(np.int64)
+    by then (the maturity rule, stated here once). ``known`` may hold None (an object column with no label known
+    at all)."""
+    return np.nan_to_num(np.asarray(known, dtype=np.float64), nan=0.0).astype(np.int64)

@@ -23,6 +23,7 @@ only when a model is loaded, so importing ``app`` stays light.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from app.calibration import Calibration
 from app.decision import Decision, outcome_codes
 from app.preprocessing import FILE_NAME as PREPROCESSOR_FILE
 from app.preprocessing import Preprocessor
+from app.reasons import column_groups, top_groups
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -47,6 +49,7 @@ REPORT_DIR = "report"  # evaluation's plots and metrics: the training folder's r
 THRESHOLD_TAG = "threshold"  # model-version tag in the registry
 DEFAULT_THRESHOLD = 0.5
 TOP_CONTRIBUTIONS = 3
+SMALL_MATRIX_ROWS = 256  # up to this many rows, one thread builds the DMatrix faster than a pool starts
 
 
 @dataclass(frozen=True)
@@ -129,14 +132,32 @@ class ScoringModel:
         """Outcome codes (``app.decision.OUTCOMES``) by the version's review/decline pair."""
         return outcome_codes(probability, self.review_at, self.decline_at)
 
-    def explain(self, matrix: np.ndarray) -> list[list[dict[str, Any]]]:
-        """The largest |contribution| features per row (XGBoost pred_contribs, in log-odds)."""
+    def contributions(self, matrix: np.ndarray, approximate: bool = False) -> np.ndarray:
+        """Per-row contributions in log-odds (XGBoost pred_contribs) of an already preprocessed matrix, one column
+        per preprocessed column (``preprocessor.output_names``); the bias column is dropped. ``approximate``: the
+        path (Saabas) attributions, 3-10x cheaper than exact SHAP values (measured on the champion: 0.3 against
+        0.9 ms for one row, 0.4 against 4.3 ms for eight)."""
         import xgboost as xgb
 
+        threads = 1 if len(matrix) <= SMALL_MATRIX_ROWS else -1
+        dmatrix = xgb.DMatrix(matrix, feature_names=self.preprocessor.output_names, nthread=threads)
+        return self.booster.predict(dmatrix, pred_contribs=True, approx_contribs=approximate)[:, :-1]
+
+    @cached_property
+    def _column_groups(self) -> np.ndarray:
+        return column_groups(self.preprocessor.output_names)
+
+    def reason_groups(self, matrix: np.ndarray) -> list[list[str]]:
+        """Per row: the groups of inputs (``app.reasons``) that push it towards fraud, the strongest first. On the
+        request path, so from the cheaper path attributions: they name the same strong pushes, and ``explain``
+        keeps the exact values."""
+        return top_groups(self.contributions(matrix, approximate=True), self._column_groups)
+
+    def explain(self, matrix: np.ndarray) -> list[list[dict[str, Any]]]:
+        """The largest |contribution| features per row (XGBoost pred_contribs, in log-odds)."""
         names = self.preprocessor.output_names
-        contributions = self.booster.predict(xgb.DMatrix(matrix, feature_names=names), pred_contribs=True)[:, :-1]
         out = []
-        for row in contributions:  # the last column (dropped) is the bias
+        for row in self.contributions(matrix):
             top = np.argsort(-np.abs(row))[:TOP_CONTRIBUTIONS]
             out.append([{"feature": names[i], "contribution": float(row[i])} for i in top])
         return out

@@ -14,3 +14,7 @@ DEPLOYMENT = "FraudDetector"
 # SQL condition on ``predictions``: the rows returned to a caller. A shadow row was scored and logged but never
 # returned, and repeats its champion row's inputs: what was served (counts, drift inputs, the demo's AUC) leaves it out.
 ANSWERED = "variant <> 'shadow'"
+
+# The reviews answered in the last day: the load on the fraud team's review queue (``predictions_reviews_idx``)
+REVIEWS_LAST_DAY_SQL = (f"SELECT count(*) FROM predictions WHERE outcome = 'review' AND {ANSWERED} "
+                        "AND predicted_at > now() - interval '1 day'")

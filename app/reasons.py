@@ -145,3 +145,14 @@ def top_groups(contributions: np.ndarray, groups: np.ndarray, top: int = TOP_REA
 def worded(groups: Sequence[str], row: Mapping[str, Any]) -> list[dict[str, str]]:
     """Each group as a sentence from the row's model inputs (``app.model_inputs``, one value per input)."""
     return [{"input": group, "text": WORDING[group](row)} for group in groups]
+
+
+def row_of(inputs: Mapping[str, np.ndarray], index: int) -> dict[str, Any]:
+    """One row of model-input columns (``app.model_inputs.model_inputs``) as the mapping ``worded`` reads."""
+    return {name: inputs[name][index] for name in FEATURES}
+
+
+def threshold_reason(probability: float, outcome: str, threshold: float) -> dict[str, str]:
+    """The reason of a review or decline no input group pushed (the model's base rate did): the score itself."""
+    return {"input": "probability",
+            "text": f"fraud probability {probability:.3f}, at or over the {outcome} threshold {threshold:.3f}"}

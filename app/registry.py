@@ -49,6 +49,14 @@ class ModelVersion:
     decision: Decision | None = None  # the review/decline pair (tag 'decision'); None: a version from before them
     decision_error: str | None = None  # a 'decision' tag that is not one: the version cannot serve until fixed
 
+    @property
+    def pair(self) -> tuple[float, float]:
+        """(review_at, decline_at) as serving applies them; a version from before decisions declines at its
+        threshold and reviews nothing."""
+        if self.decision is None:
+            return self.threshold, self.threshold
+        return self.decision.review_at, self.decision.decline_at
+
 
 def decision_tag(decision: Decision) -> str:
     """A decision as its tag's value, read back first: a tag no reader could parse is never written."""

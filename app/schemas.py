@@ -30,6 +30,8 @@ from pydantic import (
     ValidationError,
 )
 
+from app.decision import Outcome
+
 
 class DeviceType(StrEnum):
     POS = "pos"
@@ -309,6 +311,16 @@ class Contribution(BaseModel):
     contribution: float
 
 
+class Reason(BaseModel):
+    """Why an answer is a review or a decline, in words: a group of related model inputs (``app.reasons``) and its
+    value against the card's usual one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: str = Field(description="the group of model inputs, e.g. 'amount', 'country'")
+    text: str = Field(description="e.g. \"amount 1,240.00, 12.0x the card's 30-day mean\"")
+
+
 class PredictionResponse(BaseModel):
     """What /predict answers, and each item of /predict/batch. The fast path builds the same body as a dict (no
     model per request); tests/unit/test_response_schemas.py checks every variant against this model."""
@@ -321,6 +333,10 @@ class PredictionResponse(BaseModel):
     model_version: str
     features_degraded: bool = Field(
         default=False, description="The feature store did not answer in time: stored features were defaulted")
+    outcome: Outcome = Field(description="what to do: by the model version's review and decline thresholds")
+    reasons: list[Reason] = Field(
+        default_factory=list, description="why a review or a decline, the strongest first (at most 3); "
+                                          "empty on approve")
     explanation: list[Contribution] | None = Field(
         default=None, description="explain=true: the 3 largest feature contributions (log-odds)")
 
@@ -342,6 +358,7 @@ class HealthResponse(BaseModel):
     model_version: str | None = None
     challenger: str | None = None
     ab_mode: str | None = None
+    decisions: str | None = Field(default=None, description="the served versions' review/decline thresholds")
     last_reload_error: str | None = Field(default=None, description="the last failed reload; the old model serves")
 
 
@@ -365,3 +382,6 @@ class ServeModelConfig(BaseModel):
         default=AbMode.off.value, description="canary: canary_share of requests answered by the challenger; "
                                               "shadow: the challenger scores every request, logged, never returned")
     canary_share: float = Field(default=0.1, ge=0, le=1)
+    decisions: str | None = Field(
+        default=None, description="the served versions' review/decline thresholds when resolved: a pair re-chosen "
+                                  "for the same version (`riskray thresholds --set`) changes it, so replicas reload")

@@ -54,6 +54,7 @@ class _Metric:
 class PrometheusSink:
     def __init__(self) -> None:
         self.predictions = _Metric(Counter("predictions", "", ["model_version", "result"]))
+        self.decisions = _Metric(Counter("decisions", "", ["model_version", "outcome"]))
         self.latency = _Metric(Histogram("prediction_latency_seconds", "", ["endpoint"], buckets=LATENCY_BUCKETS))
         self.batch_size = _Metric(Histogram("prediction_batch_size", "", buckets=BATCH_SIZE_BUCKETS))
         self.degraded = _Metric(Counter("features_degraded", ""))

@@ -18,7 +18,7 @@ from app.features import history_span
 from app.operations import postgres
 
 STORE_TABLES = ("transactions", "features", "merchant_features", "customer_countries", "predictions",
-                "stream_batch_commits", "labels", "fraud_reports", "merchant_fraud_reports")
+                "stream_batch_commits", "labels", "fraud_reports", "merchant_fraud_reports", "list_entries")
 BUSY_MERCHANT_EVERY = 100  # every 100th merchant has a tile every minute; the others one an hour
 
 

@@ -38,8 +38,8 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import local_paths  # noqa: E402
-from app.config import get_settings  # noqa: E402
+from app import db, local_paths  # noqa: E402
+from app.config import Settings, get_settings  # noqa: E402
 from app.operations import haproxy_loopback, ray_head  # noqa: E402
 from app.operations.serving import deployment_options  # noqa: E402
 from app.registry import Registry  # noqa: E402
@@ -96,8 +96,10 @@ LEVERS = {
 }
 
 
-def parse_mode(mode: str) -> tuple[str, dict[str, bool]]:
-    """'serve-ha+quiet-haproxy=1' -> ('serve-ha', {'quiet-haproxy': True})."""
+def parse_mode(mode: str) -> tuple[str, dict[str, bool], str | None]:
+    """'serve-ha+quiet-haproxy=1' -> ('serve-ha', {'quiet-haproxy': True}, None); 'bare@fc7b641' -> ('bare', {},
+    'fc7b641'): the server runs the code of that commit (a change side by side with the commit before it)."""
+    mode, _, revision = mode.partition("@")
     base, *switches = mode.split("+")
     levers: dict[str, bool] = {}
     for switch in switches:
@@ -107,7 +109,28 @@ def parse_mode(mode: str) -> tuple[str, dict[str, bool]]:
         levers[name] = value == "1"
     if base not in {"serve-ha", "serve-default", "bare"}:
         raise SystemExit(f"unknown mode {base!r}")
-    return base, levers
+    if revision and _commit(revision) is None:
+        raise SystemExit(f"unknown commit {revision!r} in mode {mode!r}@{revision}")
+    return base, levers, revision or None
+
+
+def _commit(revision: str) -> str | None:
+    found = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", "--short",
+                            f"{revision}^{{commit}}"], capture_output=True, text=True)
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def source_tree(revision: str | None) -> Path:
+    """The project's code at ``revision`` (a ``git archive`` in a temp folder, kept for the run), or this tree. The
+    server's processes import riskray from there first (PYTHONPATH), the environment stays this one's."""
+    if revision is None:
+        return ROOT
+    folder = Path(tempfile.gettempdir()) / f"riskray-bench-{_commit(revision)}"
+    if not (folder / "serve_deployments").is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder
 
 
 def load(url: str, body_file: Path, concurrency: int, duration: float, headers: list[str] = ()) -> dict:
@@ -122,7 +145,7 @@ class RayServe:
     """A private Ray head with the riskray Serve app (``replicas`` replicas), high-throughput mode on or off."""
 
     def __init__(self, high_throughput: bool, version: str, replicas: int = 1,
-                 levers: dict[str, bool] | None = None) -> None:
+                 levers: dict[str, bool] | None = None, tree: Path = ROOT) -> None:
         levers = levers or {}
         self.temp = Path(tempfile.mkdtemp(prefix="rrsb-", dir="/tmp"))
         self.port = free_port()
@@ -134,6 +157,8 @@ class RayServe:
         ray_head.prepare(settings)
         env = {**os.environ, **ray_head.environment(settings), "RISKRAY_SERVE_PORT": str(self.port),
                "RISKRAY_RAY_METRICS_EXPORT_PORT": str(free_port())}
+        if tree != ROOT:
+            env["PYTHONPATH"] = os.pathsep.join([str(tree), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         for lever, variable in (("haproxy-header", haproxy_loopback.DISCONNECT_DISABLED_ENV),
                                 ("quiet-haproxy", haproxy_loopback.QUIET_LOG_ENV)):
             if lever in levers:
@@ -156,7 +181,7 @@ class RayServe:
             [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={self.gcs}",
              "--include-dashboard=false", f"--temp-dir={local_paths.ray_temp_dir(settings)}", "--num-cpus=2",
              f"--metrics-export-port={env['RISKRAY_RAY_METRICS_EXPORT_PORT']}", "--disable-usage-stats"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         script = (
             "import ray, time; from ray import serve; "
             f"ray.init(address='127.0.0.1:{self.gcs}'); "
@@ -167,7 +192,7 @@ class RayServe:
             "name='riskray', route_prefix='/', blocking=False); print('deployed', flush=True)"
         )
         time.sleep(5)
-        deployed = subprocess.run([PY, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+        deployed = subprocess.run([PY, "-c", script], cwd=tree, env=env, capture_output=True, text=True, timeout=300)
         if deployed.returncode != 0:
             self.close()
             raise RuntimeError(f"Serve deploy failed: {deployed.stderr.strip().splitlines()[-1:]}")
@@ -195,12 +220,15 @@ class RayServe:
 
 
 class Bare:
-    def __init__(self, version: str, workers: int = 1) -> None:
+    def __init__(self, version: str, workers: int = 1, tree: Path = ROOT) -> None:
         self.port = free_port()
+        env = {**os.environ, "RISKRAY_BENCH_MODEL": version}
+        if tree != ROOT:
+            env["PYTHONPATH"] = os.pathsep.join([str(tree), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         self.process = subprocess.Popen(
             [str(BIN / "uvicorn"), "benchmarks.bare_app:app", "--host", "127.0.0.1", "--port", str(self.port),
              "--no-access-log", "--log-level", "warning", "--workers", str(workers)],
-            cwd=ROOT, env={**os.environ, "RISKRAY_BENCH_MODEL": version}, start_new_session=True)
+            cwd=tree, env=env, start_new_session=True)
         self.url = f"http://127.0.0.1:{self.port}"
         wait_http(self.url + "/predict")
 
@@ -215,7 +243,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--modes", nargs="+", default=["serve-ha", "serve-default", "bare"],
                         help="serve-ha, serve-default or bare, each optionally with A/B levers, e.g. "
-                             "serve-ha+quiet-haproxy=0; levers: " + "; ".join(f"{k}: {v}" for k, v in LEVERS.items()))
+                             "serve-ha+quiet-haproxy=0, and @COMMIT to run that commit's code (serve-ha@HEAD~1 "
+                             "beside serve-ha: a change against the commit before it); levers: "
+                             + "; ".join(f"{k}: {v}" for k, v in LEVERS.items()))
     parser.add_argument("--batches", type=int, nargs="*", default=[100, 1000],
                         help="/predict/batch sizes to load (none: single requests only)")
     parser.add_argument("--replicas", type=int, default=2,
@@ -231,7 +261,8 @@ def main() -> None:
                         help="seeded: a scratch database with the same history every run (default); dev: the "
                              "local stack's database as it is")
     parser.add_argument("--rounds", type=int, default=1,
-                        help="repeat every mode this many times, in turn, and report each cell's median run")
+                        help="repeat every mode this many times, in turn (every other round in reverse order), and "
+                             "report each cell's median run")
     args = parser.parse_args()
     for mode in args.modes:
         parse_mode(mode)  # a misspelt lever fails now, not after the first mode's run
@@ -256,20 +287,25 @@ def main() -> None:
                for size in args.batches}
     rows: list[dict] = []
     for round_ in range(1, args.rounds + 1):
-        for mode in args.modes:
+        # ABBA: every other round runs the modes in reverse, so no mode always follows another (the predictions
+        # table grows through the run, and a mode that always comes later writes into a larger one)
+        for mode in (args.modes if round_ % 2 else list(reversed(args.modes))):
             console.print(f"[bold]{mode}[/]: starting (round {round_} of {args.rounds})")
             rows.extend(run_mode(mode, champion.version, args, single, batches))
     (work / "results.json").write_text(json.dumps(rows, indent=1))
     print_table(median_rows(rows), champion.version, args)
+    if args.store == "seeded":
+        print_outcomes(store)
     console.print(f"raw results (every round): {work / 'results.json'}")
 
 
 def run_mode(mode: str, version: str, args: argparse.Namespace, single: Path, batches: dict[int, Path]) -> list[dict]:
     rows: list[dict] = []
-    base, levers = parse_mode(mode)
+    base, levers, revision = parse_mode(mode)
     headers = [f"{haproxy_loopback.DISCONNECT_DISABLED_HEADER}: ?1"] if levers.get("client-header") else []
-    server = (Bare(version, args.replicas) if base == "bare"
-              else RayServe(base == "serve-ha", version, args.replicas, levers))
+    tree = source_tree(revision)
+    server = (Bare(version, args.replicas, tree) if base == "bare"
+              else RayServe(base == "serve-ha", version, args.replicas, levers, tree))
     try:
         for concurrency in args.concurrency:
             result = load(server.url + "/predict", single, concurrency, args.duration, headers)
@@ -284,6 +320,17 @@ def run_mode(mode: str, version: str, args: argparse.Namespace, single: Path, ba
     finally:
         server.close()
     return rows
+
+
+def print_outcomes(store: Settings) -> None:
+    """What the benchmark's answers decided (the logged predictions): reasons are computed for reviews and declines
+    only, so their share is what the outcome path costs here."""
+    with db.connection(store) as conn, conn.cursor() as cur:
+        cur.execute("SELECT coalesce(outcome, 'none (code before outcomes)'), count(*) FROM predictions GROUP BY 1 "
+                    "ORDER BY 2 DESC")
+        counts = cur.fetchall()
+    total = sum(n for _, n in counts) or 1
+    console.print("outcomes of the logged answers: " + ", ".join(f"{o} {n / total:.2%}" for o, n in counts))
 
 
 def median_rows(rows: list[dict]) -> list[dict]:

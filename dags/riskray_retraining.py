@@ -72,9 +72,12 @@ PARAMS = {
                                             "transaction."),
     "label_delay_days": Param(7, type="integer", minimum=0, description="Days until a transaction's label is known."),
     "compare_days": Param(7, type="number", exclusiveMinimum=0, description="The held-out comparison period."),
-    "promotion_metric": Param("roc_auc", enum=["roc_auc", "average_precision"]),
+    "promotion_metric": Param("roc_auc", enum=["roc_auc", "average_precision", "backtest_cost"],
+                              description="backtest_cost: promote on the cost a day of each version's outcomes on "
+                                          "the held-out period (its thresholds, the lists), lower wins."),
     "promotion_margin": Param(0.005, type="number", minimum=-1, maximum=1,
-                              description="The challenger must beat the champion by this much."),
+                              description="The challenger must beat the champion by this much (backtest_cost: a "
+                                          "relative saving)."),
     "train_days": Param(30, type="number", exclusiveMinimum=0),
     "train_trials": Param(4, type="integer", minimum=0, description="Tune trials (0: default parameters)."),
     "train_args": Param("", type="string", description="More `riskray train` options, e.g. --cv-gap-days 1."),

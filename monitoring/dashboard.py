@@ -51,6 +51,10 @@ PANELS: tuple[Panel, ...] = (
     Panel("Request rate", "reqps", (Target(_sum("rate(predictions_total[1m])"), "{{model_version}} {{result}}"),),
           True),
     Panel("Prediction latency (/predict)", "s", (_quantile(0.5), _quantile(0.95), _quantile(0.99)), True),
+    Panel("Decisions", "reqps", (Target(_sum("rate(decisions_total[5m])", "model_version, outcome"),
+                                        "{{model_version}} {{outcome}}"),), True),
+    Panel("Reviews against the team's capacity (last 24 h)", "percentunit", (
+        Target("max(review_capacity_share)", "reviews / capacity"),), True),
     Panel("Error rate", "percentunit", (Target(
         '(sum(rate(predictions_total{result="error"}[5m])) or on() vector(0)) / sum(rate(predictions_total[5m]))',
         "errors"),), True),

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import orjson
+import psycopg2
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -27,7 +28,10 @@ from pydantic import TypeAdapter, ValidationError
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app import lists
 from app.config import get_settings
+from app.db import PoolExhaustedError
+from app.lists import AlreadyListedError, ListEntries, ListEntry, NewEntry, NotListedError, RemovedEntry
 from app.prediction_service import DEPLOYMENT
 from app.schemas import (
     BatchPredictionResponse,
@@ -40,9 +44,16 @@ from app.schemas import (
 )
 from serve_deployments.batching import NaturalBatcher
 from serve_deployments.fast_path import PredictFastPath
-from serve_deployments.guard import RequestGuard, document
+from serve_deployments.guard import RequestGuard, configured_keys, document
 from serve_deployments.label_intake import LabelIntake, LabelsNotAcceptedError
-from serve_deployments.metrics import LatestReport, PredictionMetrics, gauge_lines, merged_text
+from serve_deployments.metrics import (
+    LatestReport,
+    PredictionMetrics,
+    ReviewLoad,
+    gauge_lines,
+    merged_text,
+    review_lines,
+)
 from serve_deployments.predictor import Predictor
 
 logger = logging.getLogger("ray.serve")
@@ -55,6 +66,8 @@ api = FastAPI(
 api.add_middleware(PredictFastPath)  # plain POST /predict skips FastAPI's routing; errors and the rest do not
 api.add_middleware(RequestGuard)  # added last: outermost, in front of the fast path too
 _batch_adapter = TypeAdapter(list[PredictionRequest])
+_STORE_DOWN: dict[int | str, dict[str, Any]] = {
+    503: {"description": "the feature store, where the lists live, did not answer: nothing changed, try again"}}
 
 
 def _openapi() -> dict[str, Any]:
@@ -96,6 +109,7 @@ class FraudDetector:
         self.together = NaturalBatcher(self._answer, self.settings.serve_batch_max_size,
                                        self.settings.serve_batch_concurrency, metrics.batch_size.observe)
         self.latest_report = LatestReport(self.settings)
+        self.review_load = ReviewLoad(self.settings)
         self.labels = LabelIntake(self.settings)
         self.replica_header = {REPLICA_HEADER: serve.get_replica_context().replica_id.unique_id}
         PredictFastPath.answer_with(self._predict_one, self.replica_header)
@@ -183,6 +197,63 @@ class FraudDetector:
             return ORJSONResponse({"detail": str(error)}, status_code=503, headers=self.replica_header)
         return ORJSONResponse({"accepted": accepted}, status_code=202, headers=self.replica_header)
 
+    @api.get("/lists", response_model=ListEntries, response_class=ORJSONResponse, responses=_STORE_DOWN)
+    async def get_lists(self) -> Response:
+        """The allow and deny list entries that apply now."""
+        try:
+            entries = await asyncio.to_thread(lists.live, self.settings)
+        except (psycopg2.Error, PoolExhaustedError) as error:
+            return self._store_down(error)
+        return ORJSONResponse(ListEntries(entries=entries).model_dump(mode="json"), headers=self.replica_header)
+
+    @api.post("/lists", response_model=ListEntry, response_class=ORJSONResponse, status_code=201,
+              responses={403: {"description": "no API keys are configured: lists change over HTTP only with keys"},
+                         409: {"description": "the entity is already on a list: remove its entry first"},
+                         **_STORE_DOWN})
+    async def post_list_entry(self, entry: NewEntry) -> Response:
+        """Put a card (customer) or a merchant on the allow or deny list: its answers' outcome comes from the list,
+        on every replica within RISKRAY_SERVE_LISTS_REFRESH_S, without a redeploy."""
+        refused = self._list_changes_refused()
+        if refused is not None:
+            return refused
+        try:
+            stored = await asyncio.to_thread(lists.add, self.settings, entry)
+        except AlreadyListedError as error:
+            return ORJSONResponse({"detail": str(error)}, status_code=409, headers=self.replica_header)
+        except (psycopg2.Error, PoolExhaustedError) as error:
+            return self._store_down(error)
+        await asyncio.to_thread(self.predictor.lists.refresh)
+        return ORJSONResponse(stored.model_dump(mode="json"), status_code=201, headers=self.replica_header)
+
+    @api.post("/lists/remove", response_model=ListEntry, response_class=ORJSONResponse,
+              responses={403: {"description": "no API keys are configured: lists change over HTTP only with keys"},
+                         404: {"description": "the entity is on no list"}, **_STORE_DOWN})
+    async def remove_list_entry(self, removed: RemovedEntry) -> Response:
+        """Take a card or a merchant off its list (the entry is kept, stamped removed, for replays)."""
+        refused = self._list_changes_refused()
+        if refused is not None:
+            return refused
+        try:
+            entry = await asyncio.to_thread(lists.remove, self.settings, removed)
+        except NotListedError as error:
+            return ORJSONResponse({"detail": str(error)}, status_code=404, headers=self.replica_header)
+        except (psycopg2.Error, PoolExhaustedError) as error:
+            return self._store_down(error)
+        await asyncio.to_thread(self.predictor.lists.refresh)
+        return ORJSONResponse(entry.model_dump(mode="json"), headers=self.replica_header)
+
+    def _store_down(self, error: Exception) -> Response:
+        said = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        return ORJSONResponse({"detail": f"feature store unreachable: {said}; nothing was changed, try again"},
+                              status_code=503, headers=self.replica_header)
+
+    def _list_changes_refused(self) -> Response | None:
+        # an open endpoint that approves whatever it is told would be a way round the model: keys or nothing
+        if configured_keys(self.settings):
+            return None
+        return ORJSONResponse({"detail": "list changes over HTTP need API keys (RISKRAY_SERVE_API_KEYS); "
+                                         "locally, use `riskray lists`"}, status_code=403, headers=self.replica_header)
+
     @api.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
     def health(self) -> Response:
         body = self.predictor.health()
@@ -196,7 +267,9 @@ class FraudDetector:
         versions = {"champion": p.champion.version} if p.champion else {}
         if p.challenger is not None:
             versions["challenger"] = p.challenger.version
-        text = merged_text(url, gauge_lines(versions, self.latest_report.gauges()))
+        text = merged_text(url, [*gauge_lines(versions, self.latest_report.gauges()),
+                                 *review_lines(self.review_load.reviews_last_day(),
+                                               self.settings.review_capacity_per_day)])
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.config import Settings, get_settings
 from serve_deployments.fast_path import route_path
 
-KEYED_PATHS = frozenset({"/predict", "/predict/batch", "/labels"})
+KEYED_PATHS = frozenset({"/predict", "/predict/batch", "/labels", "/lists", "/lists/remove"})
 API_KEY_SCHEME = "ApiKey"  # pragma: allowlist secret
 
 

@@ -17,8 +17,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from ray.util import metrics
 
-from app import reports
+from app import db, reports
 from app.config import Settings
+from app.prediction_service import REVIEWS_LAST_DAY_SQL
 
 logger = logging.getLogger("ray.serve")
 
@@ -36,6 +37,9 @@ class PredictionMetrics:
         self.predictions = metrics.Counter(
             "predictions_total", "Predictions answered, by model version and result (fraud | legit | error)",
             tag_keys=("model_version", "result"))
+        self.decisions = metrics.Counter(
+            "decisions_total", "Answers by model version and outcome (approve | review | decline)",
+            tag_keys=("model_version", "outcome"))
         self.latency = metrics.Histogram(
             "prediction_latency_seconds", "Time to answer one prediction request", boundaries=list(LATENCY_BUCKETS),
             tag_keys=("endpoint",))
@@ -50,8 +54,8 @@ class PredictionMetrics:
         self.reload_failures = metrics.Counter("model_reload_failures_total",
                                                "Model reloads that failed (the old model kept serving)")
 
-    NAMES = ("predictions_total", "prediction_latency_seconds", "prediction_batch_size", "features_degraded_total",
-             "prediction_log_dropped_total", "model_reload_failures_total")
+    NAMES = ("predictions_total", "decisions_total", "prediction_latency_seconds", "prediction_batch_size",
+             "features_degraded_total", "prediction_log_dropped_total", "model_reload_failures_total")
 
 
 class LatestReport:
@@ -75,6 +79,48 @@ class LatestReport:
                 logger.warning("metrics: latest monitoring report unreadable: %s", str(error).splitlines()[0][:200])
                 self._gauges = reports.Gauges()
         return self._gauges
+
+
+class ReviewLoad:
+    """Reviews answered in the last day (the predictions table, every replica's), read at most every ``ttl_s``;
+    None when the database does not answer (no gauge value rather than a wrong one)."""
+
+    def __init__(self, settings: Settings, ttl_s: float = 10.0) -> None:
+        self.settings = settings
+        self.ttl_s = ttl_s
+        self._read_at = float("-inf")
+        self._reviews: int | None = None
+
+    def reviews_last_day(self) -> int | None:
+        now = time.monotonic()
+        if now - self._read_at >= self.ttl_s:
+            self._read_at = now
+            try:
+                with db.connection(self.settings) as conn, conn.cursor() as cur:
+                    cur.execute(REVIEWS_LAST_DAY_SQL)
+                    self._reviews = int(cur.fetchone()[0])
+            except Exception as error:  # as LatestReport: the rest of /metrics still counts
+                logger.warning("metrics: reviews of the last day unreadable: %s", str(error).splitlines()[0][:200])
+                self._reviews = None
+        return self._reviews
+
+
+def review_lines(reviews_last_day: int | None, capacity_per_day: int) -> list[str]:
+    """reviews_last_day, review_capacity_per_day and their ratio review_capacity_share (over 1: more reviews than
+    the team can do; the alert RiskrayReviewsOverCapacity)."""
+    share = [] if reviews_last_day is None or capacity_per_day <= 0 else [
+        f"review_capacity_share {reviews_last_day / capacity_per_day}"]
+    families = [
+        ("reviews_last_day", "Answers sent to review in the last 24 hours (shadow rows left out)",
+         [] if reviews_last_day is None else [f"reviews_last_day {reviews_last_day}"]),
+        ("review_capacity_per_day", "Reviews a day the fraud team can do (RISKRAY_REVIEW_CAPACITY_PER_DAY)",
+         [f"review_capacity_per_day {capacity_per_day}"]),
+        ("review_capacity_share", "reviews_last_day / review_capacity_per_day", share),
+    ]
+    lines = []
+    for name, help_text, samples in families:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", *samples]
+    return lines
 
 
 def gauge_lines(versions: dict[str, str], gauges: reports.Gauges) -> list[str]:

@@ -33,7 +33,7 @@ from serve_deployments.prediction_spool import Spool
 logger = logging.getLogger(__name__)
 COLUMNS = ("transaction_id", "customer_id", "merchant_id", "model_version", "variant", "fraud_probability",
            "is_fraud", "latency_ms", "features_degraded", "predicted_at", "event_time", "feature_set",
-           "numeric_inputs", "categorical_inputs")
+           "numeric_inputs", "categorical_inputs", "outcome")
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,7 @@ class LoggedPrediction:
     event_time: datetime | None = None
     inputs: BatchInputs | None = None
     row: int = 0  # this prediction's row in ``inputs``
+    outcome: str | None = None  # approve | review | decline (app.decision.OUTCOMES)
 
     def csv_line(self) -> str:
         head = (f"{self.transaction_id or ''},{self.customer_id},{self.merchant_id},{self.model_version},"
@@ -79,7 +80,7 @@ class LoggedPrediction:
                 f"{'t' if self.features_degraded else 'f'},{self.predicted_at.isoformat()},"
                 f"{self.event_time.isoformat() if self.event_time else ''}")
         tail = self.inputs.csv_fields(self.row) if self.inputs is not None else ",,"
-        return f"{head},{tail}\n"
+        return f"{head},{tail},{self.outcome or ''}\n"
 
 
 class PredictionLog:

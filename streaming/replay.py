@@ -67,6 +67,9 @@ class ReplayStats:
     by_version: Counter[str] = field(default_factory=Counter)
     first_answer_of: dict[str, datetime] = field(default_factory=dict)  # model version -> event time it began
     failures: list[str] = field(default_factory=list)  # the first few, for the report
+    outcomes: Counter[str] = field(default_factory=Counter)  # approve | review | decline, as answered
+    unexplained: int = 0  # reviews and declines answered without a reason (there should be none)
+    examples: dict[str, dict] = field(default_factory=dict)  # the first review and decline answered, as answered
     event_time: datetime | None = None  # end of the last chunk replayed
     seconds: float = 0.0
 
@@ -199,6 +202,12 @@ class Replay:
             version = str(answer.get("model_version"))
             self.stats.by_version[version] += 1
             self.stats.first_answer_of.setdefault(version, event_time.to_pydatetime(warn=False))
+            outcome = str(answer.get("outcome"))
+            self.stats.outcomes[outcome] += 1
+            if outcome in ("review", "decline"):
+                self.stats.unexplained += not answer.get("reasons")
+                self.stats.examples.setdefault(outcome, {k: answer.get(k) for k in (
+                    "model_version", "fraud_probability", "outcome", "reasons")})
 
     def _predict_one(self, row: pd.Series) -> None:
         began = time.perf_counter()

@@ -19,13 +19,13 @@ from pydantic import BaseModel
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from app.config import Settings
-from app.labels import labels_cutoff, matured
-from app.point_in_time import history_frame
-from app.registry import CHALLENGER, CHAMPION, Registry
-from training import data
+from app.lists import ListView
+from app.registry import CHALLENGER, CHAMPION, ModelVersion, Registry
+from training import backtest
 from training.evaluation import card_precision_at_k
+from training.heldout import score_models
 
-Metric = Literal["roc_auc", "average_precision"]
+Metric = Literal["roc_auc", "average_precision", "backtest_cost"]
 
 
 class ModelScore(BaseModel):
@@ -33,6 +33,7 @@ class ModelScore(BaseModel):
     roc_auc: float
     average_precision: float
     card_precision_at_100: float | None = None  # with the rows' cards and days (training.evaluation)
+    backtest_cost_per_day: float | None = None  # metric backtest_cost: its outcomes' cost a day (training.backtest)
 
 
 class Comparison(BaseModel):
@@ -48,40 +49,17 @@ class Comparison(BaseModel):
     reason: str
 
 
-def score_models(settings: Settings, refs: list[str], since: datetime, until: datetime
-                 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """The period's labelled rows and each model's probabilities for them (by resolved version)."""
-    from training.pipeline import ensure_ray
-    from training.scoring import BlockScorer
-
-    data.require_transactions(settings, since, until)
-    ensure_ray(settings)
-    transactions = data.load_from_store(settings, since, until, labels_cutoff(settings, until))
-    history = history_frame(transactions, settings.label_delay_days, data.load_fraud_reports(settings, since, until))
-    keep = data.in_period(transactions["timestamp"], since, until)
-    rows = pd.concat([transactions[keep], history[keep]], axis=1)
-    if rows.empty:
-        raise data.TrainingDataError(f"feature store: no transactions between {since:%Y-%m-%d %H:%M} and "
-                                     f"{until:%Y-%m-%d %H:%M} to compare the models on")
-    rows["is_fraud"] = matured(rows[data.LABEL].to_numpy())  # as training reads a period's labels
-    data.require_both_classes(rows["is_fraud"], "comparison period")
-    scores = {}
-    with Registry(settings) as registry:
-        for ref in refs:
-            files = registry.download(registry.resolve(ref))
-            scores[files.version] = BlockScorer(files)(rows)["fraud_probability"].to_numpy()
-    return rows, scores
-
-
 def decide(labels: np.ndarray, challenger: tuple[str, np.ndarray], champion: tuple[str, np.ndarray] | None,
-           metric: Metric, margin: float, since: datetime, until: datetime, rows: pd.DataFrame | None = None
-           ) -> Comparison:
+           metric: Metric, margin: float, since: datetime, until: datetime, rows: pd.DataFrame | None = None,
+           costs: dict[str, float] | None = None) -> Comparison:
     """Pure: the scores of both models on the same rows -> the verdict (``rows``: their cards and days, for card
-    precision@100)."""
+    precision@100; ``costs``: each version's backtested cost a day, for metric backtest_cost: lower wins, the
+    margin a relative saving)."""
     def summary(version: str, scores: np.ndarray) -> ModelScore:
         return ModelScore(version=version, roc_auc=float(roc_auc_score(labels, scores)),
                           average_precision=float(average_precision_score(labels, scores)),
-                          card_precision_at_100=None if rows is None else card_precision_at_k(rows, scores))
+                          card_precision_at_100=None if rows is None else card_precision_at_k(rows, scores),
+                          backtest_cost_per_day=(costs or {}).get(version))
 
     new = summary(*challenger)
     old = summary(*champion) if champion else None
@@ -89,6 +67,15 @@ def decide(labels: np.ndarray, challenger: tuple[str, np.ndarray], champion: tup
         promote, reason = True, "no champion: the challenger is the first model to serve"
     elif new.version == old.version:
         promote, reason = False, f"version {new.version} is already the champion"
+    elif metric == "backtest_cost":
+        if new.backtest_cost_per_day is None or old.backtest_cost_per_day is None:
+            raise ValueError("metric backtest_cost needs both versions' backtested costs")
+        saving = ((old.backtest_cost_per_day - new.backtest_cost_per_day) / old.backtest_cost_per_day
+                  if old.backtest_cost_per_day > 0 else (0.0 if new.backtest_cost_per_day == 0 else -np.inf))
+        promote = saving >= margin
+        reason = (f"challenger {new.version} backtested cost {new.backtest_cost_per_day:,.0f} a day vs champion "
+                  f"{old.version} {old.backtest_cost_per_day:,.0f}: saves {saving:+.1%} "
+                  f"{'>=' if promote else '<'} margin {margin:+.1%}")
     else:
         gain = getattr(new, metric) - getattr(old, metric)
         promote = gain >= margin
@@ -102,7 +89,8 @@ def compare(settings: Settings, since: datetime, until: datetime, metric: Metric
             challenger: str = CHALLENGER, champion: str = CHAMPION,
             say: Callable[[str], None] = print) -> Comparison:
     with Registry(settings) as registry:
-        new = registry.resolve(challenger).version
+        resolved = registry.resolve(challenger)
+        new = resolved.version
         current = registry.by_alias(CHAMPION) if champion == CHAMPION else registry.resolve(champion)
     refs = [new] + ([current.version] if current and current.version != new else [])
     say(f"compare: challenger {new} vs champion {current.version if current else 'none'} on "
@@ -112,11 +100,33 @@ def compare(settings: Settings, since: datetime, until: datetime, metric: Metric
     old = (current.version, scores[current.version]) if current and current.version in scores else None
     if current is not None and old is None:  # the challenger is the champion already
         old = (new, scores[new])
-    result = decide(labels, (new, scores[new]), old, metric, margin, since, until, rows)
+    costs = (_costs(settings, rows, scores, [resolved, *([current] if current else [])], since, until)
+             if metric == "backtest_cost" else None)
+    result = decide(labels, (new, scores[new]), old, metric, margin, since, until, rows, costs)
     _log(settings, result)
     say(f"compare: {result.rows:,} rows, {result.positives} frauds; {result.reason}; "
         f"{'promote' if result.promote else 'keep the champion'}")
     return result
+
+
+def _costs(settings: Settings, rows: pd.DataFrame, scores: dict[str, np.ndarray], versions: list[ModelVersion],
+           since: datetime, until: datetime) -> dict[str, float]:
+    """Each version's outcomes on the held-out rows by its own thresholds and the lists as they applied
+    (``training.backtest``), as cost a day."""
+    from app import lists
+    from app.decision import CostModel
+
+    view = ListView(lists.during(settings, since, until))
+    cost_model = CostModel.from_settings(settings)
+    days = max((until - since).total_seconds() / 86_400, 1e-9)
+    fraud = rows["is_fraud"].to_numpy().astype(bool)
+    amount = rows["amount"].to_numpy(dtype=np.float64)
+    out = {}
+    for version in versions:
+        review_at, decline_at = backtest.thresholds_of(version)
+        codes, _ = backtest.outcomes(scores[version.version], review_at, decline_at, rows, view)
+        out[version.version] = float(backtest.per_row(codes, fraud, amount, cost_model)["cost"].sum() / days)
+    return out
 
 
 def _log(settings: Settings, result: Comparison) -> None:

@@ -7,7 +7,16 @@ import sys
 
 import typer
 
-from app.cli import cluster, demo, model_commands, monitor_commands, serve_commands, stack_commands, stream_commands
+from app.cli import (
+    cluster,
+    demo,
+    list_commands,
+    model_commands,
+    monitor_commands,
+    serve_commands,
+    stack_commands,
+    stream_commands,
+)
 from app.config import Settings, SettingsError, get_settings
 
 cli = typer.Typer(
@@ -27,6 +36,8 @@ cli.command("rollback")(model_commands.rollback)
 cli.command("score")(model_commands.score)
 cli.command("compare")(model_commands.compare)
 cli.command("thresholds")(model_commands.thresholds)
+cli.command("backtest")(model_commands.backtest)
+cli.add_typer(list_commands.lists_cli, name="lists")
 cli.command("drift")(monitor_commands.drift)
 cli.add_typer(monitor_commands.monitor, name="monitor")
 cli.command("demo")(demo.demo)

@@ -92,21 +92,27 @@ def rollback() -> None:
     _reload_serve(settings)
 
 
-def _reload_serve(settings: Settings) -> None:
-    """A running prediction API follows the alias at once (in place); without one there is nothing to do."""
+def _reload_serve(settings: Settings, follow_alias: bool = True) -> None:
+    """A running prediction API follows the alias (or, without ``follow_alias``, only its versions' thresholds) at
+    once, in place; without one there is nothing to do."""
     from app.operations import serving
 
     try:
-        result = serving.reload(settings, lambda line: None)
+        result = serving.reload(settings, lambda line: None, follow_alias)
     except serving.ServeError:
         return  # no Ray head: the next `riskray serve deploy` picks the alias up
     if result is not None and result[0] != result[1]:
-        typer.echo(f"Serve now answers with version {result[1]} (was {result[0]})")
+        before, after = result
+        if before.champion == after.champion:
+            typer.echo(f"Serve now answers by the new thresholds: {after.decisions}")
+        else:
+            typer.echo(f"Serve now answers with version {after.champion} (was {before.champion}): {after.decisions}")
 
 
 class Metric(StrEnum):
     roc_auc = "roc_auc"
     average_precision = "average_precision"
+    backtest_cost = "backtest_cost"  # each version's outcomes, by its thresholds and the lists, as cost a day
 
 
 def compare(
@@ -120,8 +126,9 @@ def compare(
     margin: Annotated[float | None, typer.Option(
         help="the challenger must beat the champion by this much [RISKRAY_PROMOTION_MARGIN]")] = None,
 ) -> None:
-    """Challenger vs champion on the same held-out period from the store: AUC and AP of each, logged to MLflow;
-    the last line is the verdict as JSON (what the retraining DAG reads)."""
+    """Challenger vs champion on the same held-out period from the store: AUC and AP of each (and, by
+    backtest_cost, the cost a day of each one's outcomes), logged to MLflow; the last line is the verdict as JSON
+    (what the retraining DAG reads)."""
     from datetime import timedelta
 
     from app import job_results
@@ -221,6 +228,38 @@ def thresholds(
             registry.set_decision(chosen.version, decision)
             typer.echo(f"version {chosen.version} now reviews at {decision.review_at:.4g} and declines at "
                        f"{decision.decline_at:.4g}")
+    if store:
+        _reload_serve(settings, follow_alias=False)  # a served version answers by its new pair at once
+
+
+def backtest(
+    since: Annotated[datetime, typer.Option(help="first event time (UTC) of the stored period")],
+    until: Annotated[datetime, typer.Option(help="end of the period (UTC); its labels as known then")],
+    model: Annotated[list[str] | None, typer.Option(
+        help="a version or alias; repeat for several side by side [default: champion]")] = None,
+    out: Annotated[Path | None, typer.Option(help="folder for backtest.md/.json/.png and the rows' outcomes "
+                                                  "[default: the state folder's backtests/]")] = None,
+) -> None:
+    """Replay a stored period through serving's scoring code (point-in-time inputs, each version's thresholds, the
+    lists as they applied) for one or more versions; per day and in total: reviews, declines, frauds caught and
+    missed, money saved and spent, card precision at the review capacity, with bootstrap intervals."""
+    from training.backtest import markdown, plot, run
+
+    settings = get_settings()
+    start, end = _utc(since), _utc(until)
+    if start >= end:
+        raise typer.BadParameter(f"{start:%Y-%m-%d %H:%M} is not before {end:%Y-%m-%d %H:%M}", param_hint="--since")
+    result, rows = run(settings, model or ["champion"], start, end, _say)
+    folder = out or settings.state_dir / "backtests" / f"{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "backtest.md").write_text(markdown(result))
+    (folder / "backtest.json").write_text(result.model_dump_json(indent=1))
+    keep = ["transaction_id", "customer_id", "merchant_id", "timestamp", "amount", "is_fraud",
+            *[c for c in rows.columns if c.startswith(("p_", "outcome_"))]]
+    rows[keep].assign(transaction_id=rows["transaction_id"].astype(str)).to_parquet(folder / "outcomes.parquet")
+    plot(result, folder / "backtest.png")
+    typer.echo(markdown(result))
+    typer.echo(f"written: {folder}/backtest.md, backtest.json, backtest.png, outcomes.parquet")
 
 
 def _say_decision(name: str, d: object, threshold: float) -> None:

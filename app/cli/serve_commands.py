@@ -39,16 +39,20 @@ def deploy(
 
 @serve.command("reload")
 def reload() -> None:
-    """Serve the version the champion alias points at now, replacing the model in place."""
+    """Serve the version the champion alias points at now, with its thresholds now, replacing the model in place."""
     from app.operations import serving
 
     result = serving.reload(get_settings(), typer.echo)
     if result is None:
         typer.echo("riskray is not deployed on Serve: nothing to reload (`riskray serve deploy`)")
-    elif result[0] == result[1]:
-        typer.echo(f"already serving version {result[1]}")
+        return
+    before, after = result
+    if before == after:
+        typer.echo(f"already serving version {after.champion} ({after.decisions})")
+    elif before.champion == after.champion:
+        typer.echo(f"serving version {after.champion} with new thresholds ({after.decisions})")
     else:
-        typer.echo(f"serving version {result[0]} -> {result[1]}")
+        typer.echo(f"serving version {before.champion} -> {after.champion} ({after.decisions})")
 
 
 @serve.command("status")

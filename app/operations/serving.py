@@ -18,9 +18,10 @@ import httpx
 import yaml
 
 from app.config import ENV_PREFIX, PROJECT_ROOT, Settings
+from app.decision import pair_text
 from app.errors import UserError
 from app.prediction_service import DEPLOYMENT
-from app.registry import Registry
+from app.registry import ModelVersion, Registry
 from app.schemas import ServeModelConfig
 
 CONFIG_PATH = PROJECT_ROOT / "serve_deployments" / "serve_config.yaml"
@@ -77,9 +78,19 @@ def local_config(settings: Settings, models: ServeModelConfig) -> dict[str, Any]
 def resolve_models(settings: Settings, models: ServeModelConfig) -> ServeModelConfig:
     """Aliases replaced by the versions they point at now."""
     with Registry(settings) as registry:
-        champion = registry.resolve(models.champion).version
-        challenger = registry.resolve(models.challenger).version if models.challenger else None
-    return models.model_copy(update={"champion": champion, "challenger": challenger})
+        served = [registry.resolve(models.champion)]
+        if models.challenger:
+            served.append(registry.resolve(models.challenger))
+    return models.model_copy(update={"champion": served[0].version,
+                                     "challenger": served[1].version if len(served) > 1 else None,
+                                     "decisions": "; ".join(_thresholds(v) for v in served)})
+
+
+def _thresholds(version: ModelVersion) -> str:
+    """A version's review/decline pair as user_config shows it (a version from before decisions: its threshold)."""
+    if version.decision_error is not None:
+        return f"v{version.version}: {version.decision_error}"  # the replica's load then says why, and keeps serving
+    return pair_text(version.version, *version.pair)
 
 
 class ServeClient:
@@ -166,17 +177,20 @@ def deploy(settings: Settings, models: ServeModelConfig, say: Callable[[str], No
     return resolved
 
 
-def reload(settings: Settings, say: Callable[[str], None]) -> tuple[str | None, str] | None:
-    """Point the running app at the champion alias's current version (in place). None when Serve is not
-    running riskray. Returns (old, new) versions."""
+def reload(settings: Settings, say: Callable[[str], None], follow_alias: bool = True
+           ) -> tuple[ServeModelConfig, ServeModelConfig] | None:
+    """Point the running app at the champion alias's current version (``follow_alias``; else the versions it
+    serves stay) and the served versions' current thresholds, in place. None when Serve is not running riskray.
+    Returns the models (before, after); equal: nothing to do."""
     with ServeClient(settings) as client:
         current = client.deployed_models()
         if current is None:
             return None
-        wanted = resolve_models(settings, current.model_copy(update={"champion": "champion"}))
-        if wanted.champion == current.champion:
-            return current.champion, current.champion
-        models = wanted.model_copy(update={"challenger": current.challenger})
+        # the champion alias now, and the served versions' thresholds now (re-chosen ones reload in place too)
+        models = resolve_models(settings, current.model_copy(update={"champion": "champion"}) if follow_alias
+                                else current)
+        if models == current:
+            return current, current
         # Only user_config changes: the deployed app's runtime_env, replicas and options stay as they are, so the
         # replicas reconfigure in place, whoever calls this (a Ray job's environment is not the deployer's).
         app_config = client.application()["deployed_app_config"]  # type: ignore[index]
@@ -185,5 +199,5 @@ def reload(settings: Settings, say: Callable[[str], None]) -> tuple[str | None, 
         config["applications"] = [app_config]
         client.deploy(config)
         client.wait_running(300, say)
-    return current.champion, wanted.champion
+    return current, models
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 TABLES = {"transactions", "features", "merchant_features", "training_features", "predictions",
           "stream_batch_commits", "customer_countries", "monitoring_reports", "labels",
-          "fraud_reports", "merchant_fraud_reports"}
+          "fraud_reports", "merchant_fraud_reports", "list_entries"}
 
 
 @pytest.fixture()

@@ -154,8 +154,6 @@ def test_the_api_fuzzed_from_its_own_openapi_schema_answers_only_as_documented(a
     """Schemathesis generates requests from the served OpenAPI schema: what it calls valid must be answered 2xx,
     what it calls invalid rejected with a 4xx, never a 5xx, and every answer must match its documented schema."""
     import schemathesis
-    from hypothesis import HealthCheck, given
-    from hypothesis import settings as fuzzing
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import (
         content_type_conformance,
@@ -172,16 +170,29 @@ def test_the_api_fuzzed_from_its_own_openapi_schema_answers_only_as_documented(a
     schema = schemathesis.openapi.from_dict(api.get("/openapi.json").json(), config=config)
     base_url = str(api.base_url)
     both = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
-    for path, method, modes in (("/predict", "POST", both), ("/predict/batch", "POST", both),
-                                ("/labels", "POST", both), ("/health", "GET", both[:1])):  # no input to make invalid
+    # Without API keys the list changes answer 403 whatever the body (an open endpoint would bypass the model), so
+    # their valid bodies are not checked for acceptance here; the keyed deployment's test shows the guard.
+    refused = [c for c in checks if c is not positive_data_acceptance]
+    for path, method, modes, used in (
+            ("/predict", "POST", both, checks), ("/predict/batch", "POST", both, checks),
+            ("/labels", "POST", both, checks), ("/health", "GET", both[:1], checks),  # no input to make invalid
+            ("/lists", "GET", both[:1], checks), ("/lists", "POST", both, refused),
+            ("/lists/remove", "POST", both, refused)):
         for mode in modes:
-            @given(case=schema[path][method].as_strategy(generation_mode=mode))
-            @fuzzing(max_examples=FUZZ_EXAMPLES, derandomize=True, deadline=None, database=None,
-                     suppress_health_check=list(HealthCheck))
-            def fuzz(case: schemathesis.Case) -> None:
-                case.call_and_validate(base_url=base_url, checks=checks)
+            _fuzz(schema[path][method].as_strategy(generation_mode=mode), base_url, used)
 
-            fuzz()
+
+def _fuzz(strategy, base_url: str, checks: list) -> None:  # type: ignore[no-untyped-def]
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as fuzzing
+
+    @given(case=strategy)
+    @fuzzing(max_examples=FUZZ_EXAMPLES, derandomize=True, deadline=None, database=None,
+             suppress_health_check=list(HealthCheck))
+    def fuzz(case) -> None:  # type: ignore[no-untyped-def]
+        case.call_and_validate(base_url=base_url, checks=checks)
+
+    fuzz()
 
 
 def test_concurrent_requests_are_scored_together_and_each_gets_its_own_answer(api: httpx.Client) -> None:
@@ -269,6 +280,106 @@ def test_metrics_and_prediction_log_count_every_request_across_two_replicas(
     with db.connection(stack) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM predictions WHERE transaction_id = ANY(%s::uuid[])", (ids,))
         assert cur.fetchone()[0] == len(ids)
+
+
+def test_answers_carry_the_served_versions_outcome_and_reasons_and_re_chosen_thresholds_apply_without_a_redeploy(
+    api: httpx.Client, stack: Settings, versions
+) -> None:
+    served = versions[0]
+    ids = [str(i) for i in _ids(60, block=20)]
+    bodies = [{**GOOD, "amount": float(5 + 97 * i), "customer_id": 3000 + i, "timestamp": "2026-11-29T03:00:00Z",
+               "country": "BR" if i % 2 else "DE"} for i in range(len(ids))]
+    probabilities = sorted({a["fraud_probability"] for a in api.post("/predict/batch", json=bodies).json()[
+        "predictions"]})  # probes without ids: the answers below are the only rows of these ids
+    assert len(probabilities) >= 3, f"seed {SEED}: the probe world scores {probabilities}"
+    # a pair that sends some of these to review and some to decline, set on the served version
+    review_at, decline_at = probabilities[len(probabilities) // 3], probabilities[2 * len(probabilities) // 3]
+    with Registry(stack) as registry:
+        original = registry.version(served).decision
+        assert original is not None
+        registry.set_decision(served, original.model_copy(update={"review_at": review_at, "decline_at": decline_at}))
+    try:
+        reloaded = riskray("serve", "reload")
+        assert reloaded.returncode == 0 and f"v{served} review {review_at!r} decline {decline_at!r}" in reloaded.stdout
+        _wait_for_thresholds(api, f"review {review_at!r}")  # in place, on every replica
+        before = {o: _metric_total(api, "decisions_total", model_version=served, outcome=o)
+                  for o in ("approve", "review", "decline")}
+        answers = [api.post("/predict", json={**body, "transaction_id": tid}).json()
+                   for body, tid in zip(bodies, ids, strict=True)]
+    finally:
+        with Registry(stack) as registry:
+            registry.set_decision(served, original)
+        assert riskray("serve", "reload").returncode == 0
+    outcomes = [a["outcome"] for a in answers]
+    for a in answers:
+        p = a["fraud_probability"]
+        assert a["outcome"] == ("decline" if p >= decline_at else "review" if p >= review_at else "approve"), a
+        if a["outcome"] == "approve":
+            assert a["reasons"] == []
+        else:
+            assert 1 <= len(a["reasons"]) <= 3 and all(r["text"] and "nan" not in r["text"] for r in a["reasons"]), a
+    assert {"review", "decline"} <= set(outcomes), outcomes
+    # counted by outcome, and each logged prediction stores its outcome
+    deadline = time.monotonic() + 60
+    while (after := {o: _metric_total(api, "decisions_total", model_version=served, outcome=o)
+                     for o in before}) != {o: before[o] + outcomes.count(o) for o in before}:
+        assert time.monotonic() < deadline, (before, after, outcomes)
+        time.sleep(1)
+    deadline = time.monotonic() + 30
+    while True:
+        with db.connection(stack) as conn, conn.cursor() as cur:
+            cur.execute("SELECT transaction_id::text, outcome FROM predictions WHERE transaction_id = ANY(%s::uuid[])",
+                        (ids,))
+            logged = dict(cur.fetchall())
+        if len(logged) == len(ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert logged == dict(zip(ids, outcomes, strict=True))
+    text = api.get("/metrics").text
+    assert "review_capacity_share " in text and "reviews_last_day " in text
+
+
+def test_a_list_entry_decides_answers_within_seconds_without_a_redeploy_and_so_does_its_removal(
+    api: httpx.Client, stack: Settings
+) -> None:
+    body = {**GOOD, "customer_id": 4242, "timestamp": "2026-11-29T10:00:00Z"}
+    by_model = api.post("/predict", json=body).json()["outcome"]
+
+    def on_every_replica(wanted, what: str) -> dict:  # type: ignore[no-untyped-def]
+        """Fresh connections until both replicas have answered ``body`` as ``wanted`` says."""
+        deadline, replicas, answer = time.monotonic() + 30, set(), {}
+        with httpx.Client(base_url=str(api.base_url), timeout=30) as fresh:
+            while len(replicas) < 2:
+                assert time.monotonic() < deadline, f"{what}: only {replicas} ({answer})"
+                response = fresh.post("/predict", json=body, headers={"connection": "close"})
+                answer = response.json()
+                if wanted(answer):
+                    replicas.add(response.headers[REPLICA_HEADER])
+        return answer
+
+    try:
+        added = riskray("lists", "add", "deny", "customer", "4242", "--reason", "case 88: chargeback", "--by", "ana")
+        assert added.returncode == 0, added.stderr
+        denied = on_every_replica(lambda a: a["outcome"] == "decline" and a["reasons"][0]["input"] == "list",
+                                  "the deny entry never applied")
+        assert denied["reasons"] == [{"input": "list", "text": denied["reasons"][0]["text"]}]
+        assert denied["reasons"][0]["text"].startswith("customer 4242 is on the deny list: case 88: chargeback "
+                                                       "(added by ana on ")
+        twice = riskray("lists", "add", "allow", "customer", "4242", "--reason", "vip card", "--by", "ana")
+        assert twice.returncode == 1 and "customer 4242 is already on a list (entry" in twice.stderr
+        shown = riskray("lists", "show")
+        assert "deny   customer 4242" in shown.stdout and "case 88: chargeback" in shown.stdout
+        removed = riskray("lists", "remove", "customer", "4242", "--by", "ana")
+        assert removed.returncode == 0, removed.stderr
+        on_every_replica(lambda a: a["outcome"] == by_model and all(r["input"] != "list" for r in a["reasons"]),
+                         "the removal never applied")
+        again = riskray("lists", "remove", "customer", "4242", "--by", "ana")
+        assert again.returncode == 1 and "customer 4242 is on no list" in again.stderr
+        bad = riskray("lists", "add", "deny", "card", "4242", "--reason", "x", "--by", "ana")
+        assert bad.returncode == 1 and "entity: Input should be 'customer' or 'merchant'" in bad.stderr
+    finally:
+        with db.connection(stack) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM list_entries")  # the module's world: no entry outlives its test
 
 
 def test_moving_the_champion_alias_under_load_switches_version_without_a_failed_request(
@@ -385,11 +496,12 @@ def test_a_failed_reload_keeps_the_old_model_serving_and_counts_the_failure(
     assert api.get("/health").json()["last_reload_error"] is None
 
 
-def test_batch_scoring_of_a_file_reproduces_the_served_probabilities(
+def test_batch_scoring_reproduces_the_served_probabilities_and_a_backtest_the_served_outcomes(
     stack: Settings, versions, api: httpx.Client, tmp_path: Path
 ) -> None:
     """History streamed for real into the store; then the next transactions are scored by Serve (history from
-    the store) and by `riskray score` (history from the file): same probabilities."""
+    the store) and by `riskray score` (history from the file): same probabilities. Once those transactions are
+    streamed too, `riskray backtest` of their period gives the outcomes Serve answered."""
     harness = StreamHarness(stack, tmp_path, RISKRAY_STREAM_WATERMARK_SECONDS=str(12 * 86_400))
     try:
         frame = recent_transactions(SEED, 9, customers=120, merchants=40, block=2)
@@ -399,17 +511,18 @@ def test_batch_scoring_of_a_file_reproduces_the_served_probabilities(
         assert len(probes) >= 10, f"seed {SEED}: only {len(probes)} probes"
         harness.start()
         stream_into_store(harness, history)
+        _scored_and_backtested_as_served(stack, versions, api, tmp_path, harness, frame, history, probes, cutoff)
     finally:
         harness.stop()
 
+
+def _scored_and_backtested_as_served(stack: Settings, versions, api: httpx.Client, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                     harness: StreamHarness, frame: pd.DataFrame, history: pd.DataFrame,
+                                     probes: pd.Index, cutoff: pd.Timestamp) -> None:
     served = {}
     for i in probes:
         row = frame.loc[i]
-        answer = api.post("/predict", json={
-            "amount": float(row["amount"]), "merchant_id": int(row["merchant_id"]),
-            "customer_id": int(row["customer_id"]), "transaction_id": row["transaction_id"],
-            "timestamp": row["timestamp"].isoformat(), "country": row["country"],
-            "device_type": row["device_type"], "currency": row["currency"]})
+        answer = api.post("/predict", json=_body(row))
         assert answer.status_code == 200 and not answer.json()["features_degraded"]
         served[row["transaction_id"]] = answer.json()
     source = tmp_path / "transactions.parquet"
@@ -423,6 +536,76 @@ def test_batch_scoring_of_a_file_reproduces_the_served_probabilities(
         assert answer["model_version"] == scores.loc[transaction_id, "model_version"] == versions[0]
         assert np.isclose(answer["fraud_probability"], scores.loc[transaction_id, "fraud_probability"],
                           rtol=1e-6, atol=1e-7), f"seed {SEED}: {transaction_id}"
+
+    # The backtest replays the same rows, once stored, as serving answered them: a pair that reviews and declines
+    # some of the probes, set and served first; then the probes streamed; then the stored period replayed.
+    probabilities = sorted(a["fraud_probability"] for a in served.values())
+    review_at, decline_at = probabilities[len(probabilities) // 3], probabilities[2 * len(probabilities) // 3]
+    with Registry(stack) as registry:
+        original = registry.version(versions[0]).decision
+        registry.set_decision(versions[0], original.model_copy(update={"review_at": review_at,
+                                                                        "decline_at": decline_at}))
+    try:
+        assert riskray("serve", "reload").returncode == 0
+        _wait_for_thresholds(api, f"review {review_at!r}")
+        answered = {tid: api.post("/predict", json=_body(frame.loc[frame["transaction_id"] == tid].iloc[0])).json()
+                    for tid in served}
+        assert {"review", "decline"} <= {a["outcome"] for a in answered.values()}, answered
+        _stream_transactions(harness, frame.loc[probes])
+        until = frame.loc[probes, "timestamp"].max() + pd.Timedelta(seconds=1)
+        folder = tmp_path / "backtest"
+        result = riskray("backtest", "--since", cutoff.strftime("%Y-%m-%dT%H:%M:%S"),
+                         "--until", until.strftime("%Y-%m-%dT%H:%M:%S"), "--model", versions[0], "--out", str(folder))
+        assert result.returncode == 0, result.stderr
+    finally:
+        with Registry(stack) as registry:
+            registry.set_decision(versions[0], original)
+        assert riskray("serve", "reload").returncode == 0
+    replayed = pd.read_parquet(folder / "outcomes.parquet").set_index("transaction_id")
+    mine = replayed.loc[list(answered)]
+    assert {tid: mine.loc[tid, f"outcome_{versions[0]}"] for tid in answered} == {
+        tid: a["outcome"] for tid, a in answered.items()}
+    assert np.allclose(mine[f"p_{versions[0]}"], [answered[tid]["fraud_probability"] for tid in mine.index],
+                       rtol=1e-6, atol=1e-7)
+    report = (folder / "backtest.md").read_text()
+    assert f"| v{versions[0]} | **total** |" in report and "bootstrap interval" in report
+    assert (folder / "backtest.png").stat().st_size > 0
+
+
+def _stream_transactions(harness: StreamHarness, rows: pd.DataFrame, timeout_s: float = 120) -> None:
+    """``rows`` through Kafka and the running stream job, until every one is in ``transactions`` (their cards'
+    tiles already hold earlier history, so the tiles' counts cannot tell)."""
+    from streaming.simulator import message_values
+
+    harness.send(zip((str(c).encode() for c in rows["customer_id"]), message_values(rows), strict=True))
+    ids = [str(t) for t in rows["transaction_id"]]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with db.connection(harness.settings) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM transactions WHERE transaction_id = ANY(%s::uuid[])", (ids,))
+            stored = cur.fetchone()[0]
+        if stored == len(ids):
+            return
+        assert time.monotonic() < deadline, f"{stored} of {len(ids)} streamed transactions stored"
+        time.sleep(1)
+
+
+def _body(row: pd.Series) -> dict:
+    return {"amount": float(row["amount"]), "merchant_id": int(row["merchant_id"]),
+            "customer_id": int(row["customer_id"]), "transaction_id": row["transaction_id"],
+            "timestamp": row["timestamp"].isoformat(), "country": row["country"],
+            "device_type": row["device_type"], "currency": row["currency"]}
+
+
+def _wait_for_thresholds(api: httpx.Client, said: str) -> None:
+    """Fresh connections until both replicas' /health report thresholds containing ``said``."""
+    deadline, replicas = time.monotonic() + 60, set()
+    with httpx.Client(base_url=str(api.base_url), timeout=30) as fresh:
+        while len(replicas) < 2:
+            assert time.monotonic() < deadline, f"replicas on the new thresholds: {replicas}"
+            health = fresh.get("/health", headers={"connection": "close"})
+            if said in (health.json().get("decisions") or ""):
+                replicas.add(health.headers[REPLICA_HEADER])
 
 
 # --- faults under load: each injected into the real process, then what survived is counted ---------------------
@@ -656,6 +839,12 @@ def test_with_api_keys_scoring_needs_a_key_and_health_stays_open_even_when_it_re
         assert answer.status_code == 200 and answer.json()["features_degraded"] is True  # request values, defaults
         assert api.post("/predict/batch", json=[GOOD], headers={"X-API-Key": "k-old"}).status_code == 200
         assert api.post("/labels", json={"labels": []}).status_code == 401  # labelling is keyed too
+        entry = {"list": "deny", "entity": "merchant", "entity_id": 7, "reason": "case 9", "added_by": "ana"}
+        assert api.post("/lists", json=entry).status_code == 401  # so are the lists
+        down = api.post("/lists", json=entry, headers={"X-API-Key": "k-new"})
+        assert down.status_code == 503 and "feature store unreachable" in down.json()["detail"], down.text
+        bad = api.post("/lists", json={**entry, "entity": "card"}, headers={"X-API-Key": "k-new"})
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "entity"], bad.text
         health = api.get("/health")
         assert health.status_code == 503, health.text
         body = health.json()

@@ -102,6 +102,19 @@ def test_a_challenger_is_promoted_only_when_it_beats_the_champion_by_the_margin(
     assert not same.promote and "already the champion" in same.reason
 
 
+def test_by_backtested_cost_the_cheaper_challenger_wins_by_a_relative_margin() -> None:
+    rng = np.random.default_rng(SEED)
+    labels = (rng.random(400) < 0.05).astype(int)
+    scores = _scores(400, 2.0, rng, labels)
+    cheaper = decide(labels, ("5", scores), ("4", scores), "backtest_cost", 0.05, SINCE, UNTIL,
+                     costs={"5": 90.0, "4": 100.0})
+    assert cheaper.promote and "saves +10.0% >= margin +5.0%" in cheaper.reason
+    assert cheaper.challenger.backtest_cost_per_day == 90.0
+    barely = decide(labels, ("5", scores), ("4", scores), "backtest_cost", 0.05, SINCE, UNTIL,
+                    costs={"5": 97.0, "4": 100.0})
+    assert not barely.promote and "< margin" in barely.reason
+
+
 def test_the_dags_fallback_schedule_is_the_settings_default() -> None:
     # the DAG cannot import app (Airflow's environment has no riskray), so the nightly cron is written twice
     import re

@@ -7,13 +7,16 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 import xgboost as xgb
 
 from app.config import Settings
+from app.decision import CostModel, Decision
+from app.lists import ListEntry, ListView
 from app.model_artifact import ScoringModel
 from app.model_inputs import FEATURES, model_inputs
 from app.preprocessing import Preprocessor
@@ -63,7 +66,7 @@ class Recorded:
 
 class Metrics:
     def __init__(self) -> None:
-        for name in ("predictions", "latency", "batch_size", "degraded", "log_dropped", "reload_failures"):
+        for name in ("predictions", "decisions", "latency", "batch_size", "degraded", "log_dropped", "reload_failures"):
             setattr(self, name, Recorded())
 
 
@@ -82,6 +85,22 @@ class History:
 
     def ping(self) -> str | None:
         return self.down
+
+
+class Lists:
+    """The lists as a test sets them (``view``), applied as serving applies the live ones."""
+
+    def __init__(self) -> None:
+        self.view = ListView([])
+
+    def decide(self, customer_id: int, merchant_id: int, at: datetime):  # type: ignore[no-untyped-def]
+        return self.view.decide(customer_id, merchant_id, at)
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class Log:
@@ -103,7 +122,7 @@ def _loader(ref: str) -> ScoringModel:
 
 @pytest.fixture
 def predictor() -> Predictor:
-    p = Predictor(Settings(), Metrics(), features=History(), log=Log(), loader=_loader)  # type: ignore[arg-type]
+    p = Predictor(Settings(), Metrics(), features=History(), log=Log(), lists=Lists(), loader=_loader)  # type: ignore[arg-type]
     p.reconfigure({"champion": "1"})
     return p
 
@@ -192,7 +211,7 @@ def test_a_failed_reload_is_tried_again_by_the_replica_until_the_registry_answer
         return available[ref]
 
     p = Predictor(Settings(serve_store_retry_s=0.01), Metrics(), features=History(), log=Log(),  # type: ignore[arg-type]
-                  loader=flaky)
+                  lists=Lists(), loader=flaky)
     p.reconfigure({"champion": "1"})
     p.reconfigure({"champion": "2"})
     assert p.champion.version == "1" and "unreachable" in (p.load_error or "")
@@ -209,7 +228,7 @@ def test_a_failed_reload_is_tried_again_by_the_replica_until_the_registry_answer
 
 
 def test_health_names_a_missing_model_and_an_unreachable_store() -> None:
-    empty = Predictor(Settings(), Metrics(), features=History(), log=Log(), loader=_loader)  # type: ignore[arg-type]
+    empty = Predictor(Settings(), Metrics(), features=History(), log=Log(), lists=Lists(), loader=_loader)  # type: ignore[arg-type]
     assert empty.health() == HealthResponse(status="unavailable", reasons=["model not loaded"])
     with pytest.raises(LookupError):  # nothing to serve: Serve is told, and retries the replica
         empty.reconfigure({"champion": "9"})
@@ -222,3 +241,117 @@ def test_health_names_a_missing_model_and_an_unreachable_store() -> None:
 def test_every_model_input_reaches_the_model(predictor: Predictor) -> None:
     assert set(predictor.champion.preprocessor.numeric) | set(  # type: ignore[union-attr]
         predictor.champion.preprocessor.categories) == set(FEATURES)  # type: ignore[union-attr]
+
+
+def _decided(model: ScoringModel, review_at: float, decline_at: float) -> ScoringModel:
+    decision = Decision(review_at=review_at, decline_at=decline_at, costs=CostModel(
+        fraud_loss_share=1, review_cost=5, decline_cost=25, review_capacity_per_day=100), chosen_on="test", rows=1,
+        frauds=0, volume_per_day=1, expected_cost_per_day=0, reviews_per_day=0, declines_per_day=0,
+        missed_loss_per_day=0, frauds_caught_share=0)
+    return replace(model, decision=decision)
+
+
+def test_outcomes_follow_the_versions_review_and_decline_thresholds_and_only_flagged_answers_carry_reasons() -> None:
+    amounts = [300.0, 501.0, 900.0]
+    _, probability = MODELS["1"].score(_inputs(np.array(amounts)))
+    assert probability[0] < probability[1] < probability[2]
+    models = {"1": _decided(MODELS["1"], review_at=float(probability[1]), decline_at=float(probability[2]))}
+    p = Predictor(Settings(), Metrics(), features=History(), log=Log(), lists=Lists(), loader=models.__getitem__)  # type: ignore[arg-type]
+    p.reconfigure({"champion": "1"})
+    requests = [_requests(1, amount)[0] for amount in amounts]
+    answers = p.answer(requests, explain=False, endpoint="batch")
+    _check_schema(answers)
+    assert [a["outcome"] for a in answers] == ["approve", "review", "decline"]
+    assert answers[0]["reasons"] == []
+    # only the amount varies in this world, so it is the reason, worded from the row (a card with no history)
+    assert answers[2]["reasons"][0] == {"input": "amount", "text": "amount 900.00 on a card with no earlier spending"}
+    assert all(1 <= len(a["reasons"]) <= 3 for a in answers[1:])
+    assert [row.outcome for row in p.log.rows] == ["approve", "review", "decline"]  # type: ignore[attr-defined]
+    assert p.metrics.decisions.values == {  # type: ignore[attr-defined]
+        (("model_version", "1"), ("outcome", outcome)): 1.0 for outcome in ("approve", "review", "decline")}
+
+
+def test_a_review_no_input_pushed_says_its_score_and_threshold() -> None:
+    models = {"1": _decided(MODELS["1"], review_at=0.0, decline_at=1.0)}  # every answer reviewed
+    p = Predictor(Settings(), Metrics(), features=History(), log=Log(), lists=Lists(), loader=models.__getitem__)  # type: ignore[arg-type]
+    p.reconfigure({"champion": "1"})
+    answer = p.answer(_requests(1, 20.0), explain=False, endpoint="batch")[0]
+    assert answer["outcome"] == "review"
+    assert answer["reasons"] == [{"input": "probability", "text": (
+        f"fraud probability {answer['fraud_probability']:.3f}, at or over the review threshold 0.000")}]
+
+
+def test_canary_answers_carry_the_challengers_outcome_by_the_challengers_thresholds() -> None:
+    models = {"1": _decided(MODELS["1"], review_at=0.9, decline_at=0.99),  # amount 300: approved by 1
+              "2": _decided(MODELS["2"], review_at=0.01, decline_at=0.02)}  # declined by 2 (fraud above 100)
+    p = Predictor(Settings(), Metrics(), features=History(), log=Log(), lists=Lists(), loader=models.__getitem__)  # type: ignore[arg-type]
+    p.reconfigure({"champion": "1", "challenger": "2", "ab_mode": "canary", "canary_share": 0.5})
+    answers = p.answer(_requests(200), explain=False, endpoint="batch")
+    by_version = {(a["model_version"], a["outcome"], bool(a["reasons"])) for a in answers}
+    assert by_version == {("1", "approve", False), ("2", "decline", True)}
+
+
+def test_re_chosen_thresholds_for_the_served_version_reload_it_and_the_same_ones_do_not() -> None:
+    loads: list[str] = []
+
+    def counting(ref: str) -> ScoringModel:
+        loads.append(ref)
+        return MODELS[ref]
+
+    p = Predictor(Settings(), Metrics(), features=History(), log=Log(), lists=Lists(), loader=counting)  # type: ignore[arg-type]
+    p.reconfigure({"champion": "1", "decisions": "v1 review 0.2 decline 0.5"})
+    p.reconfigure({"champion": "1", "decisions": "v1 review 0.2 decline 0.5", "canary_share": 0.2})
+    assert loads == ["1"]
+    p.reconfigure({"champion": "1", "decisions": "v1 review 0.3 decline 0.5"})
+    assert loads == ["1", "1"]
+
+
+def _entry(entry_id: int, kind: str, entity: str, entity_id: int, **times: datetime) -> ListEntry:
+    return ListEntry(entry_id=entry_id, list=kind, entity=entity, entity_id=entity_id, reason="case 7: chargeback",
+                     added_by="analyst@bank", added_at=times.get("added_at", datetime(2026, 1, 1, tzinfo=UTC)),
+                     expires_at=times.get("expires_at"), removed_at=times.get("removed_at"))
+
+
+def test_a_listed_entity_is_decided_by_its_list_before_the_model_and_the_reason_says_so() -> None:
+    models = {"1": _decided(MODELS["1"], review_at=0.5, decline_at=0.9)}  # amount 300: approved by the model
+    lists = Lists()
+    p = Predictor(Settings(), Metrics(), features=History(), log=Log(), lists=lists,  # type: ignore[arg-type]
+                  loader=models.__getitem__)
+    p.reconfigure({"champion": "1"})
+    requests = _requests(3)  # customers 11, 12, 13 at merchant 7
+    lists.view = ListView([_entry(1, "deny", "customer", 11), _entry(2, "allow", "customer", 12)])
+    answers = p.answer(requests, explain=False, endpoint="batch")
+    _check_schema(answers)
+    assert [a["outcome"] for a in answers] == ["decline", "approve", "approve"]
+    assert answers[0]["reasons"] == [{"input": "list", "text": (
+        "customer 11 is on the deny list: case 7: chargeback (added by analyst@bank on 2026-01-01)")}]
+    assert answers[1]["reasons"][0]["text"].startswith("customer 12 is on the allow list")
+    assert answers[2]["reasons"] == []  # the model's approval: no reasons
+    assert answers[0]["is_fraud"] == answers[2]["is_fraud"]  # the original fields stay the model's
+    # a deny on the merchant outweighs an allow on the card
+    lists.view = ListView([_entry(2, "allow", "customer", 12), _entry(3, "deny", "merchant", 7)])
+    assert {a["outcome"] for a in p.answer(requests, explain=False, endpoint="batch")} == {"decline"}
+
+
+def test_a_list_entry_applies_from_its_addition_until_it_is_removed_or_expires() -> None:
+    t = datetime(2026, 6, 1, tzinfo=UTC)
+    day = timedelta(days=1)
+    view = ListView([_entry(1, "deny", "customer", 1, added_at=t, expires_at=t + 2 * day),
+                     _entry(2, "deny", "customer", 2, added_at=t, removed_at=t + day),
+                     _entry(3, "allow", "customer", 2, added_at=t + 3 * day)])
+    assert view.decide(1, 9, t - day) is None and view.decide(1, 9, t).entry_id == 1
+    assert view.decide(1, 9, t + 2 * day) is None  # expired
+    assert view.decide(2, 9, t + day / 2).entry_id == 2 and view.decide(2, 9, t + day) is None  # removed
+    assert view.decide(2, 9, t + 4 * day).entry_id == 3  # a later entry of the same card
+
+
+def test_a_listed_entity_is_logged_with_the_lists_outcome_for_the_shadow_model_too() -> None:
+    models = {"1": _decided(MODELS["1"], review_at=0.5, decline_at=0.9), "2": _decided(MODELS["2"], 0.5, 0.9)}
+    lists = Lists()
+    lists.view = ListView([_entry(1, "allow", "customer", 11)])
+    p = Predictor(Settings(), Metrics(), features=History(), log=Log(), lists=lists,  # type: ignore[arg-type]
+                  loader=models.__getitem__)
+    p.reconfigure({"champion": "1", "challenger": "2", "ab_mode": "shadow"})
+    p.answer(_requests(1), explain=False, endpoint="batch")  # customer 11: model 2 alone would decline it
+    assert [(row.variant, row.outcome) for row in p.log.rows] == [  # type: ignore[attr-defined]
+        ("champion", "approve"), ("shadow", "approve")]

@@ -158,3 +158,13 @@ def test_equal_costs_go_to_fewer_reviews_then_fewer_declines_whatever_the_float_
             best = key if best is None or key < best else best
     assert best is not None
     assert (round(decision.expected_cost_per_day, 6), decision.reviews_per_day, decision.declines_per_day) == best
+
+
+def test_the_one_row_outcome_rule_serving_uses_is_the_vectorised_rule() -> None:
+    from app.decision import outcome_code, outcome_codes
+
+    rng = np.random.default_rng(20261206)
+    p = np.concatenate([rng.random(500), [0.2, 0.7, 0.0, 1.0]])  # the thresholds themselves included
+    for review_at, decline_at in ((0.2, 0.7), (0.7, 0.7), (0.0, 1.0), (float("inf"), float("inf"))):
+        assert [outcome_code(x, review_at, decline_at) for x in p.tolist()] == outcome_codes(
+            p, review_at, decline_at).tolist()

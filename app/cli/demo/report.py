@@ -65,6 +65,8 @@ class DemoReport(BaseModel):
     drift: list[dict[str, Any]]
     drift_reasons: list[str]
     serving: dict[str, float]
+    examples: dict[str, dict[str, Any]] = Field(default_factory=dict, description="a review and a decline answered")
+    backtest: dict[str, Any] | None = None
     airflow_run: dict[str, Any]
     links: dict[str, str]
     plots: list[str]
@@ -203,6 +205,15 @@ def checks(c: dict[str, int], state: Any) -> list[Check]:
         Check(name="every live transaction was answered, none failed",
               ok=c["served"] == c["produced_live"] and c["failed"] == 0,
               detail=f"{c['served']:,} answered of {c['produced_live']:,} sent, {c['failed']} failed"),
+        Check(name="every answer carried an outcome, every review and decline its reasons",
+              ok=sum(state.replay.outcomes.get(o, 0) for o in ("approve", "review", "decline")) == c["served"]
+              and state.replay.unexplained == 0,
+              detail=", ".join(f"{o} {state.replay.outcomes.get(o, 0):,}" for o in ("approve", "review", "decline"))
+              + f" of {c['served']:,} answered; {state.replay.unexplained} without reasons"),
+        Check(name="the backtest replayed the champion and the challenger on the held-out period",
+              ok=bool(state.backtest) and len(state.backtest["versions"]) == 2,
+              detail=", ".join(f"v{v['version']} cost {v['total']['figures']['cost']['value']:,.0f}"
+                               for v in (state.backtest or {}).get("versions", [])) or "no backtest"),
         Check(name="every prediction is logged once", ok=c["logged"] == c["logged_distinct"] == c["served"],
               detail=f"{c['logged']:,} logged, {c['logged_distinct']:,} distinct, {c['served']:,} answered"),
         Check(name="no nightly check before the drift switch put an input over its act threshold or asked to retrain",
@@ -308,6 +319,8 @@ def serving_figures(replay: Any) -> dict[str, float]:
         "predictions_per_s": replay.answered / replay.seconds if replay.seconds else 0.0,
         "freshness_p50_s": float(np.nanpercentile(fresh, 50)),
         "freshness_p95_s": float(np.nanpercentile(fresh, 95)),
+        **{f"outcome_{o}": float(replay.outcomes.get(o, 0)) for o in ("approve", "review", "decline")},
+        "unexplained": float(replay.unexplained),
     }
 
 
@@ -425,7 +438,7 @@ def build(settings: Settings, state: Any) -> DemoReport:
         plots.append(run_dir / "dashboard.png")
     except Exception as error:  # the dashboard is a picture of Prometheus; its absence loses no figure
         (run_dir / "logs" / "dashboard.log").write_text(f"{type(error).__name__}: {error}\n")
-    plots += sorted(run_dir.glob("champion-v*/*.png"))
+    plots += sorted(run_dir.glob("champion-v*/*.png")) + sorted(run_dir.glob("backtest/*.png"))
     judged = next((r for r in reports.history(settings) if r.as_of == state.line.as_of), None)
     drift = sorted(([d.model_dump() for d in judged.drift if d.psi is not None and d.kind != "score"]
                     if judged else []), key=lambda d: -d["psi"])[:5]
@@ -437,6 +450,7 @@ def build(settings: Settings, state: Any) -> DemoReport:
         labels=label_figures(settings, state), daily=[daily_row(r) for r in state.daily],
         maturity=maturity_figures(final, state.labels.config.time_scale), cohorts=cohort_rows(final), drift=drift,
         drift_reasons=(state.drift_report or {}).get("reasons", []), serving=serving_figures(state.replay),
+        examples=state.replay.examples, backtest=state.backtest,
         airflow_run={"run_id": state.dag_run_id, "state": state.dag_state,
                      "tasks": [t.model_dump(mode="json") for t in state.dag_tasks]},
         links=links(settings), plots=[str(p.relative_to(run_dir)) for p in plots])
@@ -482,6 +496,7 @@ def markdown(r: DemoReport) -> str:
         degraded = a.get("degraded", 0) / a["rows"] if a["rows"] else 0.0
         out.append(f"| {a['segment']} | v{a['model_version']} | {a['rows']:,} | {degraded:.0%} | {a['frauds']} "
                    f"({a['true_frauds']}) | {auc} |")
+    out += _backtest_section(r)
     out += _label_section(r)
     out += _daily_section(r)
     out += _accuracy_section(r)
@@ -500,7 +515,14 @@ def markdown(r: DemoReport) -> str:
             f"| /predict/batch latency p50 / p95 | {s['batch_p50_ms']:.1f} / {s['batch_p95_ms']:.1f} ms |",
             f"| predictions/s over the replay (it waits for the store each step) | {s['predictions_per_s']:,.0f} |",
             f"| feature freshness p50 / p95 (produced -> tile written) | {s['freshness_p50_s']:.1f} / "
-            f"{s['freshness_p95_s']:.1f} s |", ""]
+            f"{s['freshness_p95_s']:.1f} s |",
+            f"| outcomes approve / review / decline | {s['outcome_approve']:,.0f} / {s['outcome_review']:,.0f} / "
+            f"{s['outcome_decline']:,.0f} |", ""]
+    for outcome, example in r.examples.items():
+        reasons = "; ".join(reason["text"] for reason in example.get("reasons") or []) or "-"
+        out.append(f"- the first {outcome} answered (v{example['model_version']}, probability "
+                   f"{example['fraud_probability']:.3f}): {reasons}")
+    out += [""] if r.examples else []
     a = r.airflow_run
     out += [f"## The Airflow run `{a['run_id']}`: {a['state']}", "", "| task | state | took |", "| --- | --- | ---: |"]
     for t in a["tasks"]:
@@ -509,6 +531,24 @@ def markdown(r: DemoReport) -> str:
     out += ["", "## Links", ""] + [f"- {name}: {url}" for name, url in r.links.items()]
     out += ["", "## Plots", ""] + [f"- [{p}]({p})" for p in r.plots]
     return "\n".join(out) + "\n"
+
+
+def _backtest_section(r: DemoReport) -> list[str]:
+    b = r.backtest
+    if not b:
+        return []
+    out = ["", f"Backtest on the same held-out period (`riskray backtest`: each version's outcomes by its own "
+           f"thresholds, labels as known at {b['labels_at'][:16]}, {b['immature_share']:.0%} of the rows younger "
+           "than the label maturity; totals with 95 % bootstrap intervals; [table](backtest/backtest.md)):", "",
+           "| model | reviews | declines | frauds caught (of known) | missed | saved | cost | card precision at "
+           "capacity |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for v in b["versions"]:
+        f = {k: x["value"] for k, x in v["total"]["figures"].items()}
+        cost = v["total"]["figures"]["cost"]
+        out.append(f"| v{v['version']} | {f['reviews']:,.0f} | {f['declines']:,.0f} | {f['caught']:,.0f} "
+                   f"({f['frauds']:,.0f}) | {f['missed']:,.0f} | {f['saved']:,.0f} | {f['cost']:,.0f} "
+                   f"({cost['low']:,.0f}–{cost['high']:,.0f}) | {f['card_precision']:.2f} |")
+    return [*out, "", "![backtest](backtest/backtest.png)"]
 
 
 def _label_section(r: DemoReport) -> list[str]:

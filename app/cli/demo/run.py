@@ -10,6 +10,7 @@ started it stops again at the end (unless ``keep_running``) and on Ctrl-C.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import subprocess
 import sys
@@ -68,6 +69,7 @@ class DemoState:
     dag_tasks: list[Any] = field(default_factory=list)
     drift_report: dict[str, Any] | None = None
     comparison: dict[str, Any] | None = None
+    backtest: dict[str, Any] | None = None  # training.backtest.Backtest of champion vs challenger, held out
     switch_event_time: datetime | None = None
     replay: Any = None  # streaming.replay.ReplayStats
     labels: Any = None  # streaming.label_feed.LabelFeed: the label events sent during the replay, the true frauds
@@ -394,8 +396,26 @@ class Demo:
     def report(self) -> str:
         from app.cli.demo import report
 
+        try:
+            self._backtest()
+        except (DemoError, OSError, ValueError) as error:  # the report still comes, its backtest check says why
+            self.console.print(f"      [red]backtest failed[/red]: {error}")
         written = report.write(self.settings, self.state, self.console)
         return f"{written}"
+
+    def _backtest(self) -> None:
+        """The old champion and the challenger replayed over the run's held-out period (`riskray backtest`), as a
+        team would before going live; after the traffic, so it does not compete with it."""
+        cmp = self.state.comparison
+        if not cmp or not cmp.get("champion"):
+            return
+        out = self.state.run_dir / "backtest"
+        self._riskray("backtest", ["backtest", "--since", cmp["since"][:19], "--until", cmp["until"][:19],
+                                   "--model", cmp["champion"]["version"], "--model", cmp["challenger"]["version"],
+                                   "--out", str(out)])
+        self.state.backtest = json.loads((out / "backtest.json").read_text())
+        self.console.print(f"      backtest of v{cmp['champion']['version']} and v{cmp['challenger']['version']} "
+                           f"on the held-out period: {out / 'backtest.md'}")
 
     # --- stopping ------------------------------------------------------------------------------------------
     def stop_started(self) -> None:
