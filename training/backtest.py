@@ -29,6 +29,7 @@ from app.errors import UserError
 from app.labels import maturity_days
 from app.lists import OUTCOME_OF, ListView
 from app.registry import ModelVersion, Registry
+from training.evaluation import save_figure
 from training.heldout import score_models
 
 BOOTSTRAP_DRAWS = 200
@@ -227,8 +228,5 @@ def plot(result: Backtest, path: Path) -> Path:
     for ax in axes:
         ax.tick_params(axis="x", rotation=45)
         ax.legend()
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
