@@ -228,7 +228,8 @@ class Settings(BaseSettings):
                                     "between them); stratified: random folds, which leak the future")
     cv_gap_days: float | None = Field(
         default=None, ge=0, description="Time folds: days between a fold's training and validation rows; unset: the "
-                                        "label delay (labels younger than it are unknown when a model is trained)")
+                                        "label delay (labels younger than it are unknown when a model is trained), "
+                                        "shortened to half of fold 1's first block in a period too short for it")
     train_split: Literal["time", "stratified"] = Field(
         default="time", description="time: test on the latest part of the period; stratified: a random part")
     train_seed: int = Field(default=7, description="Seeds the split, the folds and the search.")

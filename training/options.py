@@ -22,7 +22,9 @@ class TrainOptions(BaseModel):
     trials: int = Field(ge=0, description="Tune trials; 0 = the original design's defaults, no search")
     folds: int = Field(ge=2)
     cv: Scheme = Field(description="time: time-forward folds (prequential); stratified: random folds")
-    cv_gap_days: float = Field(ge=0, description="time folds: days between a fold's training and validation rows")
+    cv_gap_days: float | None = Field(
+        default=None, ge=0, description="time folds: days between a fold's training and validation rows; None: the "
+                                        "label delay, shortened to fit a short period (training.splits.fitting_gap)")
     workers: int = Field(ge=1)
     split: Scheme = Field(description="time: test on the latest part; stratified: a random part")
     test_fraction: float = Field(default=0.2, gt=0, lt=0.9)
@@ -36,7 +38,7 @@ class TrainOptions(BaseModel):
         """The settings' defaults, then every override that is not None."""
         values: dict[str, Any] = {
             "trials": settings.tune_trials, "folds": settings.cv_folds, "cv": settings.cv_scheme,
-            "cv_gap_days": settings.label_delay_days if settings.cv_gap_days is None else settings.cv_gap_days,
+            "cv_gap_days": settings.cv_gap_days,
             "workers": settings.train_workers, "split": settings.train_split, "seed": settings.train_seed,
         }
         values.update({key: value for key, value in overrides.items() if value is not None})

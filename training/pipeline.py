@@ -65,10 +65,24 @@ def ensure_ray(settings: Settings) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=False)
         return
+    if _listening(settings.ray_host, settings.ray_gcs_port):
+        try:
+            ray.init(address=f"{settings.ray_host}:{settings.ray_gcs_port}", log_to_driver=False)
+            return
+        except (ConnectionError, RuntimeError):
+            pass
+    # no head: Ray would retry an absent GCS for minutes before giving up, so a private one starts at once
+    ray.init(num_cpus=settings.ray_num_cpus, include_dashboard=False, log_to_driver=False)
+
+
+def _listening(host: str, port: int) -> bool:
+    import socket
+
     try:
-        ray.init(address=f"{settings.ray_host}:{settings.ray_gcs_port}", log_to_driver=False)
-    except (ConnectionError, RuntimeError):
-        ray.init(num_cpus=settings.ray_num_cpus, include_dashboard=False, log_to_driver=False)
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 # --- stage 1: snapshot ------------------------------------------------------------------------------------
@@ -193,14 +207,18 @@ def tune(settings: Settings, options: TrainOptions, p: Prepared, say: Say) -> Cv
     rows = p.train_rows
     labels = p.labels(rows)
     folds: int | splits.Folds = options.folds
+    scheme, gap = "stratified", float("nan")
     if options.cv == "time":
-        folds = splits.time_forward_folds(p.examples.frame["timestamp"].to_numpy()[rows], labels, options.folds,
-                                          options.cv_gap_days)
+        times = p.examples.frame["timestamp"].to_numpy()[rows]
+        gap, why = (options.cv_gap_days, "--cv-gap-days") if options.cv_gap_days is not None else \
+            splits.fitting_gap(times, options.folds, settings.label_delay_days)
+        folds = splits.time_forward_folds(times, labels, options.folds, gap)
+        scheme = f"time-forward, {gap:.2g}-day gap" + ("" if why == "--cv-gap-days" else f": {why}")
     ensure_ray(settings)
     cv = tune_with_cv(p.matrix(rows), labels, p.preprocessor.output_names, trials=options.trials, folds=folds,
                       max_concurrent=settings.tune_max_concurrent, storage=_ray_dir(settings, options),
                       seed=options.seed, cpus_per_trial=settings.train_cpus_per_worker)
-    scheme = f"time-forward, {options.cv_gap_days:g}-day gap" if options.cv == "time" else "stratified"
+    cv.gap_days = gap
     say(f"tune: {cv.trials} trials x {options.folds}-fold CV ({scheme}) in {cv.seconds:.0f} s; best AP "
         f"{cv.aucpr_mean:.4f} ± {cv.aucpr_std:.4f}, AUC {cv.auc_mean:.4f} ± {cv.auc_std:.4f}, {cv.rounds} rounds")
     return cv
@@ -232,7 +250,7 @@ def fit(settings: Settings, options: TrainOptions, p: Prepared, cv: CvResult, sa
     (model_dir / TRAINING_FILE).write_text(json.dumps({
         "params": cv.params, "rounds": cv.rounds, "trials": cv.trials, "tune_seconds": cv.seconds,
         "fit_seconds": result.seconds, "workers": options.workers, "folds": options.folds, "cv_scheme": options.cv,
-        "cv_gap_days": options.cv_gap_days,
+        "cv_gap_days": cv.gap_days,
         "cv": {"aucpr_mean": cv.aucpr_mean, "aucpr_std": cv.aucpr_std, "auc_mean": cv.auc_mean, "auc_std": cv.auc_std},
         "validation": result.metrics, "options": json.loads(options.model_dump_json()),
     }, indent=1, default=str))
@@ -347,7 +365,7 @@ def register(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
         mlflow.log_params({
             **{f"xgb_{k}": v for k, v in training["params"].items()}, "num_boost_round": training["rounds"],
             "scale_pos_weight": round(imbalance_weight(p.labels(p.fit_rows)), 3), "tune_trials": training["trials"],
-            "cv_folds": training["folds"], "cv_scheme": options.cv, "cv_gap_days": options.cv_gap_days,
+            "cv_folds": training["folds"], "cv_scheme": options.cv, "cv_gap_days": training["cv_gap_days"],
             "train_workers": training["workers"], "split": options.split, "test_fraction": options.test_fraction,
             "valid_fraction": options.valid_fraction, "seed": options.seed,
             "label_delay_days": settings.label_delay_days, "since": bounds["since"], "until": bounds["until"],

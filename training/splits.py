@@ -45,6 +45,25 @@ def time_forward_folds(times: np.ndarray, labels: np.ndarray, folds: int, gap_da
     return out
 
 
+def fitting_gap(times: np.ndarray, folds: int, label_delay_days: float) -> tuple[float, str]:
+    """The default gap of time folds: the label delay, or, in a period too short for it, half the span of the first
+    block (fold 1 then trains on that block's first half); (gap in days, why, for the output)."""
+    times = np.asarray(times, dtype="datetime64[us]")
+    edges = np.linspace(0, len(times), folds + 2).astype(int)
+    if len(times) < folds + 2:
+        return float(label_delay_days), "the label delay"
+    first_block = float((times[edges[1]] - times[0]).astype(np.int64)) / 86_400_000_000
+    if first_block > label_delay_days:
+        return float(label_delay_days), "the label delay"
+    gap = first_block / 2
+    return gap, (f"the label delay of {label_delay_days:g} days does not fit a {_span_days(times):.1f}-day period "
+                 f"with {folds} folds: half of fold 1's first block")
+
+
+def _span_days(times: np.ndarray) -> float:
+    return float((times[-1] - times[0]).astype(np.int64)) / 86_400_000_000 if len(times) else 0.0
+
+
 def split_rows(labels: np.ndarray, scheme: str, test_fraction: float, valid_fraction: float, seed: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(fit, validation, test) row indices of time-ordered rows: the test part is the latest ``test_fraction``

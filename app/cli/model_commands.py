@@ -41,8 +41,8 @@ def train(
         help="CV folds: time = each trains on earlier days than it validates on; stratified = random "
              "[RISKRAY_CV_SCHEME]")] = None,
     cv_gap_days: Annotated[float | None, typer.Option(
-        min=0, help="time folds: days between training and validation rows [RISKRAY_CV_GAP_DAYS, default the label "
-                    "delay]")] = None,
+        min=0, help="time folds: days between training and validation rows [RISKRAY_CV_GAP_DAYS; default the label "
+                    "delay, shortened to half of fold 1's first block when the period is too short for it]")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Ray Train workers [RISKRAY_TRAIN_WORKERS]")] = None,
     split: Annotated[Scheme | None, typer.Option(
         help="test part: time = the latest 20 %; stratified = random [RISKRAY_TRAIN_SPLIT]")] = None,

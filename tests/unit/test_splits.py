@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from training.data import TrainingDataError
-from training.splits import split_rows, time_forward_folds
+from training.splits import fitting_gap, split_rows, time_forward_folds
 
 SEED = 20261202
 DAY_US = 86_400_000_000
@@ -39,6 +39,19 @@ def test_a_period_too_short_for_the_gap_is_one_clear_error() -> None:
     times, labels = _rows(days=3)
     with pytest.raises(TrainingDataError, match=r"fold 1 of 5 has no training rows 7 days before.*--cv stratified"):
         time_forward_folds(times, labels, folds=5, gap_days=7)
+
+
+def test_the_default_gap_is_the_label_delay_when_the_period_has_room_for_it() -> None:
+    times, _ = _rows(days=60)
+    assert fitting_gap(times, folds=5, label_delay_days=7) == (7.0, "the label delay")
+
+
+def test_a_one_week_period_gets_a_shorter_gap_that_leaves_every_fold_training_rows() -> None:
+    times, labels = _rows(days=7)
+    gap, why = fitting_gap(times, folds=5, label_delay_days=7)
+    assert 0 < gap < 7 and "does not fit a 7.0-day period with 5 folds" in why
+    folds = time_forward_folds(times, labels, folds=5, gap_days=gap)
+    assert all(len(train) > 0 for train, _ in folds)
 
 
 def test_the_time_split_tests_on_the_latest_rows_and_validates_on_the_latest_of_the_rest() -> None:
