@@ -1,8 +1,9 @@
 """A model's probability calibration: the map from its raw scores to probabilities that mean what they say, and
 the measures of how far scores are from that (expected calibration error, reliability curve).
 
-The booster is trained with ``scale_pos_weight`` (each class weighs the same in the loss), so its raw scores
-overstate the fraud odds by about negatives / positives. Decisions only need the ranking, but anything that reads a
+A booster's raw scores need not mean what they say: one trained with ``scale_pos_weight`` overstates the fraud odds
+by about that weight (riskray's were, until measurement chose no reweighting: ``training.model.POSITIVE_WEIGHT``),
+and boosting can be over- or under-confident on its own. Decisions only need the ranking, but anything that reads a
 score as a probability (an expected confusion matrix, a mean score against the fraud rate) needs it calibrated.
 
 Platt scaling on the log-odds, not isotonic regression: two parameters fit well on a validation part with few

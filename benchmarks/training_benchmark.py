@@ -39,10 +39,10 @@ from training import data, evaluation  # noqa: E402
 from training.model import (  # noqa: E402
     DEFAULT_PARAMS,
     DEFAULT_ROUNDS,
+    POSITIVE_WEIGHT,
     base_params,
     fit_distributed,
     fit_plain,
-    imbalance_weight,
     predict,
     tune_with_cv,
 )
@@ -104,7 +104,7 @@ def per_round_report_fit(train: tuple[np.ndarray, np.ndarray], names: list[str],
     from ray.train.xgboost import RayTrainReportCallback, XGBoostTrainer
 
     shards = [ray.put((train[0][i::2], train[1][i::2])) for i in range(2)]
-    params = {**base_params(imbalance_weight(train[1]), 1), **DEFAULT_PARAMS}
+    params = {**base_params(POSITIVE_WEIGHT, 1), **DEFAULT_PARAMS}
 
     def loop(config: dict) -> None:
         matrix, labels = ray.get(config["shards"][ray.train.get_context().get_world_rank()])

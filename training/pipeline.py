@@ -354,7 +354,7 @@ def register(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
     from app.decision import Decision
     from app.registry import decision_tag
     from training import tracking
-    from training.model import imbalance_weight
+    from training.model import POSITIVE_WEIGHT, imbalance_weight
 
     training = json.loads((model_dir / TRAINING_FILE).read_text())
     model = model_artifact.ScoringModel.from_files(model_artifact.read_folder(model_dir))
@@ -364,7 +364,8 @@ def register(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
     with mlflow.start_run(run_name=f"train-{datetime.now(UTC):%Y%m%d-%H%M%S}") as run:
         mlflow.log_params({
             **{f"xgb_{k}": v for k, v in training["params"].items()}, "num_boost_round": training["rounds"],
-            "scale_pos_weight": round(imbalance_weight(p.labels(p.fit_rows)), 3), "tune_trials": training["trials"],
+            "scale_pos_weight": POSITIVE_WEIGHT, "class_imbalance": round(imbalance_weight(p.labels(p.fit_rows)), 3),
+            "tune_trials": training["trials"],
             "cv_folds": training["folds"], "cv_scheme": options.cv, "cv_gap_days": training["cv_gap_days"],
             "train_workers": training["workers"], "split": options.split, "test_fraction": options.test_fraction,
             "valid_fraction": options.valid_fraction, "seed": options.seed,
