@@ -17,7 +17,7 @@ known M days after U, its cut-off, and a transaction with no label by then count
   * for each M, and for "final" (every event ever reported), the training labels are
     ``matured(known_in_frame(world, events, U + M days))``; the project's preprocessor is fitted on the training
     rows and plain ``xgb.train`` fits the original design's parameters (``training.model.fit_plain``:
-    DEFAULT_PARAMS, 100 rounds, scale_pos_weight negatives/positives, 2 threads, seeded);
+    DEFAULT_PARAMS, 100 rounds, scale_pos_weight 1 since 2026-12-07 (negatives/positives before), 2 threads, seeded);
   * the test period [U, U + test_days) is scored and its average precision computed against the final labels
     (matured: a fraud nobody ever reports counts as legitimate, as in production) and against the truth.
 

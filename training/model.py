@@ -86,7 +86,7 @@ class CvResult:
     auc_std: float
     trials: int
     seconds: float
-    gap_days: float = float("nan")  # time folds: the gap between a fold's training and validation rows used
+    gap_days: float | None = None  # time folds: the gap between a fold's training and validation rows used
 
 
 @dataclass

@@ -25,6 +25,8 @@ class TrainOptions(BaseModel):
     cv_gap_days: float | None = Field(
         default=None, ge=0, description="time folds: days between a fold's training and validation rows; None: the "
                                         "label delay, shortened to fit a short period (training.splits.fitting_gap)")
+    label_delay_days: float = Field(ge=0, description="the default gap of time folds (recorded in options.json, so "
+                                                        "DVC re-runs the stages when it changes)")
     workers: int = Field(ge=1)
     split: Scheme = Field(description="time: test on the latest part; stratified: a random part")
     test_fraction: float = Field(default=0.2, gt=0, lt=0.9)
@@ -38,7 +40,7 @@ class TrainOptions(BaseModel):
         """The settings' defaults, then every override that is not None."""
         values: dict[str, Any] = {
             "trials": settings.tune_trials, "folds": settings.cv_folds, "cv": settings.cv_scheme,
-            "cv_gap_days": settings.cv_gap_days,
+            "cv_gap_days": settings.cv_gap_days, "label_delay_days": settings.label_delay_days,
             "workers": settings.train_workers, "split": settings.train_split, "seed": settings.train_seed,
         }
         values.update({key: value for key, value in overrides.items() if value is not None})

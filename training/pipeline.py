@@ -207,13 +207,16 @@ def tune(settings: Settings, options: TrainOptions, p: Prepared, say: Say) -> Cv
     rows = p.train_rows
     labels = p.labels(rows)
     folds: int | splits.Folds = options.folds
-    scheme, gap = "stratified", float("nan")
+    scheme, gap = "stratified", None
     if options.cv == "time":
         times = p.examples.frame["timestamp"].to_numpy()[rows]
-        gap, why = (options.cv_gap_days, "--cv-gap-days") if options.cv_gap_days is not None else \
-            splits.fitting_gap(times, options.folds, settings.label_delay_days)
+        if options.cv_gap_days is not None:
+            gap, scheme = options.cv_gap_days, f"time-forward, {options.cv_gap_days:g}-day gap"
+        else:
+            gap, why = splits.fitting_gap(times, options.folds, options.label_delay_days)
+            shown = f"{gap:g}" if gap == options.label_delay_days else f"{gap:.2f}"
+            scheme = f"time-forward, {shown}-day gap: {why}"
         folds = splits.time_forward_folds(times, labels, options.folds, gap)
-        scheme = f"time-forward, {gap:.2g}-day gap" + ("" if why == "--cv-gap-days" else f": {why}")
     ensure_ray(settings)
     cv = tune_with_cv(p.matrix(rows), labels, p.preprocessor.output_names, trials=options.trials, folds=folds,
                       max_concurrent=settings.tune_max_concurrent, storage=_ray_dir(settings, options),
@@ -366,7 +369,8 @@ def register(settings: Settings, options: TrainOptions, p: Prepared, model_dir: 
             **{f"xgb_{k}": v for k, v in training["params"].items()}, "num_boost_round": training["rounds"],
             "scale_pos_weight": POSITIVE_WEIGHT, "class_imbalance": round(imbalance_weight(p.labels(p.fit_rows)), 3),
             "tune_trials": training["trials"],
-            "cv_folds": training["folds"], "cv_scheme": options.cv, "cv_gap_days": training["cv_gap_days"],
+            "cv_folds": training["folds"], "cv_scheme": options.cv,
+            **({"cv_gap_days": training["cv_gap_days"]} if training.get("cv_gap_days") is not None else {}),
             "train_workers": training["workers"], "split": options.split, "test_fraction": options.test_fraction,
             "valid_fraction": options.valid_fraction, "seed": options.seed,
             "label_delay_days": settings.label_delay_days, "since": bounds["since"], "until": bounds["until"],

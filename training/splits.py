@@ -40,24 +40,24 @@ def time_forward_folds(times: np.ndarray, labels: np.ndarray, folds: int, gap_da
         if problem:
             raise TrainingDataError(
                 f"time-forward CV fold {i} of {folds} has {problem}: use a longer period, fewer --folds, a smaller "
-                f"--cv-gap-days (now {gap_days:g}; the label delay by default) or --cv stratified")
+                f"--cv-gap-days (now {gap_days:g}) or --cv stratified")
         out.append((train, valid))
     return out
 
 
 def fitting_gap(times: np.ndarray, folds: int, label_delay_days: float) -> tuple[float, str]:
-    """The default gap of time folds: the label delay, or, in a period too short for it, half the span of the first
-    block (fold 1 then trains on that block's first half); (gap in days, why, for the output)."""
+    """The default gap of time folds: the label delay when fold 1 keeps at least half of the first block to train on,
+    otherwise half the span of that block (a week with 5 folds: 0.58 days); (gap in days, why, for the output)."""
     times = np.asarray(times, dtype="datetime64[us]")
     edges = np.linspace(0, len(times), folds + 2).astype(int)
     if len(times) < folds + 2:
         return float(label_delay_days), "the label delay"
     first_block = float((times[edges[1]] - times[0]).astype(np.int64)) / 86_400_000_000
-    if first_block > label_delay_days:
+    if first_block >= 2 * label_delay_days:  # fold 1 keeps at least half its block to train on, as below
         return float(label_delay_days), "the label delay"
     gap = first_block / 2
-    return gap, (f"the label delay of {label_delay_days:g} days does not fit a {_span_days(times):.1f}-day period "
-                 f"with {folds} folds: half of fold 1's first block")
+    return gap, (f"the label delay of {label_delay_days:g} days would leave fold 1 of a {_span_days(times):.1f}-day "
+                 f"period with {folds} folds under half its block: half that block instead")
 
 
 def _span_days(times: np.ndarray) -> float:

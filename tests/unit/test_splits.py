@@ -41,15 +41,15 @@ def test_a_period_too_short_for_the_gap_is_one_clear_error() -> None:
         time_forward_folds(times, labels, folds=5, gap_days=7)
 
 
-def test_the_default_gap_is_the_label_delay_when_the_period_has_room_for_it() -> None:
-    times, _ = _rows(days=60)
+def test_the_default_gap_is_the_label_delay_when_fold_one_keeps_half_its_block() -> None:
+    times, _ = _rows(days=90)  # a first block of 15 days: fold 1 trains on the 8 days before the gap
     assert fitting_gap(times, folds=5, label_delay_days=7) == (7.0, "the label delay")
 
 
 def test_a_one_week_period_gets_a_shorter_gap_that_leaves_every_fold_training_rows() -> None:
     times, labels = _rows(days=7)
     gap, why = fitting_gap(times, folds=5, label_delay_days=7)
-    assert 0 < gap < 7 and "does not fit a 7.0-day period with 5 folds" in why
+    assert 0 < gap < 7 and "would leave fold 1 of a 7.0-day period with 5 folds under half its block" in why
     folds = time_forward_folds(times, labels, folds=5, gap_days=gap)
     assert all(len(train) > 0 for train, _ in folds)
 
