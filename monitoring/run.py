@@ -47,7 +47,7 @@ _SERVED_SQL = f"""
 # each served transaction's label as known at the report (app.labels: matured, unreported = legitimate)
 _LABELLED_SQL = f"""
     SELECT DISTINCT ON (p.model_version, p.variant, p.transaction_id)
-           p.model_version, p.variant, p.fraud_probability, {matured_sql()}, t.event_time
+           p.model_version, p.variant, p.fraud_probability, {matured_sql()}, t.event_time, p.features_degraded
     FROM predictions p JOIN transactions t ON t.transaction_id = p.transaction_id
     LEFT JOIN LATERAL ({known_label_sql()}) k ON true
     WHERE t.event_time >= %(start)s AND t.event_time < %(end)s
@@ -100,6 +100,7 @@ class Labelled:
     labels: np.ndarray
     scores: np.ndarray
     times: np.ndarray  # event times, datetime64 UTC
+    degraded: np.ndarray  # scored on default features (the store over its budget): not the model's own answer
 
 
 def labelled_predictions(settings: Settings, start: datetime, end: datetime, labels_at: datetime
@@ -110,14 +111,16 @@ def labelled_predictions(settings: Settings, start: datetime, end: datetime, lab
         cur.execute(_LABELLED_SQL, {"start": start, "end": end, "labels_at": labels_at,
                                     "delay": settings.label_delay_days})
         rows = cur.fetchall()
-    out: dict[tuple[str, str], tuple[list[int], list[float], list[datetime]]] = {}
-    for version, variant, score, label, event_time in rows:
-        labels, scores, times = out.setdefault((version, variant), ([], [], []))
+    out: dict[tuple[str, str], tuple[list[int], list[float], list[datetime], list[bool]]] = {}
+    for version, variant, score, label, event_time, degraded in rows:
+        labels, scores, times, flags = out.setdefault((version, variant), ([], [], [], []))
         labels.append(label)
         scores.append(score)
         times.append(event_time.astimezone(UTC).replace(tzinfo=None))
+        flags.append(bool(degraded))
     return {key: Labelled(np.array(labels, dtype=np.int64), np.array(scores, dtype=np.float64),
-                          np.array(times, dtype="datetime64[us]")) for key, (labels, scores, times) in out.items()}
+                          np.array(times, dtype="datetime64[us]"), np.array(flags, dtype=bool))
+            for key, (labels, scores, times, flags) in out.items()}
 
 
 def maturity_curve(settings: Settings, as_of: datetime) -> MaturityCurve:
@@ -193,7 +196,9 @@ def compute(settings: Settings, as_of: datetime) -> MonitoringReport:
         cohorts += accuracy.cohorts(version, variant, rows.labels, rows.scores, rows.times, as_of, curve, rules)
         accuracies.append(accuracy.matured(version, variant, rows.labels, rows.scores, rows.times, as_of, curve,
                                            baselines.get(version), rules))
-        recent = rows.times >= window
+        # the estimate reads the model's scores: answers scored on default features are a serving fault, left out
+        # as the drift comparison leaves them out (its baseline was computed on rows with real features)
+        recent = (rows.times >= window) & ~rows.degraded
         if recent.any():
             estimates.append(accuracy.estimated(version, variant, rows.scores[recent], rows.times[recent], as_of,
                                                 curve, estimate_baselines.get(version), rules))
