@@ -366,11 +366,15 @@ def test_kuberay_itself_refuses_what_its_go_code_checks(
         _kubectl(kubernetes, "delete", "-n", NS, resource["kind"].lower(), resource["metadata"]["name"])
 
 
-def test_the_prometheus_operator_turns_the_rules_and_monitors_into_a_prometheus_config(
-        applied: dict[str, str], kubernetes: Settings) -> None:
+def test_the_prometheus_operator_turns_the_rules_and_monitors_into_a_config_prometheus_loads(
+        applied: dict[str, str], kubernetes: Settings, tmp_path: Path) -> None:
     """A Prometheus resource selecting riskray's PrometheusRule, ServiceMonitor and PodMonitors (the overlays ship
     none: the cluster's Prometheus is the operator's user's): the operator writes the rule files and the scrape
-    configuration from them."""
+    configuration from them, and the promtool of the Prometheus it deploys checks both as Prometheus will load them."""
+    import base64
+    import gzip
+    import subprocess
+
     selector = {"matchLabels": {"app.kubernetes.io/name": "riskray"}}
     prometheus = {"apiVersion": "monitoring.coreos.com/v1", "kind": "Prometheus",
                   "metadata": {"name": "riskray-check", "namespace": NS},
@@ -380,18 +384,29 @@ def test_the_prometheus_operator_turns_the_rules_and_monitors_into_a_prometheus_
     rules = _wait(lambda: [c for c in _get(kubernetes, f"/api/v1/namespaces/{NS}/configmaps")["items"]
                            if c["metadata"]["name"].startswith("prometheus-riskray-check-rulefiles")],
                   "the operator's rule files")
-    text = "\n".join(v for c in rules for v in c.get("data", {}).values())
+    files = []
+    for configmap in rules:
+        for name, text in configmap.get("data", {}).items():
+            files.append(tmp_path / name)
+            files[-1].write_text(text)
     expected = [r["alert"] for g in yaml.safe_load(cluster.RULES_FILE.read_text())["groups"] for r in g["rules"]
                 if "alert" in r]
+    text = "\n".join(f.read_text() for f in files)
     assert expected and all(f"alert: {name}" in text for name in expected)
     _wait(lambda: _get(kubernetes, f"/apis/apps/v1/namespaces/{NS}/statefulsets?labelSelector="
                                    "operator.prometheus.io/name=riskray-check")["items"], "the Prometheus StatefulSet")
-    secret = _wait(lambda: next((s for s in _get(kubernetes, f"/api/v1/namespaces/{NS}/secrets")["items"]
-                                 if s["metadata"]["name"] == "prometheus-riskray-check"), None), "the scrape config")
-    import base64
-    import gzip
-
-    config = gzip.decompress(base64.b64decode(secret["data"]["prometheus.yaml.gz"])).decode()
-    jobs = [job["job_name"] for job in yaml.safe_load(config)["scrape_configs"]]
+    secret = _wait(lambda: _found(kubernetes, f"/api/v1/namespaces/{NS}/secrets/prometheus-riskray-check"),
+                   "the generated configuration")
+    config = tmp_path / "prometheus.yaml"
+    config.write_bytes(gzip.decompress(base64.b64decode(secret["data"]["prometheus.yaml.gz"])))
+    jobs = [job["job_name"] for job in yaml.safe_load(config.read_text())["scrape_configs"]]
     assert {"serviceMonitor/mlops/riskray-serve/0", "podMonitor/mlops/ray-head/0",
             "podMonitor/mlops/ray-workers/0"} <= set(jobs), jobs
+    promtool = str(control_plane.binary(kubernetes, "promtool"))
+    checked = subprocess.run([promtool, "check", "rules", *map(str, files)], capture_output=True, text=True,
+                             timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # --syntax-only: the files it names (rule globs, service-account credentials) live in the pod, not here
+    checked = subprocess.run([promtool, "check", "config", "--syntax-only", str(config)], capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

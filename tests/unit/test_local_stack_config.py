@@ -249,7 +249,8 @@ def test_the_control_planes_versions_are_pinned_in_one_file_the_build_reads() ->
     from app.operations import control_plane
 
     versions = control_plane.versions()
-    assert set(versions) == {"KUBERNETES_VERSION", "KUBERAY_VERSION", "KWOK_VERSION", "PROMETHEUS_OPERATOR_VERSION"}
+    assert set(versions) == {"KUBERNETES_VERSION", "KUBERAY_VERSION", "KWOK_VERSION", "PROMETHEUS_OPERATOR_VERSION",
+                             "PROMTOOL_VERSION"}
     build = (control_plane.VERSIONS_FILE.parent / "build.sh").read_text()
     assert all(f"${name}" in build for name in versions)
     assert all(v.startswith("v") for v in versions.values())

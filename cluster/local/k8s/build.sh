@@ -5,6 +5,7 @@
 #   kwok                                                     sigs.k8s.io/kwok
 #   kuberay-operator (+ its CRDs, the Gateway API's it uses) github.com/ray-project/kuberay/ray-operator
 #   prometheus-operator (+ its CRDs)                         github.com/prometheus-operator/prometheus-operator
+#   promtool (the operator's default Prometheus)             github.com/prometheus/prometheus
 #   etcd, etcdctl                                            Debian's etcd-server/etcd-client, unpacked (no service)
 # Prints the bin directory on its last line. Versions: versions.sh beside this file.
 set -euo pipefail
@@ -17,7 +18,8 @@ BIN="$CACHE/bin"
 step() { printf '[bootstrap] %s\n' "$*" >&2; }
 fail() { printf 'bootstrap: %s\n' "$*" >&2; exit 1; }
 
-if [ -f "$CACHE/.complete" ]; then echo "$BIN"; exit 0; fi
+WANTED="$(grep -E '^[A-Z_]+=' "$HERE/versions.sh" | paste -sd' ')"  # a new pin builds what is missing only
+if [ "$(cat "$CACHE/.complete" 2>/dev/null)" = "$WANTED" ]; then echo "$BIN"; exit 0; fi
 command -v go >/dev/null || fail "Go is needed to build the local Kubernetes control plane (go.dev/dl)"
 mkdir -p "$BIN" "$CACHE/crds" "$CACHE/logs"
 export GOFLAGS="-buildvcs=false" GOBIN="$BIN"
@@ -103,5 +105,18 @@ mkdir -p "$CACHE/crds/prometheus-operator"
 cp "$src"/example/prometheus-operator-crd/monitoring.coreos.com_*.yaml "$CACHE/crds/prometheus-operator/"
 chmod -R u+w "$CACHE/crds"
 
-touch "$CACHE/.complete"
+if ! "$BIN/promtool" --version 2>/dev/null | grep -q "version ${PROMTOOL_VERSION#v} "; then
+  # Prometheus v3.X.Y is the Go module github.com/prometheus/prometheus v0.3XX.Y; its go.mod's one replace is kept
+  step "building promtool $PROMTOOL_VERSION"
+  minor="${PROMTOOL_VERSION#v3.}" && patch="${minor#*.}" && minor="${minor%%.*}"
+  mod="$CACHE/src/promtool" && mkdir -p "$mod"
+  (cd "$mod" && printf 'module riskray.local/promtool\n\ngo 1.23.0\n\n%s\n' \
+     "replace github.com/fsnotify/fsnotify v1.8.0 => github.com/fsnotify/fsnotify v1.7.0" >go.mod \
+   && go get "github.com/prometheus/prometheus/cmd/promtool@v0.$((300 + minor)).$patch" \
+   && go build -ldflags "-s -w -X github.com/prometheus/common/version.Version=${PROMTOOL_VERSION#v}" \
+        -o "$BIN/promtool" github.com/prometheus/prometheus/cmd/promtool) \
+    >"$CACHE/logs/promtool.log" 2>&1 || fail "see $CACHE/logs/promtool.log"
+fi
+
+echo "$WANTED" >"$CACHE/.complete"
 echo "$BIN"

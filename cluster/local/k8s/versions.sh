@@ -12,3 +12,6 @@ KWOK_VERSION=v0.8.0
 #   (../shared/k8s-crds has 0.93's).
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
 # - etcd: Debian's etcd-server package (3.4), unpacked like Prometheus, never installed as a service.
+# - promtool v3.5.0: the Prometheus the operator deploys by default; it checks the configuration and rule files the
+#   operator generates (Debian's promtool 2.42 is built without Kubernetes service discovery and cannot parse them).
+PROMTOOL_VERSION=v3.5.0
