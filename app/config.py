@@ -11,6 +11,7 @@ Read settings through :func:`get_settings` when a function runs, never at import
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
@@ -147,6 +148,23 @@ class Settings(BaseSettings):
         default="0 2 * * *", description="Cron of the retraining DAG; empty: triggered runs only (tests, demo)")
     airflow_admin_password: SecretStr | None = Field(
         default=None, description="The admin login's password; unset: generated once into AIRFLOW_HOME")
+
+    # --- Kubernetes (`riskray cluster up`: a local control plane, kwok nodes, the KubeRay operator) -----------
+    kube_host: str = Field(default="127.0.0.1", description="every control-plane component listens here only")
+    kube_work_dir: Path | None = Field(
+        default=None, description="etcd's data, PKI, tokens, kubeconfigs; default: the state folder's kubernetes/")
+    kube_apiserver_port: int = Field(default=26443, ge=1, le=65535)
+    kube_etcd_port: int = Field(default=22379, ge=1, le=65535)
+    kube_etcd_peer_port: int = Field(default=22380, ge=1, le=65535)
+    kube_controller_manager_port: int = Field(default=20257, ge=1, le=65535)
+    kube_scheduler_port: int = Field(default=20259, ge=1, le=65535)
+    kwok_port: int = Field(default=20260, ge=1, le=65535)
+    kuberay_metrics_port: int = Field(default=20261, ge=1, le=65535)
+    kuberay_health_port: int = Field(default=20262, ge=1, le=65535)
+    prometheus_operator_port: int = Field(default=20263, ge=1, le=65535)
+    tools_cache: Path = Field(
+        default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "riskray",
+        description="Built tools shared by every checkout (the control plane's binaries, from the Go module proxy)")
 
     # --- monitoring --------------------------------------------------------------------------------------
     monitoring_work_dir: Path | None = Field(
@@ -328,6 +346,10 @@ class Settings(BaseSettings):
     @property
     def airflow_home(self) -> Path:
         return self.airflow_work_dir or self.state_dir / "airflow"
+
+    @property
+    def kube_home(self) -> Path:
+        return self.kube_work_dir or self.state_dir / "kubernetes"
 
     @property
     def airflow_venv(self) -> Path:

@@ -20,7 +20,7 @@ from typing import Any
 import typer
 import yaml
 
-from app.config import PROJECT_ROOT, Settings
+from app.config import PROJECT_ROOT, Settings, get_settings
 from app.operations import serving
 
 CLUSTER_DIR = PROJECT_ROOT / "cluster"
@@ -111,7 +111,8 @@ def write() -> list[Path]:
     return written
 
 
-cluster = typer.Typer(help="The Kubernetes manifests under cluster/ (kustomize base, dev and prod overlays).",
+cluster = typer.Typer(help="The Kubernetes manifests under cluster/ (kustomize base, dev and prod overlays) and a "
+                           "local control plane to apply them to (up, status, down).",
                       no_args_is_help=True)
 
 
@@ -130,3 +131,53 @@ def render(check: bool = typer.Option(False, "--check", help="only say which gen
         return
     for path in write():
         typer.echo(f"wrote {path.relative_to(PROJECT_ROOT)}")
+
+
+@cluster.command("up")
+def up() -> None:
+    """Start a local Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager,
+    kube-scheduler, kwok nodes, the KubeRay and Prometheus operators (their CRDs installed). Safe to repeat."""
+    from app.operations import control_plane, manager
+
+    settings = get_settings()
+    manager.up(settings, echo=typer.echo, groups=(control_plane.GROUP,), core=False)
+    typer.echo(f"kubeconfig {control_plane.kubeconfig_path(settings)} "
+               f"(kubectl --kubeconfig {control_plane.kubeconfig_path(settings)} get nodes)")
+
+
+@cluster.command("status")
+def status() -> None:
+    """Each control-plane component, its address, health and log; exits 1 if any is down or unhealthy."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from app.operations import control_plane, manager
+
+    settings = get_settings()
+    report = [r for r in manager.status(settings)
+              if r.name in {c.name for c in control_plane.COMPONENTS}]
+    table = Table("component", "address", "state", "health", "log")
+    for item in report:
+        health = "[green]healthy[/green]" if item.healthy and item.state != "OFF" else f"[red]{item.detail}[/red]"
+        table.add_row(item.name, item.address, item.state, health, str(item.log))
+    Console(width=200).print(table)
+    if not all(item.healthy and item.state != "OFF" for item in report):
+        raise typer.Exit(1)
+    typer.echo(f"kubeconfig {control_plane.kubeconfig_path(settings)}")
+
+
+@cluster.command("down")
+def down(purge: bool = typer.Option(False, "--purge", help="also delete its state (etcd's data, PKI, tokens)")
+         ) -> None:
+    """Stop the control plane (the rest of the stack untouched; supervisord too when nothing else runs)."""
+    import shutil
+
+    from app.operations import control_plane, manager, supervisor
+
+    settings = get_settings()
+    manager.stop_group(settings, control_plane.GROUP, echo=typer.echo)
+    if supervisor.is_running(settings) and not manager.listening_ports(settings):
+        manager.down(settings, echo=typer.echo)
+    if purge:
+        shutil.rmtree(control_plane.home(settings), ignore_errors=True)
+    typer.echo("cluster   down" + (f"; removed {control_plane.home(settings)}" if purge else ""))

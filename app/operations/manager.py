@@ -14,7 +14,7 @@ import psutil
 
 from app import local_paths
 from app.config import Settings
-from app.operations import airflow, kafka, mlflow_server, postgres, ray_head, stream, supervisor
+from app.operations import airflow, control_plane, kafka, mlflow_server, postgres, ray_head, stream, supervisor
 from app.operations import monitoring as monitoring_services
 from app.operations.errors import StackError
 from app.operations.java import java_major_version
@@ -29,18 +29,21 @@ class Service:
     ports: Callable[[Settings], list[int]]
     start_timeout_s: float
     group: str | None = None  # an optional part of the stack, started by `stack up --with <group>`
+    stage: int = 1  # started once every wanted service of a lower stage is healthy
+
 
     def address(self, settings: Settings) -> str:
         host = {
             "postgres": settings.postgres_host, "kafka": settings.kafka_host,
             "ray": settings.ray_host, "mlflow": settings.mlflow_host,
-        }.get(self.name, settings.airflow_host if self.group == airflow.GROUP else settings.monitoring_host)
+        }.get(self.name, {airflow.GROUP: settings.airflow_host, control_plane.GROUP: settings.kube_host}.get(
+            self.group or "", settings.monitoring_host))
         ports = self.ports(settings) or [settings.airflow_port]  # Airflow's components report through the api-server
         return f"{host}:{ports[0]}"
 
 
 SERVICES: list[Service] = [
-    Service("postgres", postgres, lambda s: [s.postgres_port], 60),
+    Service("postgres", postgres, lambda s: [s.postgres_port], 60, stage=0),
     Service("kafka", kafka, lambda s: [s.kafka_port, s.kafka_controller_port], 90),
     Service("ray", ray_head, lambda s: [s.ray_dashboard_port, s.ray_gcs_port, s.ray_client_port], 120),
     Service("mlflow", mlflow_server, lambda s: [s.mlflow_port], 120),
@@ -48,6 +51,8 @@ SERVICES: list[Service] = [
     # the api-server owns the port; the others report through its health endpoint
     *(Service(c.name, c, lambda s, c=c: [s.airflow_port] if c is airflow.API_SERVER else [], 180, airflow.GROUP)
       for c in airflow.COMPONENTS),
+    # the local Kubernetes control plane (`riskray cluster up`): etcd, then the API server, then the rest
+    *(Service(c.name, c, c.ports, 120, control_plane.GROUP, stage=c.stage) for c in control_plane.COMPONENTS),
 ]
 GROUPS = sorted({s.group for s in SERVICES if s.group})
 
@@ -123,26 +128,27 @@ def _stop_running(settings: Settings, names: list[str], echo: Echo) -> None:
             supervisor.stop(settings, name)
 
 
-def up(settings: Settings, echo: Echo = print, groups: tuple[str, ...] = ()) -> None:
-    """Start every service (the optional ones of ``groups`` too) and wait until each is healthy. Running it again is
-    harmless.
+def up(settings: Settings, echo: Echo = print, groups: tuple[str, ...] = (), core: bool = True) -> None:
+    """Start every service (the optional ones of ``groups`` too; with ``core`` False only those) and wait until each
+    is healthy. Running it again is harmless.
 
     PostgreSQL comes first (the schema is migrated, MLflow's and Airflow's databases live there); the others depend
     on nothing but it and each other's health checks, so they start together and each is reported as it turns
     healthy: their start-ups (a JVM, Ray's head, MLflow's workers, Airflow's components) overlap on two cores instead
-    of queueing."""
+    of queueing. A group may order its own start in stages (the control plane: etcd, the API server, the rest)."""
     check_groups(groups)
-    java_major_version(settings.java_bin)
+    wanted = [s for s in SERVICES if (core and not s.group) or s.group in groups]
+    if any(not s.group for s in wanted):
+        java_major_version(settings.java_bin)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     supervisor.ensure_running(settings, programs(settings))
-    wanted = [s for s in SERVICES if not s.group or s.group in groups]
-    database, rest = wanted[0], wanted[1:]
-    _wait_started(settings, _start(settings, [database], echo), echo)
-    from app import migrate  # Alembic/SQLAlchemy only when the database is there to migrate
+    for stage in sorted({s.stage for s in wanted}):
+        _wait_started(settings, _start(settings, [s for s in wanted if s.stage == stage], echo), echo)
+        if stage == 0 and core:
+            from app import migrate  # Alembic/SQLAlchemy only when the database is there to migrate
 
-    migrate.upgrade(settings)
-    echo(f"{'schema':<9} at revision {migrate.current_revision(settings)}")
-    _wait_started(settings, _start(settings, rest, echo), echo)
+            migrate.upgrade(settings)
+            echo(f"{'schema':<9} at revision {migrate.current_revision(settings)}")
 
 
 def _start(settings: Settings, services: list[Service], echo: Echo) -> list[tuple[Service, float]]:
@@ -245,6 +251,7 @@ def stray_processes(settings: Settings) -> list[psutil.Process]:
         str(supervisor.config_path(settings)),
         str(settings.monitoring_dir),  # on the command line of every monitoring program
         str(settings.airflow_home),  # ... and of every Airflow program
+        str(control_plane.home(settings)),  # ... and of every control-plane program
     )
     me = psutil.Process().pid
     found = []

@@ -105,4 +105,9 @@ for profile in kafka-broker spark-kafka; do
   touch "$dest/.complete-$pom_hash"
 done
 rm -rf "$ROOT/cluster/local/jars/target"
+
+# --- the local Kubernetes control plane (`riskray cluster up`) ------------------------------------------------------
+# Built once from the Go module proxy (first time ~10 min on 2 cores), cached outside the checkout for every clone.
+k8s_bin="$(bash "$ROOT/cluster/local/k8s/build.sh")" || fail "building the local Kubernetes control plane failed"
+step "kubernetes control plane ok ($(sed -n 's/^\([A-Z_]*_VERSION\)=\(.*\)/\2/p' "$ROOT/cluster/local/k8s/versions.sh" | paste -sd' '), in $k8s_bin)"
 step "done"

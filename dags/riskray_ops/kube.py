@@ -29,10 +29,17 @@ DEPLOYMENT = "FraudDetector"  # app.prediction_service.DEPLOYMENT (no import her
 FINISHED = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 
+# KubeRay names the job's RayCluster after the RayJob plus a suffix, and refuses (status ValidationFailed) a RayJob
+# name longer than 47 characters (MaxRayJobNameLength, KubeRay 1.5); found by the operator on the local control plane
+MAX_RAYJOB_NAME = 47
+
+
 def rayjob_name(submission_id: str) -> str:
-    """A DNS-1123 name of at most 63 characters, stable for one submission id and readable at its start."""
+    """A DNS-1123 name KubeRay accepts (at most 47 characters), stable for one submission id and readable at its
+    start."""
     digest = hashlib.sha256(submission_id.encode()).hexdigest()[:10]
-    readable = re.sub(r"[^a-z0-9-]+", "-", submission_id.lower()).strip("-")[:40].strip("-")
+    room = MAX_RAYJOB_NAME - len("rr--") - len(digest)
+    readable = re.sub(r"[^a-z0-9-]+", "-", submission_id.lower()).strip("-")[:room].strip("-")
     return f"rr-{readable}-{digest}"
 
 
@@ -60,9 +67,12 @@ class Kube:
 
     def __init__(self, api: str, namespace: str, token: str, verify: str | bool = True,
                  transport: httpx.BaseTransport | None = None) -> None:
+        import ssl
+
         self.namespace = namespace
+        trust = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify  # a CA file's path
         self._http = httpx.Client(base_url=api.rstrip("/"), headers={"Authorization": f"Bearer {token}"},
-                                  verify=verify, timeout=30, transport=transport)
+                                  verify=trust, timeout=30, transport=transport)
 
     @classmethod
     def in_cluster(cls, namespace: str | None = None) -> Kube:
@@ -122,7 +132,7 @@ class Kube:
             if job is None:
                 raise RayJobError(f"RayJob {name} disappeared")
             status = job.get("status", {})
-            if status.get("jobDeploymentStatus") == "Failed":
+            if status.get("jobDeploymentStatus") in {"Failed", "ValidationFailed"}:
                 raise RayJobError(f"RayJob {name} failed to deploy: {status.get('message', '')}")
             if status.get("jobStatus") in FINISHED:
                 break

@@ -19,10 +19,12 @@ from app.config import PROJECT_ROOT, Settings, get_settings
 from app.operations import serving
 from tests import k8s_validation as kv
 
-CRDS = Path(os.environ.get("RISKRAY_CRDS_DIR", PROJECT_ROOT.parent / "shared" / "k8s-crds"))
+SHARED_CRDS = Path(os.environ.get("RISKRAY_CRDS_DIR", PROJECT_ROOT.parent / "shared" / "k8s-crds"))
+# the operators that run on the local control plane: their CRDs of the version built (cluster/local/k8s/versions.sh)
+BUILT = ("kuberay", "prometheus-operator")
 OVERLAYS = ("dev", "prod", "prod-incremental")
 BROKEN = Path(__file__).parent.parent / "data" / "k8s-broken"
-PLACEHOLDER = "test-only-not-a-secret"
+PLACEHOLDER = kv.SECRET_PLACEHOLDER
 
 
 def _required(path: Path | None, what: str) -> None:
@@ -35,9 +37,19 @@ def _required(path: Path | None, what: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def crds() -> Path:
-    _required(CRDS if CRDS.is_dir() else None, "the CRD schemas (set RISKRAY_CRDS_DIR)")
-    return CRDS
+def crds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """KubeRay's and the Prometheus operator's CRDs of the versions that run here (the bootstrap builds them), Strimzi's
+    and the Spark operator's from ../shared (no operator of theirs runs here)."""
+    from app.operations import control_plane
+
+    built = control_plane.crds_dir(get_settings())
+    _required(SHARED_CRDS if SHARED_CRDS.is_dir() else None, "the CRD schemas (set RISKRAY_CRDS_DIR)")
+    _required(built if built.is_dir() else None, "the built operators' CRDs (make bootstrap)")
+    merged = tmp_path_factory.mktemp("crds")
+    for folder in SHARED_CRDS.iterdir():
+        if folder.is_dir():
+            shutil.copytree(built / folder.name if folder.name in BUILT else folder, merged / folder.name)
+    return merged
 
 
 @pytest.fixture(scope="module")
@@ -52,19 +64,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[st
     """Each overlay built as an operator builds it, its git-ignored secret env files made from the examples."""
     kubectl = shutil.which("kubectl")
     _required(Path(kubectl) if kubectl else None, "kubectl")
-    copy = tmp_path_factory.mktemp("cluster") / "cluster"
-    shutil.copytree(cluster.CLUSTER_DIR, copy)
-    for example in copy.glob("overlays/*/secrets/*.env.example"):
-        lines = [f"{line}{PLACEHOLDER}" if line.endswith("=") else line
-                 for line in example.read_text().splitlines()]
-        example.with_suffix("").write_text("\n".join(lines) + "\n")
-    built = {}
-    for overlay in OVERLAYS:
-        result = subprocess.run([str(kubectl), "kustomize", str(copy / "overlays" / overlay)], capture_output=True,
-                                text=True, timeout=120)
-        assert result.returncode == 0, result.stderr
-        built[overlay] = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-    return built
+    built = kv.render_overlays(cluster.CLUSTER_DIR, tmp_path_factory.mktemp("cluster"), OVERLAYS)
+    return {overlay: [doc for doc in yaml.safe_load_all(text) if doc] for overlay, text in built.items()}
 
 
 def _one(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:

@@ -24,7 +24,8 @@ def test_supervisor_config_has_every_service_and_escapes_percent(tmp_path: Path)
     parser.read_string(supervisor.render_config(settings, manager.programs(settings)))
     assert [s.removeprefix("program:") for s in parser.sections() if s.startswith("program:")] == [
         "postgres", "kafka", "ray", "mlflow", "exporter", "alerts", "alertmanager", "prometheus", "airflow-api",
-        "airflow-scheduler", "airflow-dags", "airflow-triggerer", "stream"]
+        "airflow-scheduler", "airflow-dags", "airflow-triggerer", "kube-etcd", "kube-apiserver",
+        "kube-controller-manager", "kube-scheduler", "kwok", "kuberay-operator", "prometheus-operator", "stream"]
     assert "50%%25off" in parser["program:mlflow"]["environment"]
     assert all(parser[f"program:{name}"]["autostart"] == "false" for name in ("postgres", "kafka"))
     assert parser["program:postgres"]["stopsignal"] == "INT"
@@ -206,3 +207,50 @@ def test_stream_job_runs_below_the_apis_cpu_priority_and_its_children_inherit_it
 def test_the_serve_drain_setting_reaches_the_ray_head_and_unset_leaves_rays_default() -> None:
     assert ray_head.environment(Settings(serve_drain_s=5))["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "5"
     assert "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S" not in ray_head.environment(Settings(serve_drain_s=None))
+
+
+def test_the_control_plane_listens_on_loopback_only_with_rbac_and_tokens(tmp_path: Path) -> None:
+    from app.operations import control_plane
+
+    settings = Settings(state_dir=tmp_path)
+    commands = {c.name: " ".join(c.program(settings).command) for c in control_plane.COMPONENTS}
+    api = commands["kube-apiserver"]
+    assert "--bind-address=127.0.0.1" in api and "--authorization-mode=Node,RBAC" in api
+    assert "--anonymous-auth=false" in api and "--service-account-signing-key-file=" in api
+    assert "--token-auth-file=" in api and "--client-ca-file=" in api
+    for name, command in commands.items():  # every address a component listens on is the loopback
+        listen = [a for a in command.split() if a.startswith(("--bind-address", "--listen-", "--advertise-client",
+                                                              "--server-address", "--metrics-addr",
+                                                              "--health-probe", "-web.listen-address"))]
+        assert listen and all("127.0.0.1" in a for a in listen), (name, listen)
+    # the controller-manager and the scheduler as the identities Kubernetes' default RBAC binds, not as admins
+    assert control_plane.USERS["system:kube-controller-manager"] == []
+    assert control_plane.USERS["system:kube-scheduler"] == []
+
+
+def test_the_control_planes_credentials_are_private_and_its_kubeconfig_trusts_its_own_ca(tmp_path: Path) -> None:
+    import yaml
+
+    from app.operations import control_plane
+
+    settings = Settings(state_dir=tmp_path)
+    control_plane._pki(settings)
+    control_plane._credentials(settings)
+    pki = control_plane.home(settings) / "pki"
+    for private in ("ca.key", "apiserver.key", "sa.key", "tokens.csv", "prometheus-operator.key"):
+        assert oct((pki / private).stat().st_mode & 0o777) == "0o600", private
+    config = yaml.safe_load(control_plane.kubeconfig_path(settings).read_text())
+    assert config["clusters"][0]["cluster"] == {"server": "https://127.0.0.1:26443",
+                                                "certificate-authority": str(pki / "ca.crt")}
+    assert oct(control_plane.kubeconfig_path(settings).stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_control_planes_versions_are_pinned_in_one_file_the_build_reads() -> None:
+    from app.operations import control_plane
+
+    versions = control_plane.versions()
+    assert set(versions) == {"KUBERNETES_VERSION", "KUBERAY_VERSION", "KWOK_VERSION", "PROMETHEUS_OPERATOR_VERSION",
+                             "PROMTOOL_VERSION"}
+    build = (control_plane.VERSIONS_FILE.parent / "build.sh").read_text()
+    assert all(f"${name}" in build for name in versions)
+    assert all(v.startswith("v") for v in versions.values())
