@@ -150,7 +150,8 @@ class Settings(BaseSettings):
         default=None, description="The admin login's password; unset: generated once into AIRFLOW_HOME")
 
     # --- Kubernetes (`riskray cluster up`: a local control plane, kwok nodes, the KubeRay operator) -----------
-    kube_host: str = Field(default="127.0.0.1", description="every control-plane component listens here only")
+    kube_host: str = Field(default="127.0.0.1", description="every control-plane component listens here only (a "
+                                                            "loopback address)")
     kube_work_dir: Path | None = Field(
         default=None, description="etcd's data, PKI, tokens, kubeconfigs; default: the state folder's kubernetes/")
     kube_apiserver_port: int = Field(default=26443, ge=1, le=65535)
@@ -277,7 +278,22 @@ class Settings(BaseSettings):
         default="idle", description="The local stream job's CPU priority: idle (SCHED_IDLE: only CPU nothing else "
         "wants), nice (nice 10) or normal (the API's)")
 
-    @field_validator("training_work_dir", "monitoring_work_dir", "airflow_work_dir", "serve_log_spool_work_dir")
+    @field_validator("kube_host")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        import ipaddress
+
+        try:
+            loopback = ipaddress.ip_address(value).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError(f"{value!r} is not a loopback IP address: the local control plane admits anyone who "
+                             "reaches it as far as its tokens allow, so it listens on loopback only")
+        return value
+
+    @field_validator("training_work_dir", "monitoring_work_dir", "airflow_work_dir", "serve_log_spool_work_dir",
+                     "kube_work_dir")
     @classmethod
     def _from_project_root(cls, value: Path | None) -> Path | None:
         # a Ray job runs in a working directory of its own: a relative path means the checkout's

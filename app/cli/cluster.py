@@ -172,12 +172,13 @@ def down(purge: bool = typer.Option(False, "--purge", help="also delete its stat
     """Stop the control plane (the rest of the stack untouched; supervisord too when nothing else runs)."""
     import shutil
 
-    from app.operations import control_plane, manager, supervisor
+    from app.operations import control_plane, manager, stream, supervisor
 
     settings = get_settings()
     manager.stop_group(settings, control_plane.GROUP, echo=typer.echo)
-    if supervisor.is_running(settings) and not manager.listening_ports(settings):
-        manager.down(settings, echo=typer.echo)
+    others = [s.name for s in manager.SERVICES if s.group != control_plane.GROUP] + [stream.NAME]
+    if not any(supervisor.process_state(settings, name) in {"RUNNING", "STARTING"} for name in others):
+        manager.down(settings, echo=typer.echo)  # nothing else of the stack runs: supervisord and strays go too
     if purge:
         shutil.rmtree(control_plane.home(settings), ignore_errors=True)
     typer.echo("cluster   down" + (f"; removed {control_plane.home(settings)}" if purge else ""))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import secrets
 import ssl
 import subprocess
@@ -40,18 +41,16 @@ KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 
 
 def versions() -> dict[str, str]:
-    """The pinned versions (cluster/local/k8s/versions.sh, also sourced by the build script)."""
-    pairs = (line.split("=", 1) for line in VERSIONS_FILE.read_text().splitlines()
-             if line.strip() and not line.lstrip().startswith("#"))
-    return {key.strip(): value.strip() for key, value in pairs}
+    """The pinned versions and the cache folder's name (cluster/local/k8s/versions.sh, read through bash as the
+    build script and the bootstrap read it, so no second parser can read it otherwise)."""
+    said = subprocess.run(["bash", str(VERSIONS_FILE), "--print"], capture_output=True, text=True, check=True,
+                          timeout=30).stdout
+    return dict(line.split("=", 1) for line in said.splitlines() if "=" in line)
 
 
 def tools_dir(settings: Settings) -> Path:
     """Where cluster/local/k8s/build.sh put the binaries and the operators' CRDs (one folder per version set)."""
-    v = versions()
-    key = (f"k8s-{v['KUBERNETES_VERSION']}-kuberay-{v['KUBERAY_VERSION']}-kwok-{v['KWOK_VERSION']}"
-           f"-promop-{v['PROMETHEUS_OPERATOR_VERSION']}")
-    return settings.tools_cache / key
+    return settings.tools_cache / versions()["TOOLS_KEY"]
 
 
 def binary(settings: Settings, name: str) -> Path:
@@ -65,12 +64,17 @@ def crds_dir(settings: Settings) -> Path:
 
 
 def home(settings: Settings) -> Path:
-    """Absolute: kubeconfigs name their CA file, which kubectl resolves from the kubeconfig's own folder."""
-    return settings.kube_home if settings.kube_home.is_absolute() else PROJECT_ROOT / settings.kube_home
+    """Absolute (the settings make it so): kubeconfigs name their CA file, which kubectl resolves from the
+    kubeconfig's own folder."""
+    return settings.kube_home
 
 
 def kubeconfig_path(settings: Settings, user: str = "admin") -> Path:
     return home(settings) / f"{user}.kubeconfig"
+
+
+def etcd_url(settings: Settings) -> str:
+    return f"https://{settings.kube_host}:{settings.kube_etcd_port}"
 
 
 def api_url(settings: Settings) -> str:
@@ -79,21 +83,36 @@ def api_url(settings: Settings) -> str:
 
 # --- PKI and credentials -------------------------------------------------------------------------------------
 def _write_private(path: Path, data: bytes) -> None:
+    """Owner-only, and atomic (a component starting beside this never reads a half-written file); untouched when
+    unchanged."""
+    if path.exists() and path.read_bytes() == data and path.stat().st_mode & 0o077 == 0:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_bytes(data)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.unlink(missing_ok=True)
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+    partial.replace(path)
+
+
+# every file the PKI makes; all of them or it is made again (a first start interrupted half-way leaves no gap)
+PKI_FILES = ("ca.crt", "ca.key", "apiserver.crt", "apiserver.key", "sa.key", "sa.pub", "etcd.crt", "etcd.key",
+             "etcd-client.crt", "etcd-client.key", "prometheus-operator.crt", "prometheus-operator.key")
 
 
 def _pki(settings: Settings) -> None:
-    """A CA, the API server's serving certificate (loopback and the in-cluster names), the service-account
-    signing key: made once, kept across restarts (tokens already issued stay valid)."""
+    """A CA; serving certificates for the API server (loopback and the in-cluster names) and etcd; client
+    certificates for the API server at etcd (etcd admits no one else: whoever reaches etcd owns the cluster) and
+    for the Prometheus operator; the service-account signing key. Made once, kept across restarts (tokens already
+    issued stay valid)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509.oid import NameOID
 
     pki = home(settings) / "pki"
-    if (pki / "apiserver.crt").exists():
+    if all((pki / name).exists() for name in PKI_FILES):
         return
 
     def key() -> rsa.RSAPrivateKey:
@@ -104,41 +123,44 @@ def _pki(settings: Settings) -> None:
                                      serialization.NoEncryption())
 
     now = dt.datetime.now(dt.UTC)
-    ca_key, server_key, sa_key = key(), key(), key()
+    ca_key = key()
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "riskray-local-ca")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
           .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
           .not_valid_after(now + dt.timedelta(days=3650))
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
           .sign(ca_key, hashes.SHA256()))
-    names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-             "kubernetes.default.svc.cluster.local"]
-    ips = {settings.kube_host, "127.0.0.1", SERVICE_IP}
-    server = (x509.CertificateBuilder()
-              .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-              .issuer_name(ca_name).public_key(server_key.public_key()).serial_number(x509.random_serial_number())
-              .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=3650))
-              .add_extension(x509.SubjectAlternativeName(
-                  [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in sorted(ips)]),
-                  critical=False)
-              .sign(ca_key, hashes.SHA256()))
+    loopback = [x509.IPAddress(ipaddress.ip_address(settings.kube_host)), x509.DNSName("localhost")]
+
+    def issue(name: str, common: str, organization: str | None = None,
+              names: list[x509.GeneralName] | None = None) -> None:
+        subject = [x509.NameAttribute(NameOID.COMMON_NAME, common)]
+        if organization:
+            subject.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+        private = key()
+        builder = (x509.CertificateBuilder().subject_name(x509.Name(subject)).issuer_name(ca_name)
+                   .public_key(private.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=3650)))
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        _write_private(pki / f"{name}.key", pem(private))
+        certificate = builder.sign(ca_key, hashes.SHA256())
+        (pki / f"{name}.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+
     _write_private(pki / "ca.key", pem(ca_key))
     (pki / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    _write_private(pki / "apiserver.key", pem(server_key))
+    cluster_names = ["kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                     "kubernetes.default.svc.cluster.local"]
+    issue("apiserver", "kube-apiserver", names=[*loopback, *map(x509.DNSName, cluster_names),
+                                                x509.IPAddress(ipaddress.ip_address(SERVICE_IP))])
+    issue("etcd", "etcd", names=loopback)
+    issue("etcd-client", "kube-apiserver-etcd-client")
+    # the Prometheus operator takes no token out of cluster, only a client certificate (-cert-file/-key-file)
+    issue("prometheus-operator", "prometheus-operator", "system:masters")
+    sa_key = key()
     _write_private(pki / "sa.key", pem(sa_key))
     (pki / "sa.pub").write_bytes(sa_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    (pki / "apiserver.crt").write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    # the Prometheus operator takes no token out of cluster, only a client certificate (-cert-file/-key-file)
-    operator_key = key()
-    operator = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "prometheus-operator"),
-                                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters")]))
-                .issuer_name(ca_name).public_key(operator_key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=3650))
-                .sign(ca_key, hashes.SHA256()))
-    _write_private(pki / "prometheus-operator.key", pem(operator_key))
-    (pki / "prometheus-operator.crt").write_bytes(operator.public_bytes(serialization.Encoding.PEM))
 
 
 # user -> (groups): the identities of the static token file
@@ -158,9 +180,11 @@ def _file_name(user: str) -> str:
 def _credentials(settings: Settings) -> None:
     """A token per identity (the API server's token file, mode 0600) and a kubeconfig per identity."""
     tokens_file = home(settings) / "pki" / "tokens.csv"
-    if not tokens_file.exists():
-        lines = [f'{secrets.token_urlsafe(32)},{user},{user},"{",".join(groups)}"' for user, groups in USERS.items()]
-        _write_private(tokens_file, ("\n".join(lines) + "\n").encode())
+    lines = tokens_file.read_text().splitlines() if tokens_file.exists() else []
+    known = {line.split(",")[1] for line in lines if line}
+    lines += [f'{secrets.token_urlsafe(32)},{user},{user},"{",".join(groups)}"' for user, groups in USERS.items()
+              if user not in known]  # a user added since the file was made gets a token too
+    _write_private(tokens_file, ("\n".join(line for line in lines if line) + "\n").encode())
     tokens = {line.split(",")[1]: line.split(",")[0] for line in tokens_file.read_text().splitlines() if line}
     for user in USERS:
         name = _file_name(user)
@@ -228,7 +252,7 @@ class Component:
             raise StackError(f"{path} is missing: run the bootstrap (make bootstrap), which builds the control plane "
                              "from the Go module proxy (cluster/local/k8s/build.sh)")
         _pki(settings)
-        _credentials(settings)
+        _credentials(settings)  # idempotent, atomic: components starting beside it read whole files
 
     def program(self, settings: Settings) -> Program:
         return Program(name=self.name, command=[str(binary(settings, self.binary)), *_arguments(self.name, settings)],
@@ -237,7 +261,10 @@ class Component:
     def check(self, settings: Settings) -> None:
         host, port = settings.kube_host, self.port(settings)
         if self.name == "kube-etcd":
-            response = httpx.get(f"http://{host}:{port}/health", timeout=3)
+            pki = home(settings) / "pki"
+            trust = ssl_context(settings)
+            trust.load_cert_chain(pki / "etcd-client.crt", pki / "etcd-client.key")
+            response = httpx.get(f"{etcd_url(settings)}/health", verify=trust, timeout=3)
             if response.json().get("health") != "true":
                 raise StackError(f"etcd reports {response.text}")
         elif self.name == "kube-apiserver":
@@ -264,12 +291,17 @@ def _arguments(name: str, settings: Settings) -> list[str]:
         return f"--kubeconfig={kubeconfig_path(settings, _file_name(user))}"
 
     if name == "kube-etcd":
-        client_url, peer_url = f"http://{h}:{settings.kube_etcd_port}", f"http://{h}:{settings.kube_etcd_peer_port}"
+        # TLS with client certificates: only the API server (its etcd-client certificate) reads or writes etcd
+        client_url, peer_url = etcd_url(settings), f"http://{h}:{settings.kube_etcd_peer_port}"
         return ["--name=riskray", f"--data-dir={state / 'etcd'}", f"--listen-client-urls={client_url}",
                 f"--advertise-client-urls={client_url}", f"--listen-peer-urls={peer_url}",
-                f"--initial-advertise-peer-urls={peer_url}", f"--initial-cluster=riskray={peer_url}"]
+                f"--initial-advertise-peer-urls={peer_url}", f"--initial-cluster=riskray={peer_url}",
+                f"--cert-file={pki / 'etcd.crt'}", f"--key-file={pki / 'etcd.key'}", "--client-cert-auth",
+                f"--trusted-ca-file={pki / 'ca.crt'}"]
     if name == "kube-apiserver":
-        return [f"--etcd-servers=http://{h}:{settings.kube_etcd_port}", f"--bind-address={h}",
+        return [f"--etcd-servers={etcd_url(settings)}", f"--etcd-cafile={pki / 'ca.crt'}",
+                f"--etcd-certfile={pki / 'etcd-client.crt'}", f"--etcd-keyfile={pki / 'etcd-client.key'}",
+                f"--bind-address={h}",
                 f"--advertise-address={h}", f"--secure-port={settings.kube_apiserver_port}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
                 f"--client-ca-file={pki / 'ca.crt'}", f"--token-auth-file={pki / 'tokens.csv'}",
@@ -347,6 +379,7 @@ def ensure_nodes(settings: Settings) -> None:
             "status": {"allocatable": {"cpu": cpu, "memory": memory, "pods": "110"},
                        "capacity": {"cpu": cpu, "memory": memory, "pods": "110"}},
         })
-    result = kubectl(settings, "apply", "--server-side", "-f", "-", input_text=yaml.safe_dump_all(documents))
+    result = kubectl(settings, "apply", "--server-side", "--force-conflicts", "-f", "-",
+                     input_text=yaml.safe_dump_all(documents))
     if result.returncode != 0:
         raise StackError(f"creating the kwok nodes: {result.stderr.strip()[-800:]}")

@@ -55,6 +55,7 @@ SERVICES: list[Service] = [
     *(Service(c.name, c, c.ports, 120, control_plane.GROUP, stage=c.stage) for c in control_plane.COMPONENTS),
 ]
 GROUPS = sorted({s.group for s in SERVICES if s.group})
+START_COMMAND = {control_plane.GROUP: "riskray cluster up"}  # a group with a command of its own
 
 
 @dataclass(frozen=True)
@@ -190,9 +191,10 @@ def status(settings: Settings) -> list[ServiceStatus]:
     report = []
     for service in SERVICES:
         state = supervisor.process_state(settings, service.name) if running else "DOWN"
-        if service.group and state not in {"RUNNING", "STARTING"}:  # optional and not started: not a problem
+        if service.group and state in {"STOPPED", "DOWN", "UNKNOWN"}:  # optional and not started: not a problem
+            start = START_COMMAND.get(service.group, f"stack up --with {service.group}")
             report.append(ServiceStatus(name=service.name, address=service.address(settings), state="OFF",
-                                        healthy=True, detail=f"off (stack up --with {service.group})",
+                                        healthy=True, detail=f"off ({start})",
                                         log=supervisor.log_path(settings, service.name)))
             continue
         reason = _failure(service, settings) if state == "RUNNING" else "not running"

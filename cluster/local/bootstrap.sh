@@ -107,7 +107,9 @@ done
 rm -rf "$ROOT/cluster/local/jars/target"
 
 # --- the local Kubernetes control plane (`riskray cluster up`) ------------------------------------------------------
-# Built once from the Go module proxy (first time ~10 min on 2 cores), cached outside the checkout for every clone.
+# Built once from the Go module proxy (first time ~12.5 min on 2 cores; needs Go), cached outside the checkout for
+# every clone.
 k8s_bin="$(bash "$ROOT/cluster/local/k8s/build.sh")" || fail "building the local Kubernetes control plane failed"
-step "kubernetes control plane ok ($(sed -n 's/^\([A-Z_]*_VERSION\)=\(.*\)/\2/p' "$ROOT/cluster/local/k8s/versions.sh" | paste -sd' '), in $k8s_bin)"
+k8s_versions="$(bash "$ROOT/cluster/local/k8s/versions.sh" --print | sed -n 's/^[A-Z_]*_VERSION=//p' | paste -sd' ')"
+step "kubernetes control plane ok ($k8s_versions, in $k8s_bin)"
 step "done"

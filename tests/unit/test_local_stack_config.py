@@ -212,12 +212,16 @@ def test_the_serve_drain_setting_reaches_the_ray_head_and_unset_leaves_rays_defa
 def test_the_control_plane_listens_on_loopback_only_with_rbac_and_tokens(tmp_path: Path) -> None:
     from app.operations import control_plane
 
-    settings = Settings(state_dir=tmp_path)
+    settings = Settings(state_dir=tmp_path, kube_work_dir=tmp_path / "kubernetes")
     commands = {c.name: " ".join(c.program(settings).command) for c in control_plane.COMPONENTS}
     api = commands["kube-apiserver"]
     assert "--bind-address=127.0.0.1" in api and "--authorization-mode=Node,RBAC" in api
     assert "--anonymous-auth=false" in api and "--service-account-signing-key-file=" in api
     assert "--token-auth-file=" in api and "--client-ca-file=" in api
+    # etcd admits only the API server's client certificate: whoever reaches etcd owns the cluster
+    etcd = commands["kube-etcd"]
+    assert "--client-cert-auth" in etcd and "--listen-client-urls=https://127.0.0.1:" in etcd
+    assert "--etcd-certfile=" in api and "--etcd-servers=https://" in api
     for name, command in commands.items():  # every address a component listens on is the loopback
         listen = [a for a in command.split() if a.startswith(("--bind-address", "--listen-", "--advertise-client",
                                                               "--server-address", "--metrics-addr",
@@ -233,11 +237,11 @@ def test_the_control_planes_credentials_are_private_and_its_kubeconfig_trusts_it
 
     from app.operations import control_plane
 
-    settings = Settings(state_dir=tmp_path)
+    settings = Settings(state_dir=tmp_path, kube_work_dir=tmp_path / "kubernetes")  # not the scratch world's
     control_plane._pki(settings)
     control_plane._credentials(settings)
     pki = control_plane.home(settings) / "pki"
-    for private in ("ca.key", "apiserver.key", "sa.key", "tokens.csv", "prometheus-operator.key"):
+    for private in [f for f in control_plane.PKI_FILES if f.endswith(".key")] + ["tokens.csv"]:
         assert oct((pki / private).stat().st_mode & 0o777) == "0o600", private
     config = yaml.safe_load(control_plane.kubeconfig_path(settings).read_text())
     assert config["clusters"][0]["cluster"] == {"server": "https://127.0.0.1:26443",
@@ -249,8 +253,18 @@ def test_the_control_planes_versions_are_pinned_in_one_file_the_build_reads() ->
     from app.operations import control_plane
 
     versions = control_plane.versions()
-    assert set(versions) == {"KUBERNETES_VERSION", "KUBERAY_VERSION", "KWOK_VERSION", "PROMETHEUS_OPERATOR_VERSION",
-                             "PROMTOOL_VERSION"}
+    pins = {"KUBERNETES_VERSION", "KUBERAY_VERSION", "KWOK_VERSION", "PROMETHEUS_OPERATOR_VERSION", "PROMTOOL_VERSION"}
+    assert set(versions) == pins | {"TOOLS_KEY"}
     build = (control_plane.VERSIONS_FILE.parent / "build.sh").read_text()
-    assert all(f"${name}" in build for name in versions)
-    assert all(v.startswith("v") for v in versions.values())
+    assert all(f"${name}" in build for name in versions)  # the build uses every pin and the same cache folder
+    assert all(versions[name].startswith("v") for name in pins)
+    assert control_plane.tools_dir(Settings()).name == versions["TOOLS_KEY"]
+
+
+def test_the_control_plane_refuses_a_host_beyond_loopback() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="not a loopback IP address"):
+        Settings(kube_host="0.0.0.0")
+    assert Settings(kube_host="127.0.0.2").kube_host == "127.0.0.2"

@@ -12,16 +12,21 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.sh
 . "$HERE/versions.sh"
-KEY="k8s-$KUBERNETES_VERSION-kuberay-$KUBERAY_VERSION-kwok-$KWOK_VERSION-promop-$PROMETHEUS_OPERATOR_VERSION"
-CACHE="${RISKRAY_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/riskray}/$KEY"
+CACHE="${RISKRAY_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/riskray}/$TOOLS_KEY"
 BIN="$CACHE/bin"
 step() { printf '[bootstrap] %s\n' "$*" >&2; }
 fail() { printf 'bootstrap: %s\n' "$*" >&2; exit 1; }
 
-WANTED="$(grep -E '^[A-Z_]+=' "$HERE/versions.sh" | paste -sd' ')"  # a new pin builds what is missing only
+WANTED="$(bash "$HERE/versions.sh" --print)"  # a new pin builds what is missing only
 if [ "$(cat "$CACHE/.complete" 2>/dev/null)" = "$WANTED" ]; then echo "$BIN"; exit 0; fi
 command -v go >/dev/null || fail "Go is needed to build the local Kubernetes control plane (go.dev/dl)"
+command -v kubectl >/dev/null || fail "kubectl is needed (kwok's stages are rendered with its kustomize)"
 mkdir -p "$BIN" "$CACHE/crds" "$CACHE/logs"
+exec 9>"$CACHE/.lock" && flock 9  # clones bootstrapping at once share this cache: one builds, the other waits
+if [ "$(cat "$CACHE/.complete" 2>/dev/null)" = "$WANTED" ]; then echo "$BIN"; exit 0; fi
+# a module's source folder, downloaded again if the Go module cache was cleaned since the binaries were built
+moddir() { go mod download -json "$1@$2" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'; }
+copy() { mkdir -p "$2" && cp -f "$1"/*.yaml "$2"/ && chmod -R u+w "$2"; }
 export GOFLAGS="-buildvcs=false" GOBIN="$BIN"
 
 # etcd from Debian, unpacked like Prometheus (apt-get download + dpkg -x)
@@ -41,7 +46,7 @@ if ! [ -x "$BIN/kube-apiserver" ] || ! [ -x "$BIN/kube-controller-manager" ] || 
   step "building kube-apiserver, kube-controller-manager, kube-scheduler $KUBERNETES_VERSION (first time: ~10 min)"
   mod="$CACHE/src/kubernetes" && mkdir -p "$mod"
   staging="v0.${KUBERNETES_VERSION#v1.}"
-  (cd "$mod" && cat >go.mod <<GOMOD
+  (set -e; cd "$mod" && cat >go.mod <<GOMOD
 module riskray.local/kubernetes
 
 go 1.23.0
@@ -71,46 +76,44 @@ if ! [ -x "$BIN/kwok" ]; then
   go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" >"$CACHE/logs/kwok.log" 2>&1 || fail "see $CACHE/logs/kwok.log"
 fi
 # kwok's own "fast" stages (nodes Ready with leases, pods Running at once, Job pods completed), from its module
-kubectl kustomize "$(go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage/fast" >"$CACHE/kwok-stages.yaml"
+kubectl kustomize "$(moddir sigs.k8s.io/kwok "$KWOK_VERSION")/kustomize/stage/fast" >"$CACHE/kwok-stages.yaml.partial" \
+  && mv "$CACHE/kwok-stages.yaml.partial" "$CACHE/kwok-stages.yaml" || fail "rendering kwok's stages failed"
 
 if ! [ -x "$BIN/ray-operator" ]; then
   step "building the KubeRay operator $KUBERAY_VERSION"
   go install "github.com/ray-project/kuberay/ray-operator@$KUBERAY_VERSION" >"$CACHE/logs/kuberay.log" 2>&1 \
     || fail "see $CACHE/logs/kuberay.log"
 fi
-src="$(go env GOMODCACHE)/github.com/ray-project/kuberay/ray-operator@$KUBERAY_VERSION"
-mkdir -p "$CACHE/crds/kuberay" && cp "$src"/config/crd/bases/ray.io_*.yaml "$CACHE/crds/kuberay/"
+src="$(moddir github.com/ray-project/kuberay/ray-operator "$KUBERAY_VERSION")"
+copy "$src/config/crd/bases" "$CACHE/crds/kuberay"
 # the Gateway API at the version KubeRay builds against: its incremental upgrade (prod-incremental) makes a Gateway
 # and an HTTPRoute
 gateway="$(awk '$1 == "sigs.k8s.io/gateway-api" {print $2}' "$src/go.mod")"
-(cd "$CACHE/src" 2>/dev/null || mkdir -p "$CACHE/src"; go mod download "sigs.k8s.io/gateway-api@$gateway") \
-  >"$CACHE/logs/gateway-api.log" 2>&1 || fail "see $CACHE/logs/gateway-api.log"
+gateway_src="$(moddir sigs.k8s.io/gateway-api "$gateway")" || fail "downloading the Gateway API $gateway failed"
 mkdir -p "$CACHE/crds/gateway-api"
 for kind in gatewayclasses gateways httproutes referencegrants; do
-  cp "$(go env GOMODCACHE)/sigs.k8s.io/gateway-api@$gateway/config/crd/standard/gateway.networking.k8s.io_$kind.yaml" \
-    "$CACHE/crds/gateway-api/"
+  cp -f "$gateway_src/config/crd/standard/gateway.networking.k8s.io_$kind.yaml" "$CACHE/crds/gateway-api/"
 done
+chmod -R u+w "$CACHE/crds/gateway-api"
 
 if ! [ -x "$BIN/operator" ]; then
   # `go install` refuses it too (replace directives for its own sub-modules, which are published at the same version)
   step "building the Prometheus operator $PROMETHEUS_OPERATOR_VERSION"
   mod="$CACHE/src/prometheus-operator" && mkdir -p "$mod"
-  (cd "$mod" && printf 'module riskray.local/prometheus-operator\n\ngo 1.24.0\n' >go.mod \
+  (set -e; cd "$mod" && printf 'module riskray.local/prometheus-operator\n\ngo 1.24.0\n' >go.mod \
    && go get "github.com/prometheus-operator/prometheus-operator/cmd/operator@$PROMETHEUS_OPERATOR_VERSION" \
    && go build -ldflags "-s -w" -o "$BIN/operator" github.com/prometheus-operator/prometheus-operator/cmd/operator) \
     >"$CACHE/logs/prometheus-operator.log" 2>&1 || fail "see $CACHE/logs/prometheus-operator.log"
 fi
-src="$(go env GOMODCACHE)/github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION"
-mkdir -p "$CACHE/crds/prometheus-operator"
-cp "$src"/example/prometheus-operator-crd/monitoring.coreos.com_*.yaml "$CACHE/crds/prometheus-operator/"
-chmod -R u+w "$CACHE/crds"
+src="$(moddir github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION")"
+copy "$src/example/prometheus-operator-crd" "$CACHE/crds/prometheus-operator"
 
 if ! "$BIN/promtool" --version 2>/dev/null | grep -q "version ${PROMTOOL_VERSION#v} "; then
   # Prometheus v3.X.Y is the Go module github.com/prometheus/prometheus v0.3XX.Y; its go.mod's one replace is kept
   step "building promtool $PROMTOOL_VERSION"
   minor="${PROMTOOL_VERSION#v3.}" && patch="${minor#*.}" && minor="${minor%%.*}"
   mod="$CACHE/src/promtool" && mkdir -p "$mod"
-  (cd "$mod" && printf 'module riskray.local/promtool\n\ngo 1.23.0\n\n%s\n' \
+  (set -e; cd "$mod" && printf 'module riskray.local/promtool\n\ngo 1.23.0\n\n%s\n' \
      "replace github.com/fsnotify/fsnotify v1.8.0 => github.com/fsnotify/fsnotify v1.7.0" >go.mod \
    && go get "github.com/prometheus/prometheus/cmd/promtool@v0.$((300 + minor)).$patch" \
    && go build -ldflags "-s -w -X github.com/prometheus/common/version.Version=${PROMTOOL_VERSION#v}" \

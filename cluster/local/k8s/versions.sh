@@ -1,5 +1,5 @@
 # The local Kubernetes control plane (`riskray cluster up`): every version in one place, sourced by
-# cluster/local/k8s/build.sh and read by app/operations/control_plane.py and the tests. Why each one:
+# cluster/local/k8s/build.sh, the bootstrap and app/operations/control_plane.py (all through bash). Why each one:
 # - Kubernetes v1.32.4: the machine's kubectl is 1.32 (version skew +-1 is supported); built from the Go module
 #   proxy (FACTS.md, "Kubernetes control plane").
 KUBERNETES_VERSION=v1.32.4
@@ -15,3 +15,11 @@ PROMETHEUS_OPERATOR_VERSION=v0.85.0
 # - promtool v3.5.0: the Prometheus the operator deploys by default; it checks the configuration and rule files the
 #   operator generates (Debian's promtool 2.42 is built without Kubernetes service discovery and cannot parse them).
 PROMTOOL_VERSION=v3.5.0
+# The cache folder of this version set (~/.cache/riskray/<this>): one name for the build and for riskray.
+TOOLS_KEY="k8s-$KUBERNETES_VERSION-kuberay-$KUBERAY_VERSION-kwok-$KWOK_VERSION-promop-$PROMETHEUS_OPERATOR_VERSION"
+# `bash versions.sh --print`: NAME=value lines, the one way riskray's Python reads this file
+if [ "${1:-}" = "--print" ]; then
+  for name in KUBERNETES_VERSION KUBERAY_VERSION KWOK_VERSION PROMETHEUS_OPERATOR_VERSION PROMTOOL_VERSION TOOLS_KEY; do
+    echo "$name=${!name}"
+  done
+fi
