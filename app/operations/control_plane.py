@@ -14,6 +14,7 @@ tokens, etcd's data, kubeconfigs) and goes with ``riskray cluster down --purge``
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import os
 import secrets
@@ -40,6 +41,7 @@ NODES = tuple((f"riskray-node-{i}", "8", "32Gi") for i in (1, 2, 3))
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 
 
+@functools.cache  # one bash per process: every rendering of the supervisor config asks for each component's path
 def versions() -> dict[str, str]:
     """The pinned versions and the cache folder's name (cluster/local/k8s/versions.sh, read through bash as the
     build script and the bootstrap read it, so no second parser can read it otherwise)."""
