@@ -21,11 +21,8 @@ def score_models(settings: Settings, refs: list[str], since: datetime, until: da
                  ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """The period's labelled rows and each model's probabilities for them (by resolved version); labels as known
     at ``labels_at`` (default: once matured, ``labels_cutoff``)."""
-    from training.pipeline import ensure_ray
     from training.scoring import BlockScorer
 
-    data.require_transactions(settings, since, until)
-    ensure_ray(settings)
     transactions = data.load_from_store(settings, since, until, labels_at or labels_cutoff(settings, until))
     history = history_frame(transactions, settings.label_delay_days, data.load_fraud_reports(settings, since, until))
     keep = data.in_period(transactions["timestamp"], since, until)

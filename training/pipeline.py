@@ -108,8 +108,6 @@ def snapshot(settings: Settings, options: TrainOptions, say: Say) -> Path:
         reports = row_fraud_reports(frame, settings.label_delay_days)  # a file's labels are its rows'
     else:
         since, until = period(settings, options)
-        data.require_transactions(settings, since, until)
-        ensure_ray(settings)
         frame = data.load_from_store(settings, since, until, labels_cutoff(settings, until))
         reports = data.load_fraud_reports(settings, since, until)
     reports[list(FRAUD_REPORT_COLUMNS)].to_parquet(out.parent / REPORTS_FILE, index=False)

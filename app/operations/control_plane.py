@@ -311,14 +311,20 @@ def _arguments(name: str, settings: Settings) -> list[str]:
                 f"--service-account-signing-key-file={pki / 'sa.key'}", f"--service-account-issuer={ISSUER}",
                 "--authorization-mode=Node,RBAC", f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--anonymous-auth=false", "--allow-privileged=true", "--endpoint-reconciler-type=none",
-                "--enable-priority-and-fairness=false"]
+                "--enable-priority-and-fairness=false",
+                # Debian's etcd 3.4.23 has no watch progress requests, which streaming lists need: with WatchList on,
+                # every watch from resourceVersion 0 (kwok's) is defaulted to one and ends in an error, and kwok,
+                # retrying with a growing back-off, went blind to new pods for up to ~40 s. Off, clients list and
+                # watch as before it (client-go falls back by itself).
+                "--feature-gates=WatchList=false"]
     if name == "kube-controller-manager":
         return [kubeconfig("system:kube-controller-manager"), f"--bind-address={h}",
                 f"--secure-port={settings.kube_controller_manager_port}", f"--cert-dir={state / 'controller-manager'}",
                 "--leader-elect=false", f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}", "--use-service-account-credentials=true",
                 f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}"]
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--feature-gates=WatchListClient=false"]  # it asks for streaming lists, which the API server refuses
     if name == "kube-scheduler":
         return [kubeconfig("system:kube-scheduler"), f"--bind-address={h}",
                 f"--secure-port={settings.kube_scheduler_port}", f"--cert-dir={state / 'scheduler'}",

@@ -232,6 +232,16 @@ def test_the_control_plane_listens_on_loopback_only_with_rbac_and_tokens(tmp_pat
     assert control_plane.USERS["system:kube-scheduler"] == []
 
 
+def test_the_api_server_serves_no_streaming_lists_which_etcd_3_4_cannot_back(tmp_path: Path) -> None:
+    """Else a watch from resourceVersion 0 becomes a streaming list that ends in an error, over and over."""
+    from app.operations import control_plane
+
+    settings = Settings(state_dir=tmp_path, kube_work_dir=tmp_path / "kubernetes")
+    assert "--feature-gates=WatchList=false" in control_plane.API_SERVER.program(settings).command
+    manager = next(c for c in control_plane.COMPONENTS if c.name == "kube-controller-manager")
+    assert "--feature-gates=WatchListClient=false" in manager.program(settings).command  # so it asks for none
+
+
 def test_the_control_planes_credentials_are_private_and_its_kubeconfig_trusts_its_own_ca(tmp_path: Path) -> None:
     import yaml
 
