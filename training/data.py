@@ -143,11 +143,9 @@ TRAINING_FEATURE_COLUMNS = ("transaction_id", "customer_id", "merchant_id", "eve
                             "features")
 
 
-# the message fields from their store columns; a uuid and a smallint read as the message types them (text, integer)
-_READ_AS = {"transaction_id": "text", "is_fraud": "bigint"}
-_SNAPSHOT_SELECT = ", ".join(
-    f"t.{STORE_COLUMN_OF.get(name, name)}{'::' + _READ_AS[name] if name in _READ_AS else ''} AS {name}"
-    for name in SNAPSHOT_COLUMNS)
+# the message fields from their store columns (psycopg2 reads a uuid as text and a smallint as an int, as the message
+# types them)
+_SNAPSHOT_SELECT = ", ".join(f"t.{STORE_COLUMN_OF.get(name, name)} AS {name}" for name in SNAPSHOT_COLUMNS)
 # with each row's label as known at the cut-off (the history before the period needs none)
 _SNAPSHOT = (f"SELECT {_SNAPSHOT_SELECT}, CASE WHEN t.event_time >= %(since)s THEN k.is_fraud END AS {LABEL} "
              f"FROM transactions t LEFT JOIN LATERAL ({known_label_sql()}) k ON true "
@@ -171,8 +169,10 @@ def load_from_store(settings: Settings, since: datetime, until: datetime, labels
         if frame.empty:
             raise TrainingDataError(
                 f"feature store: no transactions between {first:%Y-%m-%d %H:%M} and {until:%Y-%m-%d %H:%M}")
+        frame = check_transactions(frame, "feature store")  # before the counts: a bad row stops the run first
+        frame[LABEL] = frame[LABEL].astype(np.float64)  # NaN where none was known (the driver reads NULL as None)
         before = country_counts_before(cur, first, frame["customer_id"].unique().tolist())
-    return with_counts_before(check_transactions(frame, "feature store"), before)
+    return with_counts_before(frame, before)
 
 
 def load_fraud_reports(settings: Settings, since: datetime, until: datetime) -> pd.DataFrame:
