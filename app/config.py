@@ -265,6 +265,10 @@ class Settings(BaseSettings):
     spark_master: str = Field(
         default="local[2]", description="Empty: the job was submitted by spark-submit (Kubernetes), which sets it")
     spark_driver_memory: str = "1g"
+    spark_driver_java_options: str = Field(
+        default="", description="Extra JVM options of the local Spark driver (spark.driver.extraJavaOptions). The "
+                                "tests' scratch world sets -XX:TieredStopAtLevel=1: their short-lived drivers reach "
+                                "their first batch ~4 s sooner without the optimising compiler's warm-up on 2 cores")
     spark_shuffle_partitions: int = Field(
         default=2, ge=1, description="State partitions; fixed once a checkpoint exists (Spark's rule)."
     )

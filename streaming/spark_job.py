@@ -74,6 +74,7 @@ def build_session(settings: Settings) -> SparkSession:
             builder.master(settings.spark_master)
             .config("spark.jars", ",".join(str(j) for j in jars))
             .config("spark.driver.memory", settings.spark_driver_memory)
+            .config("spark.driver.extraJavaOptions", settings.spark_driver_java_options)
             .config("spark.driver.host", "127.0.0.1")
             .config("spark.driver.bindAddress", "127.0.0.1")
             .config("spark.ui.enabled", "false")
