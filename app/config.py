@@ -106,6 +106,9 @@ class Settings(BaseSettings):
         default=1, ge=1, description="Batches a replica scores at once (a second overlaps the first's store read)."
     )
     serve_feature_cache_ttl_s: float = Field(default=1.0, ge=0, description="Online history cache; 0 = off.")
+    serve_report_cache_s: float = Field(
+        default=10.0, gt=0, description="How long /metrics reuses the latest monitoring report's gauges before it "
+                                        "reads the report again (the tests' scratch world: 1 s)")
     serve_store_retry_s: float = Field(
         default=5.0, gt=0, description="After a store failure, answer degraded for this long before trying again."
     )
@@ -221,6 +224,9 @@ class Settings(BaseSettings):
         default=None, ge=0, description="When set, every alert rule's `for:` in the local Prometheus lasts this many "
                                         "seconds (the tests' scratch world: alerts fire in seconds); unset: the "
                                         "durations of monitoring/prometheus/rules.yml, which promtool's tests pin")
+    alert_group_wait_s: int = Field(
+        default=10, ge=0, description="Alertmanager's group_wait: how long a new alert group waits for more alerts "
+                                      "before its first notification (the tests' scratch world: 1 s)")
     exporter_port: int = Field(
         default=29097, ge=1, le=65535, description="riskray's own exporter (stream lag, freshness, prediction log)")
 
@@ -259,6 +265,10 @@ class Settings(BaseSettings):
     spark_master: str = Field(
         default="local[2]", description="Empty: the job was submitted by spark-submit (Kubernetes), which sets it")
     spark_driver_memory: str = "1g"
+    spark_driver_java_options: str = Field(
+        default="", description="Extra JVM options of the local Spark driver (spark.driver.extraJavaOptions). The "
+                                "tests' scratch world sets -XX:TieredStopAtLevel=1: their short-lived drivers reach "
+                                "their first batch ~4 s sooner without the optimising compiler's warm-up on 2 cores")
     spark_shuffle_partitions: int = Field(
         default=2, ge=1, description="State partitions; fixed once a checkpoint exists (Spark's rule)."
     )
@@ -270,6 +280,10 @@ class Settings(BaseSettings):
     stream_watermark_seconds: int = Field(default=10, ge=0)
     stream_window_seconds: int = Field(default=60, ge=1)
     stream_max_offsets_per_trigger: int = Field(default=200_000, ge=1)
+    stream_fetch_max_wait_ms: int = Field(
+        default=20, ge=0, description="The Kafka consumer's fetch.max.wait.ms in the stream's tasks. A micro-batch "
+                                      "reads only offsets that exist, yet Kafka's 500 ms default was spent once per "
+                                      "partition a task read: ~3 s of waiting per batch (docs/streaming.md)")
     stream_labels_trigger_seconds: float = Field(
         default=5.0, gt=0, description="The labels query's trigger: a label is needed in minutes, not seconds, and "
                                        "fewer, larger batches leave the transactions' queries the CPU")

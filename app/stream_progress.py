@@ -2,8 +2,9 @@
 (``streaming.status``, ``monitoring.exporter``, the local stack): one JSON line per micro-batch of each query.
 
 A record's fields: ``query``, ``batch_id``, ``timestamp`` (Spark's ISO time of the batch), ``input_rows``,
-``input_rows_per_s``, ``processed_rows_per_s``, ``batch_ms``, ``watermark``, ``late_rows_dropped``, ``state_rows``
-and ``end_offsets`` (how far into each topic the batch read: ``{topic: {partition: offset}}``).
+``input_rows_per_s``, ``processed_rows_per_s``, ``batch_ms``, ``phases_ms`` (Spark's ``durationMs``: where the batch's
+time went, ``addBatch`` being the read and the write), ``watermark``, ``late_rows_dropped``, ``state_rows`` and
+``end_offsets`` (how far into each topic the batch read: ``{topic: {partition: offset}}``).
 """
 
 from __future__ import annotations

@@ -27,24 +27,24 @@ def alertmanager_config(settings: Settings) -> dict[str, Any]:
         pagerduty = {"routing_key": settings.alert_pagerduty_routing_key.get_secret_value()}
     if settings.alert_slack_webhook_url is not None:
         slack = {"api_url": settings.alert_slack_webhook_url.get_secret_value()}
-    return _config(local_webhook_url(settings), settings.alert_pagerduty_url, pagerduty, slack)
+    return _config(local_webhook_url(settings), settings, pagerduty, slack)
 
 
 def cluster_alertmanager_config(settings: Settings, secrets_dir: str, receiver_url: str) -> dict[str, Any]:
     """The same routing for the cluster's Alertmanager, with no secret in it: the PagerDuty key and the Slack URL
     are read from the files of a mounted Secret (``*_file``), so the config itself can be committed."""
-    return _config(receiver_url, settings.alert_pagerduty_url,
+    return _config(receiver_url, settings,
                    {"routing_key_file": f"{secrets_dir}/pagerduty-routing-key"},
                    {"api_url_file": f"{secrets_dir}/slack-webhook-url"})
 
 
-def _config(local_url: str, pagerduty_url: str, pagerduty: dict[str, str] | None, slack: dict[str, str] | None
+def _config(local_url: str, settings: Settings, pagerduty: dict[str, str] | None, slack: dict[str, str] | None
             ) -> dict[str, Any]:
     receivers: list[dict[str, Any]] = [{"name": LOCAL, "webhook_configs": [{"url": local_url, "send_resolved": True}]}]
     routes: list[dict[str, Any]] = []
     if pagerduty is not None:
         receivers.append({"name": PAGERDUTY, "pagerduty_configs": [{
-            **pagerduty, "url": pagerduty_url, "send_resolved": True,
+            **pagerduty, "url": settings.alert_pagerduty_url, "send_resolved": True,
             "description": '{{ .CommonAnnotations.summary }}'}]})
         routes.append({"receiver": PAGERDUTY, "matchers": ['severity="critical"']})
     if slack is not None:
@@ -53,8 +53,8 @@ def _config(local_url: str, pagerduty_url: str, pagerduty: dict[str, str] | None
             "title": '{{ .CommonAnnotations.summary }}', "text": '{{ .CommonAnnotations.description }}'}]})
         routes.append({"receiver": SLACK, "matchers": ['severity="warning"']})
     return {
-        "route": {"receiver": LOCAL, "group_by": ["alertname"], "group_wait": "10s", "group_interval": "1m",
-                  "repeat_interval": "4h", "routes": routes},
+        "route": {"receiver": LOCAL, "group_by": ["alertname"], "group_wait": f"{settings.alert_group_wait_s}s",
+                  "group_interval": "1m", "repeat_interval": "4h", "routes": routes},
         "receivers": receivers,
     }
 

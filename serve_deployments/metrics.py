@@ -59,12 +59,12 @@ class PredictionMetrics:
 
 
 class LatestReport:
-    """The newest monitoring report (``app.reports``), read at most every ``ttl_s``: the gauges of /metrics.
-    No report, or no database: no gauge values (never a misleading 0)."""
+    """The newest monitoring report (``app.reports``), read at most every ``serve_report_cache_s``: the gauges of
+    /metrics. No report, or no database: no gauge values (never a misleading 0)."""
 
-    def __init__(self, settings: Settings, ttl_s: float = 10.0) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.ttl_s = ttl_s
+        self.ttl_s = settings.serve_report_cache_s
         self._read_at = float("-inf")
         self._gauges = reports.Gauges()
 

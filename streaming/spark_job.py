@@ -74,6 +74,7 @@ def build_session(settings: Settings) -> SparkSession:
             builder.master(settings.spark_master)
             .config("spark.jars", ",".join(str(j) for j in jars))
             .config("spark.driver.memory", settings.spark_driver_memory)
+            .config("spark.driver.extraJavaOptions", settings.spark_driver_java_options)
             .config("spark.driver.host", "127.0.0.1")
             .config("spark.driver.bindAddress", "127.0.0.1")
             .config("spark.ui.enabled", "false")
@@ -104,6 +105,7 @@ def kafka_source(spark: SparkSession, settings: Settings, topic: str | None = No
         .option("subscribe", topic or settings.kafka_topic)
         .option("startingOffsets", "earliest")
         .option("maxOffsetsPerTrigger", settings.stream_max_offsets_per_trigger)
+        .option("kafka.fetch.max.wait.ms", settings.stream_fetch_max_wait_ms)
         .option("failOnDataLoss", "false")  # retention may delete offsets a long-stopped job had not read
         .load()
     )
@@ -395,7 +397,7 @@ class ProgressLog(StreamingQueryListener):
         record = {
             "query": p.name, "batch_id": p.batchId, "timestamp": p.timestamp, "input_rows": p.numInputRows,
             "input_rows_per_s": p.inputRowsPerSecond, "processed_rows_per_s": p.processedRowsPerSecond,
-            "batch_ms": p.batchDuration, "watermark": p.eventTime.get("watermark"),
+            "batch_ms": p.batchDuration, "phases_ms": dict(p.durationMs), "watermark": p.eventTime.get("watermark"),
             "late_rows_dropped": dropped,
             "state_rows": sum(op.numRowsTotal for op in p.stateOperators),
             # how far into the topic the batch read, {topic: {partition: offset}}: lag = the topic's end - this

@@ -173,6 +173,32 @@ class StreamHarness:
         return [line for line in self.log_path.read_text(errors="replace").splitlines() if "riskray.stream" in line]
 
 
+def read_topic(settings: Settings, topic: str, start: dict | None = None,
+               until: Callable[[list], bool] = lambda records: True, timeout_s: float = 30) -> list:
+    """The records of ``topic`` from ``start`` ({TopicPartition: offset}; default its beginning) up to its end as it
+    is when the read starts, and on until ``until(records)`` holds: a state that cannot un-happen, where a read that
+    ends after a silence waits out the whole silence every time."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        assert partitions, f"no topic {topic}"
+        consumer.assign(partitions)
+        for tp in partitions:
+            consumer.seek(tp, start[tp]) if start else consumer.seek_to_beginning(tp)
+        ends = consumer.end_offsets(partitions)
+        records: list = []
+        deadline = time.monotonic() + timeout_s
+        while not (all(consumer.position(tp) >= ends[tp] for tp in partitions) and until(records)):
+            assert time.monotonic() < deadline, f"{topic}: {len(records)} records read in {timeout_s:.0f} s"
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
 def _query(settings: Settings, sql: str, params: tuple) -> pd.DataFrame:
     with db.connection(settings) as conn, conn.cursor() as cur:
         cur.execute(sql, params)

@@ -12,6 +12,8 @@ from app.config import Settings
 from app.operations.kafka import admin
 from app.schemas import Transaction
 
+from .stream_harness import read_topic
+
 pytestmark = pytest.mark.integration
 
 
@@ -47,20 +49,16 @@ def test_the_products_producer_puts_each_customer_on_one_partition_as_the_java_c
 
     frame = pd.concat(Simulator(SimulatorConfig(seed=20261206, customers=30, merchants=20))
                       .backfill(datetime(2026, 11, 1, tzinfo=UTC), 1))
-    # the sink flushed before reading: every message is there, so a short silence ends the read
-    consumer = KafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, consumer_timeout_ms=3_000)
+    consumer = KafkaConsumer(bootstrap_servers=stack.kafka_bootstrap)
     partitions = [TopicPartition(stack.kafka_topic, p) for p in consumer.partitions_for_topic(stack.kafka_topic)]
     start = consumer.end_offsets(partitions)
+    consumer.close()
     sink = KafkaSink(stack)
     sink.write(frame)
-    sink.close()
-    consumer.assign(partitions)
-    for tp in partitions:
-        consumer.seek(tp, start[tp])
+    sink.close()  # flushed: every message is in the topic before the read takes its end offsets
     landed: dict[bytes, set[int]] = {}
-    for record in consumer:
+    for record in read_topic(stack, stack.kafka_topic, start=start):
         landed.setdefault(record.key, set()).add(record.partition)
-    consumer.close()
 
     keys = {str(c).encode() for c in frame["customer_id"]}
     assert set(landed) == keys and sum(map(len, landed.values())) == len(keys)

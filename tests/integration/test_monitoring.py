@@ -95,12 +95,12 @@ def _metric_names(expr: str) -> set[str]:
 
 
 # --- drift and realised accuracy ----------------------------------------------------------------------------
-def test_a_window_without_predictions_is_not_enough_data_and_exports_no_gauge(world: World) -> None:
+def test_a_window_without_predictions_is_not_enough_data_and_exports_no_gauge(stack: Settings, world: World) -> None:
     report = _drift(SERVE_START)  # the week before any prediction
     assert report.status == "not enough data" and report.predictions == 0 and not report.retrain
     assert all(d.psi is None and d.status == "not enough data" for d in report.drift)
     assert all(a.roc_auc is None for a in report.accuracy)
-    time.sleep(11)  # past the replica's report cache: /metrics now renders this report
+    time.sleep(stack.serve_report_cache_s + 1)  # past the replica's report cache: /metrics now renders this report
     gauges = _scraped_gauges(world)
     assert not gauges.get("data_drift_score") and not gauges.get("model_accuracy"), gauges
 
@@ -216,7 +216,7 @@ def test_with_serve_stopped_the_serve_down_alert_reaches_the_local_receiver(stac
     # when the app is down; the redeploy below then needs no new controller and proxy
     remove(stack, ServeModelConfig(champion=world.version))
     try:
-        # `for:` (10 s in the scratch world) on a failed scrape, then Alertmanager's group wait: about 25 s. Only
+        # `for:` (10 s in the scratch world) on a failed scrape, then Alertmanager's group wait (1 s). Only
         # an alert that started after the stop counts: Serve was also down before the world deployed it.
         alert = wait(lambda: [a for a in _received(stack) if a["labels"]["alertname"] == "RiskrayServeDown"
                                and a["status"] == "firing" and datetime.fromisoformat(a["startsAt"]) >= stopped],

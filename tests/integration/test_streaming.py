@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from confluent_kafka import Producer
-from kafka import KafkaConsumer
 
 from app import db, labels
 from app.config import Settings
@@ -26,6 +25,7 @@ from .stream_harness import (
     assert_same_features,
     expected_features,
     expected_merchant_features,
+    read_topic,
     stored_features,
     stored_merchant_features,
     stored_transactions,
@@ -179,10 +179,8 @@ def test_known_transactions_become_exact_windows_with_duplicates_late_events_and
     assert sorted(stored["transaction_id"]) == sorted(everything["transaction_id"]), "duplicates stored once"
     assert set(stored.loc[stored["is_late"], "transaction_id"]) == set(late["transaction_id"])
 
-    consumer = KafkaConsumer(settings.kafka_dlq_topic, bootstrap_servers=settings.kafka_bootstrap,
-                             auto_offset_reset="earliest", consumer_timeout_ms=10_000)
-    letters = list(consumer)
-    consumer.close()
+    expected = len(MALFORMED) + len(MALFORMED_MORE)
+    letters = read_topic(settings, settings.kafka_dlq_topic, until=lambda records: len(records) >= expected)
     assert len(letters) == len(MALFORMED) + len(MALFORMED_MORE)
     by_key = {record.key: record for record in letters}
     for key, value, reason in MALFORMED_MORE:  # each kept whole, with its reason
@@ -250,10 +248,8 @@ def test_label_events_are_stored_once_with_their_history_kept_and_bad_ones_in_th
     assert (totals["valid"], totals["inserted"], totals["duplicates"]) == (10, 6, 4), totals
     assert totals["dlq"] == len(MALFORMED_LABELS) and 1 <= totals["unmatched"] <= 3, totals
 
-    consumer = KafkaConsumer(settings.kafka_labels_dlq_topic, bootstrap_servers=settings.kafka_bootstrap,
-                             auto_offset_reset="earliest", consumer_timeout_ms=10_000)
-    letters = {record.key: record for record in consumer}
-    consumer.close()
+    letters = {record.key: record for record in read_topic(
+        settings, settings.kafka_labels_dlq_topic, until=lambda records: len(records) >= len(MALFORMED_LABELS))}
     assert len(letters) == len(MALFORMED_LABELS)
     for key, value, reason in MALFORMED_LABELS:  # each kept whole, with its reason
         assert letters[key].value == value
