@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     serve_feature_cache_ttl_s: float = Field(default=1.0, ge=0, description="Online history cache; 0 = off.")
     serve_report_cache_s: float = Field(
         default=10.0, gt=0, description="How long /metrics reuses the latest monitoring report's gauges before it "
-                                        "reads the report again (the tests' scratch world: 1 s)")
+                                        "reads the report again")
     serve_store_retry_s: float = Field(
         default=5.0, gt=0, description="After a store failure, answer degraded for this long before trying again."
     )
@@ -226,7 +226,7 @@ class Settings(BaseSettings):
                                         "durations of monitoring/prometheus/rules.yml, which promtool's tests pin")
     alert_group_wait_s: int = Field(
         default=10, ge=0, description="Alertmanager's group_wait: how long a new alert group waits for more alerts "
-                                      "before its first notification (the tests' scratch world: 1 s)")
+                                      "before its first notification")
     exporter_port: int = Field(
         default=29097, ge=1, le=65535, description="riskray's own exporter (stream lag, freshness, prediction log)")
 
@@ -266,9 +266,8 @@ class Settings(BaseSettings):
         default="local[2]", description="Empty: the job was submitted by spark-submit (Kubernetes), which sets it")
     spark_driver_memory: str = "1g"
     spark_driver_java_options: str = Field(
-        default="", description="Extra JVM options of the local Spark driver (spark.driver.extraJavaOptions). The "
-                                "tests' scratch world sets -XX:TieredStopAtLevel=1: their short-lived drivers reach "
-                                "their first batch ~4 s sooner without the optimising compiler's warm-up on 2 cores")
+        default="", description="Extra JVM options of the local Spark driver (spark.driver.extraJavaOptions; the "
+                                "tests' scratch world sets one: docs/tests.md#worlds)")
     spark_shuffle_partitions: int = Field(
         default=2, ge=1, description="State partitions; fixed once a checkpoint exists (Spark's rule)."
     )
@@ -281,9 +280,8 @@ class Settings(BaseSettings):
     stream_window_seconds: int = Field(default=60, ge=1)
     stream_max_offsets_per_trigger: int = Field(default=200_000, ge=1)
     stream_fetch_max_wait_ms: int = Field(
-        default=20, ge=0, description="The Kafka consumer's fetch.max.wait.ms in the stream's tasks. A micro-batch "
-                                      "reads only offsets that exist, yet Kafka's 500 ms default was spent once per "
-                                      "partition a task read: ~3 s of waiting per batch (docs/streaming.md)")
+        default=20, ge=0, description="The Kafka consumer's fetch.max.wait.ms in the stream's Spark tasks: a "
+                                      "micro-batch reads only offsets that exist (docs/streaming.md#spark-job)")
     stream_labels_trigger_seconds: float = Field(
         default=5.0, gt=0, description="The labels query's trigger: a label is needed in minutes, not seconds, and "
                                        "fewer, larger batches leave the transactions' queries the CPU")

@@ -74,12 +74,13 @@ def build_session(settings: Settings) -> SparkSession:
             builder.master(settings.spark_master)
             .config("spark.jars", ",".join(str(j) for j in jars))
             .config("spark.driver.memory", settings.spark_driver_memory)
-            .config("spark.driver.extraJavaOptions", settings.spark_driver_java_options)
             .config("spark.driver.host", "127.0.0.1")
             .config("spark.driver.bindAddress", "127.0.0.1")
             .config("spark.ui.enabled", "false")
             .config("spark.local.dir", str(settings.state_dir / "spark-tmp"))
         )
+        if settings.spark_driver_java_options:  # unset, nothing overrides a spark-defaults.conf
+            builder = builder.config("spark.driver.extraJavaOptions", settings.spark_driver_java_options)
     # else submitted by spark-submit (the Spark operator, cluster/base/spark): master, driver address and memory,
     # and the jars (in the image) come from the submission
     builder = (

@@ -26,6 +26,9 @@ from streaming.status import features_query_name, labels_query_name, progress_lo
 from tests import scratch
 
 if TYPE_CHECKING:
+    from kafka import TopicPartition
+    from kafka.consumer.fetcher import ConsumerRecord
+
     from streaming.simulator import DriftConfig
 
 
@@ -173,26 +176,53 @@ class StreamHarness:
         return [line for line in self.log_path.read_text(errors="replace").splitlines() if "riskray.stream" in line]
 
 
-def read_topic(settings: Settings, topic: str, start: dict | None = None,
-               until: Callable[[list], bool] = lambda records: True, timeout_s: float = 30) -> list:
-    """The records of ``topic`` from ``start`` ({TopicPartition: offset}; default its beginning) up to its end as it
-    is when the read starts, and on until ``until(records)`` holds: a state that cannot un-happen, where a read that
-    ends after a silence waits out the whole silence every time."""
+def topic_ends(settings: Settings, topic: str) -> dict[TopicPartition, int]:
+    """Each partition's end offset now: where a later read of what is sent from now on starts."""
     from kafka import KafkaConsumer, TopicPartition
 
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        assert partitions, f"no topic {topic}"
+        return consumer.end_offsets(partitions, timeout_ms=30_000)
+    finally:
+        consumer.close()
+
+
+def read_topic(settings: Settings, topic: str, start: dict[TopicPartition, int] | None = None,
+               until: Callable[[list[ConsumerRecord]], bool] = lambda records: True, timeout_s: float = 30
+               ) -> list[ConsumerRecord]:
+    """The records of ``topic`` from ``start`` (default its beginning) up to its end as it is when the read starts,
+    and on until ``until(records)`` holds: a state that cannot un-happen, where a read that ends after a silence
+    waits out the whole silence every time."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    deadline = time.monotonic() + timeout_s
+
+    def left_ms() -> int:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{topic}: {len(records)} records read in {timeout_s:.0f} s"
+        return int(left * 1000)
+
+    records: list[ConsumerRecord] = []
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         assert partitions, f"no topic {topic}"
         consumer.assign(partitions)
-        for tp in partitions:
-            consumer.seek(tp, start[tp]) if start else consumer.seek_to_beginning(tp)
-        ends = consumer.end_offsets(partitions)
-        records: list = []
-        deadline = time.monotonic() + timeout_s
-        while not (all(consumer.position(tp) >= ends[tp] for tp in partitions) and until(records)):
-            assert time.monotonic() < deadline, f"{topic}: {len(records)} records read in {timeout_s:.0f} s"
-            for batch in consumer.poll(timeout_ms=500).values():
+        if start:
+            for tp in partitions:
+                consumer.seek(tp, start[tp])
+        else:
+            consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions, timeout_ms=left_ms())
+
+        def at_end(tp: TopicPartition) -> bool:
+            position = consumer.position(tp, timeout_ms=left_ms())  # None: not known yet
+            return position is not None and position >= ends[tp]
+
+        while not (all(at_end(tp) for tp in partitions) and until(records)):
+            for batch in consumer.poll(timeout_ms=min(500, left_ms())).values():
                 records.extend(batch)
         return records
     finally:

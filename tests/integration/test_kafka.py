@@ -12,7 +12,7 @@ from app.config import Settings
 from app.operations.kafka import admin
 from app.schemas import Transaction
 
-from .stream_harness import read_topic
+from .stream_harness import read_topic, topic_ends
 
 pytestmark = pytest.mark.integration
 
@@ -49,10 +49,7 @@ def test_the_products_producer_puts_each_customer_on_one_partition_as_the_java_c
 
     frame = pd.concat(Simulator(SimulatorConfig(seed=20261206, customers=30, merchants=20))
                       .backfill(datetime(2026, 11, 1, tzinfo=UTC), 1))
-    consumer = KafkaConsumer(bootstrap_servers=stack.kafka_bootstrap)
-    partitions = [TopicPartition(stack.kafka_topic, p) for p in consumer.partitions_for_topic(stack.kafka_topic)]
-    start = consumer.end_offsets(partitions)
-    consumer.close()
+    start = topic_ends(stack, stack.kafka_topic)
     sink = KafkaSink(stack)
     sink.write(frame)
     sink.close()  # flushed: every message is in the topic before the read takes its end offsets
@@ -63,7 +60,7 @@ def test_the_products_producer_puts_each_customer_on_one_partition_as_the_java_c
     keys = {str(c).encode() for c in frame["customer_id"]}
     assert set(landed) == keys and sum(map(len, landed.values())) == len(keys)
     assert {key: next(iter(p)) for key, p in landed.items()} == {
-        key: (murmur2(key) & 0x7FFFFFFF) % len(partitions) for key in keys}
+        key: (murmur2(key) & 0x7FFFFFFF) % len(start) for key in keys}
 
 
 def test_topics_have_the_contracted_partitions_and_retention(stack: Settings) -> None:

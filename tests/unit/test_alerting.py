@@ -81,3 +81,12 @@ def test_alerts_are_routed_by_severity_to_the_configured_receivers(
     assert check.returncode == 0, check.stdout + check.stderr
     assert oct(config.stat().st_mode & 0o777) == "0o600"
     assert _routes(config, f"severity={severity}", "alertname=RiskrayTest") == receiver
+
+
+def test_the_group_wait_comes_from_the_settings_and_the_cluster_keeps_the_default(tmp_path: Path) -> None:
+    from monitoring.alerting import cluster_alertmanager_config
+
+    local = yaml.safe_load(write_alertmanager_config(Settings(alert_group_wait_s=3), tmp_path / "a.yml").read_text())
+    assert local["route"]["group_wait"] == "3s"
+    cluster = cluster_alertmanager_config(Settings.model_construct(), "/secrets", "http://receiver.invalid/")
+    assert cluster["route"]["group_wait"] == "10s"
