@@ -227,6 +227,9 @@ class Settings(BaseSettings):
     alert_group_wait_s: int = Field(
         default=10, ge=0, description="Alertmanager's group_wait: how long a new alert group waits for more alerts "
                                       "before its first notification")
+    alert_group_interval_s: int = Field(
+        default=60, ge=1, description="Alertmanager's group_interval: how long a group that has notified waits "
+                                      "before it notifies its new alerts")
     exporter_port: int = Field(
         default=29097, ge=1, le=65535, description="riskray's own exporter (stream lag, freshness, prediction log)")
 

@@ -54,7 +54,8 @@ def _config(local_url: str, settings: Settings, pagerduty: dict[str, str] | None
         routes.append({"receiver": SLACK, "matchers": ['severity="warning"']})
     return {
         "route": {"receiver": LOCAL, "group_by": ["alertname"], "group_wait": f"{settings.alert_group_wait_s}s",
-                  "group_interval": "1m", "repeat_interval": "4h", "routes": routes},
+                  "group_interval": f"{settings.alert_group_interval_s}s", "repeat_interval": "4h",
+                  "routes": routes},
         "receivers": receivers,
     }
 

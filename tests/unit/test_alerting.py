@@ -83,10 +83,11 @@ def test_alerts_are_routed_by_severity_to_the_configured_receivers(
     assert _routes(config, f"severity={severity}", "alertname=RiskrayTest") == receiver
 
 
-def test_the_group_wait_comes_from_the_settings_and_the_cluster_keeps_the_default(tmp_path: Path) -> None:
+def test_the_group_timings_come_from_the_settings_and_the_cluster_keeps_the_defaults(tmp_path: Path) -> None:
     from monitoring.alerting import cluster_alertmanager_config
 
-    local = yaml.safe_load(write_alertmanager_config(Settings(alert_group_wait_s=3), tmp_path / "a.yml").read_text())
-    assert local["route"]["group_wait"] == "3s"
+    settings = Settings(alert_group_wait_s=3, alert_group_interval_s=4)
+    local = yaml.safe_load(write_alertmanager_config(settings, tmp_path / "a.yml").read_text())
+    assert (local["route"]["group_wait"], local["route"]["group_interval"]) == ("3s", "4s")
     cluster = cluster_alertmanager_config(Settings.model_construct(), "/secrets", "http://receiver.invalid/")
-    assert cluster["route"]["group_wait"] == "10s"
+    assert (cluster["route"]["group_wait"], cluster["route"]["group_interval"]) == ("10s", "60s")
