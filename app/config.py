@@ -245,6 +245,9 @@ class Settings(BaseSettings):
     train_cpus_per_worker: float = Field(
         default=0.9, gt=0, description="Ray CPUs per training worker and Tune trial; 0.9 leaves the Serve replicas "
                                        "(0.1 each) room on a 2-CPU head. XGBoost threads = max(1, int(this)).")
+    train_health_check_s: float = Field(
+        default=0.25, gt=0, description="How often Ray Train's controller polls its workers (Ray's default 2 s): a "
+                                        "finished or failed fit is noticed within about twice this.")
     tune_trials: int = Field(default=8, ge=0, description="0: the original design's parameters, no search")
     tune_max_concurrent: int = Field(default=2, ge=1, description="Tune trials at once; each runs a 5-fold CV.")
     cv_folds: int = Field(default=5, ge=2)

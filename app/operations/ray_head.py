@@ -41,6 +41,9 @@ def environment(settings: Settings) -> dict[str, str]:
     env.update(client_environment(settings))
     if settings.serve_high_throughput:
         env.update(serve_high_throughput_environment(settings))
+    # Ray Train's controller notices a finished fit at its next poll of the workers: with Ray's 2 s a 1 s fit
+    # ended ~3 s after its workers had (measured: a 12k-row fit 13.8 -> 10.3 s)
+    env["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = f"{settings.train_health_check_s:g}"
     if settings.serve_drain_s is not None:
         env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = f"{settings.serve_drain_s:g}"
     return env

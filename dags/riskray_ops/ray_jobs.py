@@ -113,9 +113,10 @@ class RayJobs:
         say(f"submitted Ray job {job_id}: {entrypoint}")
         return job_id, False
 
-    def wait(self, job_id: str, timeout_s: float, say: Callable[[str], None] = print, poll_s: float = 2.0,
+    def wait(self, job_id: str, timeout_s: float, say: Callable[[str], None] = print, poll_s: float = 0.5,
              attached: bool = False) -> JobResult:
-        """Follow the job's log into ``say`` until it ends; stop it and raise when ``timeout_s`` passes."""
+        """Follow the job's log into ``say`` until it ends; stop it and raise when ``timeout_s`` passes. Polled
+        every half second: each task of a run waits for its job, so a 2 s poll cost the run ~1 s per task."""
         deadline = time.monotonic() + timeout_s
         shown = 0
         while True:

@@ -198,6 +198,13 @@ def test_an_image_change_starts_the_new_cluster_upgrade_the_dev_overlay_chose(
     _kubectl(kubernetes, "patch", "rayservice", cluster.RAYSERVICE, "-n", NS, "--type=json", "-p",
              f'[{{"op": "replace", "path": "/spec/rayClusterConfig/headGroupSpec/template/spec/containers/0/image", '
              f'"value": "{upgraded}"}}]')
+    # A kwok pod runs no Ray: asked for the Serve status of a head kwok calls ready, KubeRay gets no answer from its
+    # dashboard, fails the reconcile before reading the new spec and backs off (until the node controller marks
+    # kwok's pods unready, ~40 s). The old head is marked unready, as its readiness probe would mark a head whose
+    # dashboard does not answer: KubeRay then skips the dashboard and acts on the spec at once.
+    head = _running(kubernetes, f"ray.io/cluster={before},ray.io/node-type=head", 1)[0]
+    _kubectl(kubernetes, "patch", "pod", head["metadata"]["name"], "-n", NS, "--subresource=status", "-p",
+             '{"status": {"conditions": [{"type": "Ready", "status": "False"}]}}')
     # a second cluster with the new image: the first keeps serving until the new one's Serve application is healthy
     after = _wait(lambda: (name := _get(kubernetes, path).get("status", {}).get("pendingServiceStatus", {})
                            .get("rayClusterName")) != before and name, "a new cluster for the new image")

@@ -209,6 +209,10 @@ def test_the_serve_drain_setting_reaches_the_ray_head_and_unset_leaves_rays_defa
     assert "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S" not in ray_head.environment(Settings(serve_drain_s=None))
 
 
+def test_ray_trains_poll_of_its_workers_comes_from_the_settings() -> None:
+    assert ray_head.environment(Settings(train_health_check_s=0.5))["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "0.5"
+
+
 def test_the_control_plane_listens_on_loopback_only_with_rbac_and_tokens(tmp_path: Path) -> None:
     from app.operations import control_plane
 

@@ -144,7 +144,7 @@ class Demo:
         world.reset(s, airflow=not airflow_up)
         self.started.airflow = not airflow_up
         manager.up(s, echo=self._log("stack"), groups=(airflow.GROUP,))
-        names = ", ".join(x.name for x in manager.SERVICES)
+        names = ", ".join(x.name for x in manager.SERVICES if x.group in (None, airflow.GROUP))
         return f"{'started' if self.started.stack else 'already up'}: {names}; world {s.postgres_db} made fresh"
 
     def _world(self) -> Iterator[pd.DataFrame]:
