@@ -99,16 +99,24 @@ def _lines(process: subprocess.Popen[str]) -> queue.Queue[str]:
 @pytest.mark.timeout(1200)
 def test_ctrl_c_in_the_middle_of_the_demo_stops_every_service_it_started(settings: Settings) -> None:
     assert not supervisor.is_running(settings)  # the teardown test stopped the suite's stack
+    before = set((settings.state_dir / "demo").glob("*-quick"))
     process = subprocess.Popen([str(RISKRAY), "demo", "--quick", "--today", DAY], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines, said = _lines(process), []
     deadline = time.monotonic() + 900
+
+    def airflow_starting() -> bool:
+        runs = sorted(set((settings.state_dir / "demo").glob("*-quick")) - before)
+        log = runs[0] / "logs" / "stack.log" if runs else None
+        return log is not None and log.exists() and "airflow-api starting" in log.read_text()
+
     try:
-        # the stack (Airflow too) is up once phase 1 has reported: interrupt while the history streams in
-        while not any(line.startswith("[2/8] history") for line in said):
+        # interrupt while the demo starts Airflow: the core stack is up and Airflow's programs are half-started,
+        # the hardest moment to leave nothing behind
+        while not airflow_starting():
             assert time.monotonic() < deadline and process.poll() is None, "".join(said)[-4000:]
             with contextlib.suppress(queue.Empty):
-                said.append(lines.get(timeout=5))
+                said.append(lines.get(timeout=0.2))
         assert supervisor.is_running(settings) and manager.listening_ports(settings)
         process.send_signal(signal.SIGINT)
         code = process.wait(timeout=300)

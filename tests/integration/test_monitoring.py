@@ -216,7 +216,7 @@ def test_with_serve_stopped_the_serve_down_alert_reaches_the_local_receiver(stac
     # when the app is down; the redeploy below then needs no new controller and proxy
     remove(stack, ServeModelConfig(champion=world.version))
     try:
-        # `for:` (10 s in the scratch world) on a failed scrape, then Alertmanager's group wait (1 s). Only
+        # `for:` (5 s in the scratch world) on a failed scrape, then Alertmanager's group wait (1 s). Only
         # an alert that started after the stop counts: Serve was also down before the world deployed it.
         alert = wait(lambda: [a for a in _received(stack) if a["labels"]["alertname"] == "RiskrayServeDown"
                                and a["status"] == "firing" and datetime.fromisoformat(a["startsAt"]) >= stopped],
