@@ -27,8 +27,12 @@ PHASES = ["stack", "history", "champion", "live", "drift", "retraining", "after"
 DAY = "2026-12-04"
 
 
+def _quick_runs(settings: Settings) -> set[Path]:
+    return set((settings.state_dir / "demo").glob("*-quick"))
+
+
 def _newest_run(settings: Settings, before: set[Path]) -> Path:
-    runs = sorted(set((settings.state_dir / "demo").glob("*-quick")) - before)
+    runs = sorted(_quick_runs(settings) - before)
     assert len(runs) == 1, runs
     return runs[0]
 
@@ -40,7 +44,7 @@ def test_the_quick_demo_runs_the_whole_loop_loses_nothing_serves_the_retrained_c
     # from a stopped stack, as on a fresh machine: the demo starts the stack with its own settings (its watermark
     # and label delay) and stops everything it started at the end
     assert not supervisor.is_running(settings)
-    before = set((settings.state_dir / "demo").glob("*-quick"))
+    before = _quick_runs(settings)
     result = riskray("demo", "--quick", "--today", DAY, timeout=1800)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     run = _newest_run(settings, before)
@@ -99,16 +103,17 @@ def _lines(process: subprocess.Popen[str]) -> queue.Queue[str]:
 @pytest.mark.timeout(1200)
 def test_ctrl_c_in_the_middle_of_the_demo_stops_every_service_it_started(settings: Settings) -> None:
     assert not supervisor.is_running(settings)  # the teardown test stopped the suite's stack
-    before = set((settings.state_dir / "demo").glob("*-quick"))
+    before = _quick_runs(settings)
     process = subprocess.Popen([str(RISKRAY), "demo", "--quick", "--today", DAY], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines, said = _lines(process), []
     deadline = time.monotonic() + 900
 
     def airflow_starting() -> bool:
-        runs = sorted(set((settings.state_dir / "demo").glob("*-quick")) - before)
-        log = runs[0] / "logs" / "stack.log" if runs else None
-        return log is not None and log.exists() and "airflow-api starting" in log.read_text()
+        if not _quick_runs(settings) - before:  # the demo has not made its run folder yet
+            return False
+        log = _newest_run(settings, before) / "logs" / "stack.log"
+        return log.exists() and "airflow-api starting" in log.read_text()
 
     try:
         # interrupt while the demo starts Airflow: the core stack is up and Airflow's programs are half-started,
