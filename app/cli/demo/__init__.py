@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -61,6 +60,7 @@ def demo(
     <state>/demo/<run>/). Ctrl-C stops everything the demo started."""
     from rich.console import Console
 
+    from app.cli.demo.interrupts import INTERRUPTS
     from app.cli.demo.plan import FULL, HISTORY_MAX_OFFSETS, QUICK, WATERMARK_MINUTES
     from app.cli.demo.run import Demo
     from app.config import get_settings
@@ -84,16 +84,13 @@ def demo(
     console = Console()
     console.print(f"riskray demo ({plan.name}): world {settings.postgres_db}, run folder {run_dir}")
 
-    def stop_on_term(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop_on_term)
-    # Ctrl-C stops the demo however it was started: a shell's background job inherits SIGINT ignored, and Python
-    # keeps an inherited SIG_IGN instead of raising KeyboardInterrupt
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupted = False
+    INTERRUPTS.install()
     try:
         Demo(settings, plan, run_dir, console, keep_running=keep_running, today=today).run()
     except KeyboardInterrupt:
+        interrupted = True
+    if interrupted:
         console.print("[yellow]interrupted: everything the demo started is stopped[/yellow]")
         raise typer.Exit(130) from None
     from app.cli.demo.report import DemoReport

@@ -26,6 +26,7 @@ import pandas as pd
 from rich.console import Console
 
 from app import job_results, model_artifact
+from app.cli.demo.interrupts import INTERRUPTS
 from app.cli.demo.plan import DemoPlan, Timeline, dag_conf, timeline, world_days
 from app.config import Settings
 from app.errors import UserError
@@ -116,8 +117,10 @@ class Demo:
 
     def _phase(self, number: int, name: str, body: Any) -> None:
         began = time.monotonic()
+        INTERRUPTS.check()
         self.console.print(f"[bold][{number}/{PHASES}] {name:<10}[/bold] ...")
         figure = body()
+        INTERRUPTS.check()
         took = time.monotonic() - began
         self.state.phases.append(Phase(name, took, figure))
         self.console.print(f"[bold][{number}/{PHASES}] {name:<10}[/bold] {figure}  [dim]({took:.0f} s)[/dim]")
@@ -128,12 +131,17 @@ class Demo:
         from app.operations import stream as stream_program
         from app.operations.errors import StackError
 
-        s = self.settings
+        s, log = self.settings, self._log("stack")
+
+        def say(line: str) -> None:  # each service reports as it starts: a swallowed interrupt is noticed soon
+            INTERRUPTS.check()
+            log(line)
+
         was_up = supervisor.is_running(s)
         airflow_up = was_up and supervisor.process_state(s, airflow.API_SERVER.name) == "RUNNING"
         self.started.stack = not was_up
         try:
-            manager.up(s, echo=self._log("stack"))
+            manager.up(s, echo=say)
         except StackError as error:
             raise DemoError(f"{error} (the demo runs in its own world, database {s.postgres_db}: a stack started "
                             "for another one cannot serve it)") from error
@@ -143,7 +151,7 @@ class Demo:
                 client.shutdown()
         world.reset(s, airflow=not airflow_up)
         self.started.airflow = not airflow_up
-        manager.up(s, echo=self._log("stack"), groups=(airflow.GROUP,))
+        manager.up(s, echo=say, groups=(airflow.GROUP,))
         names = ", ".join(x.name for x in manager.SERVICES if x.group in (None, airflow.GROUP))
         return f"{'started' if self.started.stack else 'already up'}: {names}; world {s.postgres_db} made fresh"
 
