@@ -35,6 +35,10 @@ class FeatureDrift(BaseModel):
     importance: float | None = Field(default=None, description="the input's share of the model's total gain")
 
 
+DEGRADED = ("answers scored on default features (the feature store over its budget), left out of the accuracy: a "
+            "serving fault, not the model's answer")
+
+
 class VersionAccuracy(BaseModel):
     """Realised accuracy of one served model version on its mature cohorts (``CohortAccuracy``) pooled: the number
     the retraining check reads."""
@@ -53,6 +57,7 @@ class VersionAccuracy(BaseModel):
     precision_at_capacity: float | None = None
     cohorts: int = Field(default=0, description="mature cohorts (days) pooled")
     maturity: float | None = Field(default=None, description="the least mature of the pooled cohorts")
+    degraded: int = Field(default=0, description=DEGRADED)
 
 
 class MaturityCurve(BaseModel):
@@ -102,7 +107,8 @@ class CohortAccuracy(BaseModel):
     day: date
     model_version: str
     variant: str
-    rows: int
+    rows: int = Field(description="the model's own answers (default-feature answers are ``degraded``)")
+    degraded: int = Field(default=0, description=DEGRADED)
     maturity: float = Field(description="expected share of the cohort's eventual frauds known at the report")
     status: Literal["ok", "not mature", "not enough data"]
     reason: str = ""

@@ -7,6 +7,11 @@
 * per version: the realised numbers of its mature cohorts pooled (what the retraining check reads), and the
   estimate over the recent cohorts (the drift window).
 
+Answers scored on default features (the feature store over its budget) are left out of every number and counted
+beside it: they are a serving fault, not the model's answer, and retraining cannot fix them (as the drift comparison
+leaves them out). Counted in, a slow store reads as a worse model: the demo's nightly checks on an unchanged world
+asked for retraining on runs whose store fell behind.
+
 Pure: labels, scores and event times in, ``app.reports`` models out; reading the joined rows lives in
 ``monitoring.run``."""
 
@@ -96,18 +101,25 @@ def row_ages_days(times: np.ndarray, as_of: datetime) -> np.ndarray:
 
 
 def cohorts(version: str, variant: str, labels: np.ndarray, scores: np.ndarray, times: np.ndarray, as_of: datetime,
-            curve: MaturityCurve, rules: Rules) -> list[CohortAccuracy]:
-    """One row per day of ``times`` (datetime64, UTC): its maturity, realised accuracy when mature, estimate."""
+            curve: MaturityCurve, rules: Rules, degraded: np.ndarray | None = None) -> list[CohortAccuracy]:
+    """One row per day of ``times`` (datetime64, UTC): its maturity, realised accuracy when mature, estimate; on
+    the model's own answers (``degraded``: rows scored on default features, counted, left out)."""
     days = times.astype("datetime64[D]")
     ages = ages_days(times, as_of)
+    faulty = np.zeros(len(times), dtype=bool) if degraded is None else np.asarray(degraded, dtype=bool)
     out = []
     for day in np.unique(days):
-        rows = days == day
-        maturity = curve.at(float(ages[rows][0]))
+        rows = (days == day) & ~faulty
+        maturity = curve.at(float(ages[days == day][0]))
         known = labels[rows]
-        estimated = estimate.expected(scores[rows], days[rows], rules.capacity, rules.min_positives)
+        estimated = (estimate.expected(scores[rows], days[rows], rules.capacity, rules.min_positives)
+                     if rows.any() else None)
         common = {"day": day.astype(object), "model_version": version, "variant": variant, "rows": int(rows.sum()),
-                  "maturity": maturity, "estimated": estimated}
+                  "degraded": int((faulty & (days == day)).sum()), "maturity": maturity, "estimated": estimated}
+        if not rows.any():
+            out.append(CohortAccuracy(**common, status=NOT_ENOUGH, realised=None,
+                                      reason="every answer of the day was scored on default features"))
+            continue
         if maturity < rules.min_maturity:
             out.append(CohortAccuracy(**common, status="not mature", realised=None, reason=(
                 f"{maturity:.0%} of its frauds expected known, under {rules.min_maturity:.0%}")))
@@ -129,21 +141,26 @@ def cohorts(version: str, variant: str, labels: np.ndarray, scores: np.ndarray, 
 
 
 def matured(version: str, variant: str, labels: np.ndarray, scores: np.ndarray, times: np.ndarray, as_of: datetime,
-            curve: MaturityCurve, baseline_auc: float | None, rules: Rules) -> VersionAccuracy:
+            curve: MaturityCurve, baseline_auc: float | None, rules: Rules, degraded: np.ndarray | None = None
+            ) -> VersionAccuracy:
     """Realised accuracy of the version's mature cohorts pooled (younger ones are left out: their unreported frauds
-    would read as legitimate)."""
+    would read as legitimate), on the model's own answers (``degraded``: rows scored on default features, counted,
+    left out)."""
     maturity = curve.at_ages(ages_days(times, as_of))
-    mature = maturity >= rules.min_maturity
+    faulty = np.zeros(len(times), dtype=bool) if degraded is None else np.asarray(degraded, dtype=bool)
+    left_out = int((faulty & (maturity >= rules.min_maturity)).sum())
+    mature = (maturity >= rules.min_maturity) & ~faulty
     if not mature.any():
         oldest = f"the oldest is {maturity.max():.0%} known" if len(maturity) else "no predictions"
         return VersionAccuracy(model_version=version, variant=variant, rows=0, positives=0, roc_auc=None,
-                               average_precision=None, baseline_auc=baseline_auc, status=NOT_ENOUGH,
-                               reason=f"no mature cohort ({oldest}, under {rules.min_maturity:.0%})")
+                               average_precision=None, baseline_auc=baseline_auc, status=NOT_ENOUGH, degraded=left_out,
+                               reason=(f"no mature cohort ({oldest}, under {rules.min_maturity:.0%})" if not left_out
+                                       else f"all {left_out:,} mature answers were scored on default features"))
     result = realised(version, variant, labels[mature], scores[mature], baseline_auc, rules.min_positives,
                       rules.max_drop, rules.resamples, days=times[mature].astype("datetime64[D]"),
                       capacity=rules.capacity)
     return result.model_copy(update={"cohorts": len(np.unique(times[mature].astype("datetime64[D]"))),
-                                     "maturity": float(maturity[mature].min())})
+                                     "maturity": float(maturity[mature].min()), "degraded": left_out})
 
 
 def estimated(version: str, variant: str, scores: np.ndarray, times: np.ndarray, as_of: datetime,

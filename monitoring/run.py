@@ -193,9 +193,11 @@ def compute(settings: Settings, as_of: datetime) -> MonitoringReport:
     cohorts, accuracies, estimates = [], [], []
     window = np.datetime64(window_start.astimezone(UTC).replace(tzinfo=None), "us")
     for (version, variant), rows in sorted(labelled.items()):
-        cohorts += accuracy.cohorts(version, variant, rows.labels, rows.scores, rows.times, as_of, curve, rules)
+        # accuracy is the model's: answers on default features are a serving fault, counted beside it (accuracy.py)
+        cohorts += accuracy.cohorts(version, variant, rows.labels, rows.scores, rows.times, as_of, curve, rules,
+                                    degraded=rows.degraded)
         accuracies.append(accuracy.matured(version, variant, rows.labels, rows.scores, rows.times, as_of, curve,
-                                           baselines.get(version), rules))
+                                           baselines.get(version), rules, degraded=rows.degraded))
         # the estimate reads the model's scores: answers scored on default features are a serving fault, left out
         # as the drift comparison leaves them out (its baseline was computed on rows with real features)
         recent = (rows.times >= window) & ~rows.degraded
@@ -273,6 +275,9 @@ def _verdict(settings: Settings, as_of: datetime, window_start: datetime, accura
         reasons.append(f"left out of the drift comparison: {degraded[0]:,} of {degraded[1]:,} answers "
                        f"({degraded[0] / degraded[1]:.1%}) had default features (the feature store over its budget): "
                        "a serving fault retraining cannot fix (runbook: features degraded)")
+    if champion_accuracy and champion_accuracy[0].degraded:
+        reasons.append(f"left out of the matured AUC: {champion_accuracy[0].degraded:,} mature answers had default "
+                       "features (runbook: features degraded)")
     if not champion_accuracy:
         reasons.append("matured AUC: no predictions with matured labels in the window")
     elif champion_accuracy[0].status == NOT_ENOUGH:

@@ -122,7 +122,8 @@ def _print_cohorts(console: Any, report: MonitoringReport) -> None:
                   title="accuracy per prediction cohort (realised when mature, estimated from calibrated scores)")
     for c in report.cohorts:
         r, e = c.realised, c.estimated
-        table.add_row(f"{c.day}", c.model_version, c.variant, f"{c.rows:,}", f"{c.maturity:.0%}",
+        rows = f"{c.rows:,}" + (f" (+{c.degraded:,} default features)" if c.degraded else "")
+        table.add_row(f"{c.day}", c.model_version, c.variant, rows, f"{c.maturity:.0%}",
                       "-" if r is None else f"{r.frauds:,.0f}", "-" if r is None else f"{r.roc_auc:.4f}",
                       "-" if e is None else f"{e.roc_auc:.4f}", "-" if e is None else f"{e.frauds:.1f}",
                       "-" if r is None or r.precision_at_capacity is None else f"{r.precision_at_capacity:.3f}",

@@ -77,6 +77,31 @@ def test_the_retraining_check_pools_only_the_mature_cohorts() -> None:
     assert none.status == "not enough data" and none.roc_auc is None and "no mature cohort" in none.reason
 
 
+def test_answers_scored_on_default_features_are_counted_but_not_judged_as_the_models() -> None:
+    """A store over its budget answers with default features: a serving fault, which must not read as a worse
+    model and ask for retraining (the drift comparison and the estimate leave those answers out too)."""
+    labels, scores = _calibrated(6000)
+    times = _times([30, 20], 3000)
+    degraded = np.zeros(6000, dtype=bool)
+    degraded[3000:4200] = True  # 40 % of the second day's answers
+    flat = scores.copy()
+    flat[degraded] = 0.01  # what a card without history scores: no ranking left in them
+    curve = maturity.rule(7, 90)
+    whole = accuracy.matured("3", "champion", labels, flat, times, AS_OF, curve, 0.9, RULES)
+    own = accuracy.matured("3", "champion", labels, flat, times, AS_OF, curve, 0.9, RULES, degraded=degraded)
+    assert own.rows == 4800 and own.degraded == 1200 and whole.degraded == 0
+    assert own.roc_auc == roc_auc_score(labels[~degraded], scores[~degraded])
+    assert whole.roc_auc is not None and own.roc_auc > whole.roc_auc  # counted in, the fault lowers the model's AUC
+    day = {c.day: c for c in accuracy.cohorts("3", "champion", labels, flat, times, AS_OF, curve, RULES,
+                                               degraded=degraded)}
+    second = day[max(day)]
+    assert second.rows == 1800 and second.degraded == 1200
+    assert second.realised.roc_auc == roc_auc_score(labels[4200:], scores[4200:])  # type: ignore[union-attr]
+    faulty = accuracy.matured("3", "champion", labels[3000:4200], flat[3000:4200], times[3000:4200], AS_OF, curve,
+                              0.9, RULES, degraded=degraded[3000:4200])
+    assert faulty.roc_auc is None and "default features" in faulty.reason and faulty.degraded == 1200
+
+
 def test_the_estimate_from_calibrated_scores_matches_the_realised_accuracy() -> None:
     labels, scores = _calibrated(40_000)
     days = _times([3, 2], 20_000).astype("datetime64[D]")

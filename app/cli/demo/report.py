@@ -245,7 +245,8 @@ _REALISED_SQL = f"""
 def realised_auc(settings: Settings, state: Any) -> list[dict[str, Any]]:
     """The champion's realised AUC on live traffic (the same world, drifted before the switch, after it), with the
     labels known when the traffic ended: an unreported fraud counts as legitimate (app.labels.matured), so the
-    last steps, whose labels had not all come, read low; the frauds the simulator knows are beside."""
+    last steps, whose labels had not all come, read low; the frauds the simulator knows are beside. The AUC and its
+    frauds are of the model's own answers (monitoring.accuracy: default-feature answers are counted, left out)."""
     from monitoring.accuracy import realised  # monitoring's one AUC rule; no floor on frauds, no interval here
 
     line, before, after = state.line, state.first_champion.get("version"), state.new_champion
@@ -262,12 +263,13 @@ def realised_auc(settings: Settings, state: Any) -> list[dict[str, Any]]:
             cur.execute(_REALISED_SQL, {"version": str(version), "start": start, "stop": stop, "labels_at": end,
                          "delay": settings.label_delay_days})
             rows = cur.fetchall()
-            scores = np.array([r[1] for r in rows], dtype=float)
-            labels = np.array([r[2] for r in rows], dtype=float)
+            own = [r for r in rows if not r[3]]
+            scores = np.array([r[1] for r in own], dtype=float)
+            labels = np.array([r[2] for r in own], dtype=float)
             auc = realised(str(version), "champion", labels, scores, baseline_auc=None, min_positives=1,
                            max_drop=settings.accuracy_max_drop, resamples=0)
-            out.append({"segment": name, "model_version": str(version), "rows": auc.rows, "frauds": auc.positives,
-                        "true_frauds": sum(r[0] in true_frauds for r in rows), "roc_auc": auc.roc_auc,
+            out.append({"segment": name, "model_version": str(version), "rows": len(rows), "frauds": auc.positives,
+                        "true_frauds": sum(r[0] in true_frauds for r in own), "roc_auc": auc.roc_auc,
                         "degraded": sum(bool(r[3]) for r in rows)})
     return out
 
@@ -488,7 +490,8 @@ def markdown(r: DemoReport) -> str:
         out += ["", f"Verdict: {cmp['reason']}."]
     out += ["", "Realised on live traffic (predictions joined with the labels known when the traffic ended; a fraud "
             "not reported by then counts as legitimate; an answer with default features, the store over its read "
-            "budget, scored the card as if it had no history):", "",
+            "budget, scored the card as if it had no history; frauds and AUC are of the other answers, the model's "
+            "own):", "",
             "| traffic | model | predictions | with default features | frauds known (of true) | ROC AUC |",
             "| --- | --- | ---: | ---: | ---: | ---: |"]
     for a in r.realised_auc:
