@@ -295,6 +295,12 @@ class Settings(BaseSettings):
     stream_priority: Literal["idle", "nice", "normal"] = Field(
         default="idle", description="The local stream job's CPU priority: idle (SCHED_IDLE: only CPU nothing else "
         "wants), nice (nice 10) or normal (the API's)")
+    background_cpu_shares: int = Field(
+        default=2, ge=0, le=262144, description="cpu.shares of the local stack's background CPU group (the stream "
+        "job and the database sessions writing its batches; app/cpu_weight.py): 1024 is a normal process's, 2 the "
+        "least; 0: no group")
+    cpu_cgroup_root: Path = Field(default=Path("/sys/fs/cgroup/cpu"),
+                                  description="Where cgroup v1's cpu controller is mounted.")
 
     @field_validator("kube_host")
     @classmethod

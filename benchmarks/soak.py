@@ -11,6 +11,7 @@ counted from then: a stall cannot hide by lowering the rate). It passes when no 
 
     make soak                       # SOAK_ARGS="--minutes 1" for a short run
     python benchmarks/soak.py --capacity 1513 --minutes 5   # a fixed capacity (the serving benchmark's, say)
+    make soak SOAK_ARGS="--ab-shares 1024 --ab-rounds 4"    # the stream's CPU weight, A/B in one stack
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app import db  # noqa: E402
-from app.config import get_settings  # noqa: E402
+from app.config import Settings, get_settings  # noqa: E402
+from app.cpu_weight import BackgroundGroup  # noqa: E402
 from app.operations import world  # noqa: E402
 from streaming.simulator import Simulator, SimulatorConfig  # noqa: E402
 from streaming.sinks import KafkaSink  # noqa: E402
@@ -105,6 +108,46 @@ def logged(block: int, wait_for: int, timeout_s: float = 120) -> int:
         time.sleep(2)
 
 
+def compare_shares(settings: Settings, url: str, history: pd.DataFrame, work: Path, rate: float,
+                   args: argparse.Namespace, unloaded: dict) -> None:
+    """Blocks at ``rate``, the background group's cpu.shares alternating (ABBA...) between the configured value and
+    ``args.ab_shares``; the medians per value in a table and a JSON report."""
+    group = BackgroundGroup(settings)
+    if not group.ensure():
+        raise SystemExit(f"no background CPU group to vary: {group.unavailable}")
+    values = [settings.background_cpu_shares, args.ab_shares]
+    runs: dict[int, list[dict]] = {v: [] for v in values}
+    for r in range(args.ab_rounds):
+        for shares in values if r % 2 == 0 else values[::-1]:
+            (group.path / "cpu.shares").write_text(f"{shares}\n")
+            say(f"round {r + 1}: {args.ab_seconds:g} s at {rate:,.0f} req/s, the stream's cpu.shares {shares}")
+            bodies = work / f"ab-{r}-{shares}.jsonl"
+            block = 10 + 2 * r + (shares != values[0])  # ids of their own per block
+            write_bodies(bodies, history, int(rate * args.ab_seconds * 1.05) + 1000, block=block)
+            runs[shares].append(load(url, bodies, rate, args.ab_seconds, args.connections))
+    (group.path / "cpu.shares").write_text(f"{values[0]}\n")
+    riskray("stream", "stop")
+    table = Table(title=f"the stream's CPU weight: /predict open loop at {rate:,.0f} req/s, {args.connections} "
+                        f"connections, streaming {args.stream_rate:g} tx/s; {args.ab_rounds} blocks of "
+                        f"{args.ab_seconds:g} s each, alternating (medians; unloaded p99 {unloaded['p99_ms']:.1f} ms)")
+    for column in ("cpu.shares", "blocks", "achieved req/s", "errors", "p50 ms", "p95 ms", "p99 ms", "p99 / unloaded",
+                   "p99 of each block"):
+        table.add_column(column, justify="right")
+    median = statistics.median
+    for shares, results in runs.items():
+        p99 = median(x["p99_ms"] for x in results)
+        table.add_row(f"{shares}", f"{len(results)}", f"{median(x['rps'] for x in results):,.0f}",
+                      f"{sum(x['errors'] for x in results):,}", f"{median(x['p50_ms'] for x in results):.1f}",
+                      f"{median(x['p95_ms'] for x in results):.1f}", f"{p99:.1f}",
+                      f"{p99 / unloaded['p99_ms']:.2f}x", " / ".join(f"{x['p99_ms']:.0f}" for x in results))
+    console.print(table)
+    out = settings.state_dir / "soak" / f"shares-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"rate": rate, "unloaded": unloaded, "runs": {str(k): v for k, v in runs.items()}},
+                              indent=2))
+    console.print(f"report: {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--capacity", type=float, default=None, help="req/s to take 80 %% of (default: measured "
@@ -113,6 +156,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--stream-rate", type=float, default=100, help="simulated transactions/s while soaking")
+    parser.add_argument("--ab-shares", type=int, default=None, metavar="SHARES",
+                        help="instead of one soak: blocks at the soak's rate, the stream's CPU group "
+                             "(app/cpu_weight.py) alternating between its configured cpu.shares and SHARES, in one "
+                             "stack at the same moment (a noisy machine drifts between separate runs)")
+    parser.add_argument("--ab-rounds", type=int, default=3)
+    parser.add_argument("--ab-seconds", type=float, default=60)
     args = parser.parse_args()
     settings = get_settings()
     if not settings.postgres_db.startswith("riskray_soak"):
@@ -172,6 +221,9 @@ def main() -> None:
         unloaded_bodies = work / "unloaded.jsonl"
         write_bodies(unloaded_bodies, history, 20 * 40, block=1)
         unloaded = load(url, unloaded_bodies, 20, 30, 2)
+        if args.ab_shares is not None:
+            compare_shares(settings, url, history, work, rate, args, unloaded)
+            return
         say(f"soak: {args.minutes:g} min at {rate:,.0f} requests/s ({args.share:.0%} of {args.capacity:,.0f})")
         soak_bodies = work / "soak.jsonl"
         write_bodies(soak_bodies, history, int(rate * soak_s * 1.05) + 1000, block=2)

@@ -108,7 +108,10 @@ def run_rate(base: Settings, rate: int, duration: float, output_mode: str, engin
     env = {**os.environ, "RISKRAY_POSTGRES_DB": BENCH_DB, "RISKRAY_KAFKA_TOPIC": topic,
            "RISKRAY_KAFKA_DLQ_TOPIC": f"{topic}.dlq", "RISKRAY_KAFKA_LABELS_TOPIC": f"{topic}.labels",
            "RISKRAY_KAFKA_LABELS_DLQ_TOPIC": f"{topic}.labels.dlq", "RISKRAY_STREAM_QUERY_PREFIX": prefix,
-           "RISKRAY_STREAM_OUTPUT_MODE": output_mode, "RISKRAY_STATE_DIR": str(settings.state_dir)}
+           "RISKRAY_STREAM_OUTPUT_MODE": output_mode, "RISKRAY_STATE_DIR": str(settings.state_dir),
+           # the job's own speed, as the baseline consumer's and an older commit's: no background CPU group (on the
+           # stack the group yields to the API; here nothing but the load producer runs beside it)
+           "RISKRAY_BACKGROUND_CPU_SHARES": "0"}
     if older:
         engine = f"spark@{older.revision}"
     if labels_ratio:

@@ -29,11 +29,14 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import reduce
 from pathlib import Path
 
 import pandas as pd
+import psycopg2.extensions
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -42,6 +45,7 @@ from pyspark.sql.types import LongType
 
 from app import db, stream_progress
 from app.config import Settings, get_settings
+from app.cpu_weight import BackgroundGroup
 from app.features import TILE_TABLES, TILES, TileAggregate
 from app.labels import row_fraud_reports
 from app.schemas import STORE_COLUMN_OF, KafkaMessage, LabelEvent, Transaction, message_fields
@@ -214,6 +218,19 @@ def checked_batch(batch: DataFrame, model: type[KafkaMessage], dead_letters: Dea
 
 
 # --- raw query -----------------------------------------------------------------------------------------------
+_background: BackgroundGroup | None = None  # set by main(): the stream's CPU group (app/cpu_weight.py)
+
+
+@contextmanager
+def _store(settings: Settings) -> Iterator[psycopg2.extensions.cursor]:
+    """A cursor in one database transaction, its session in the stream's CPU group: the backend writing a batch (and
+    running the running-total trigger) is the stream's work, weighed as background, not as a session of its own."""
+    with db.connection(settings) as conn, conn.cursor() as cur:
+        if _background is not None:
+            _background.place(conn.get_backend_pid())
+        yield cur
+
+
 class RawWriter:
     """foreachBatch of the raw query: one Spark job pulls the batch's Kafka rows to the driver (Arrow), where the
     message model validates those the JVM could not vouch for (``canonical_message``; no Python UDF round trip).
@@ -238,7 +255,7 @@ class RawWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         query = str(self.ledger)
-        with db.connection(self.settings) as conn, conn.cursor() as cur:
+        with _store(self.settings) as cur:
             if not self._resumed:
                 self.latest, self._resumed = store_writer.latest_event_time(cur, query), True
             if not store_writer.claim_batch(cur, query, batch_id):
@@ -285,7 +302,7 @@ class LabelWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         query = str(self.ledger)
-        with db.connection(self.settings) as conn, conn.cursor() as cur:
+        with _store(self.settings) as cur:
             if not store_writer.claim_batch(cur, query, batch_id):
                 log.info("%s batch %d already committed; skipped", query, batch_id)
                 return
@@ -359,7 +376,7 @@ class FeatureWriter:
         frame = batch.toPandas()
         for column in TILE_TIMES:
             frame[column] = as_utc(frame[column])
-        with db.connection(self.settings) as conn, conn.cursor() as cur:
+        with _store(self.settings) as cur:
             if not store_writer.claim_batch(cur, query, batch_id):
                 log.info("%s batch %d already committed; skipped", query, batch_id)
                 return
@@ -454,6 +471,9 @@ def main() -> None:
     logging.getLogger("py4j").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
     settings = get_settings()
+    global _background
+    _background = BackgroundGroup(settings)
+    _background.enter()  # before the JVM starts: it and Spark's Python workers inherit the group
     spark = build_session(settings)
     spark.streams.addListener(ProgressLog(progress_log(settings)))
     queries = start_queries(spark, settings)

@@ -14,6 +14,7 @@ import psutil
 
 from app import local_paths
 from app.config import Settings
+from app.cpu_weight import BackgroundGroup
 from app.operations import airflow, control_plane, kafka, mlflow_server, postgres, ray_head, stream, supervisor
 from app.operations import monitoring as monitoring_services
 from app.operations.errors import StackError
@@ -236,6 +237,7 @@ def down(settings: Settings, echo: Echo = print) -> None:
             proc.kill()
     psutil.wait_procs(leftovers, timeout=10)
     ray_head.remove_sockets(settings)
+    BackgroundGroup(settings).remove()
     echo("stack     down")
 
 

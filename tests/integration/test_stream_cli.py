@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from app.config import Settings
+from app.cpu_weight import BackgroundGroup
 from streaming.simulate import run_live
 from streaming.simulator import Simulator, SimulatorConfig
 from streaming.sinks import KafkaSink
@@ -38,6 +41,16 @@ def test_simulator_keeps_its_rate_and_every_event_reaches_kafka(stack: Settings,
     assert _end_offsets(stack, topic) == stats.events
 
 
+def _assert_the_stream_and_its_writing_sessions_are_background_work(settings: Settings) -> None:
+    """The job, its JVM and the database sessions that wrote its batches weigh as background CPU work
+    (app/cpu_weight.py), where this machine lets a process create CPU groups."""
+    if not os.access(settings.cpu_cgroup_root, os.W_OK):
+        return  # the job runs at its priority only (logged); nothing to see here
+    members = {p.info["name"] for p in psutil.process_iter(["name"]) if p.pid in BackgroundGroup(settings).members()}
+    assert "java" in members and "postgres" in members, members  # the JVM, and a backend that wrote a batch
+    assert any(name.startswith("python") for name in members), members  # the driver, where foreachBatch runs
+
+
 def test_stream_start_status_stop(stack: Settings) -> None:
     before = query_status(stack, raw_query_name(stack)).totals.get("valid", 0)
     in_topic = _end_offsets(stack, stack.kafka_topic)
@@ -56,6 +69,7 @@ def test_stream_start_status_stop(stack: Settings) -> None:
         status = riskray("stream", "status")
         assert status.returncode == 0
         assert "RUNNING" in status.stdout and raw_query_name(stack) in status.stdout
+        _assert_the_stream_and_its_writing_sessions_are_background_work(stack)
     finally:
         stopped = riskray("stream", "stop")
     assert stopped.returncode == 0
