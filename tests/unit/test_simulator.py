@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from app.schemas import Transaction
-from streaming.simulate import RunStats, run_live
+from streaming.simulate import RunStats, live_tick_s, run_live
 from streaming.simulator import SCENARIOS, DriftConfig, ScenarioShares, Simulator, SimulatorConfig, message_values
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -115,6 +115,12 @@ def test_live_mode_never_emits_an_event_time_ahead_of_the_clock() -> None:
         assert frame["timestamp"].max() <= pd.Timestamp.now(tz=UTC)
     times = pd.concat(sink.frames)["timestamp"]
     assert np.all(np.diff(times.to_numpy()) >= np.timedelta64(-60, "s"))
+
+
+def test_a_low_live_rate_is_sent_in_ticks_of_at_least_twenty_rows() -> None:
+    assert live_tick_s(100) == pytest.approx(0.2)  # 5 ticks a second, not 20: the per-tick work was most of its CPU
+    assert live_tick_s(3000) == 0.05 and live_tick_s(400) == 0.05  # a high rate keeps the short tick
+    assert live_tick_s(0) == 0.05
 
 
 def test_ids_repeat_only_for_the_same_seed_and_period() -> None:
