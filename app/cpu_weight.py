@@ -43,6 +43,11 @@ class BackgroundGroup:
         """The group exists with its shares; False (the reason logged once) where it cannot."""
         if self._unavailable is not None:
             return False
+        root = self.path.parent.parent
+        if not (root / "cpu.shares").exists():  # not cgroup v1's cpu controller (a v2 machine, say): create nothing
+            self._unavailable = f"no cgroup v1 cpu controller at {root}"
+            log.warning("background work keeps its priority only: %s", self._unavailable)
+            return False
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             shares = self.path / "cpu.shares"
