@@ -45,19 +45,24 @@ class BackgroundGroup:
             return False
         root = self.path.parent.parent
         if not (root / "cpu.shares").exists():  # not cgroup v1's cpu controller (a v2 machine, say): create nothing
-            self._unavailable = f"no cgroup v1 cpu controller at {root}"
-            log.warning("background work keeps its priority only: %s", self._unavailable)
-            return False
+            return self._give_up(f"no cgroup v1 cpu controller at {root}")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             shares = self.path / "cpu.shares"
             if not shares.exists() or shares.read_text().strip() != str(self.shares):
-                shares.write_text(f"{self.shares}\n")
+                self.set_shares(self.shares)
         except OSError as error:
-            self._unavailable = f"no CPU group at {self.path}: {error.strerror or error}"
-            log.warning("background work keeps its priority only: %s", self._unavailable)
-            return False
+            return self._give_up(f"no CPU group at {self.path}: {error.strerror or error}")
         return True
+
+    def set_shares(self, shares: int) -> None:
+        """The group's weight now (the soak's A/B varies it on a running stack)."""
+        (self.path / "cpu.shares").write_text(f"{shares}\n")
+
+    def _give_up(self, reason: str) -> bool:
+        self._unavailable = reason
+        log.warning("background work keeps its priority only: %s", reason)
+        return False
 
     def place(self, pid: int) -> bool:
         """Move ``pid`` (a process of this machine) into the group; once per pid."""

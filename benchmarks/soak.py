@@ -119,13 +119,13 @@ def compare_shares(settings: Settings, url: str, history: pd.DataFrame, work: Pa
     runs: dict[int, list[dict]] = {v: [] for v in values}
     for r in range(args.ab_rounds):
         for shares in values if r % 2 == 0 else values[::-1]:
-            (group.path / "cpu.shares").write_text(f"{shares}\n")
+            group.set_shares(shares)
             say(f"round {r + 1}: {args.ab_seconds:g} s at {rate:,.0f} req/s, the stream's cpu.shares {shares}")
             bodies = work / f"ab-{r}-{shares}.jsonl"
             block = 10 + 2 * r + (shares != values[0])  # ids of their own per block
             write_bodies(bodies, history, int(rate * args.ab_seconds * 1.05) + 1000, block=block)
             runs[shares].append(load(url, bodies, rate, args.ab_seconds, args.connections))
-    (group.path / "cpu.shares").write_text(f"{values[0]}\n")
+    group.set_shares(values[0])
     riskray("stream", "stop")
     table = Table(title=f"the stream's CPU weight: /predict open loop at {rate:,.0f} req/s, {args.connections} "
                         f"connections, streaming {args.stream_rate:g} tx/s; {args.ab_rounds} blocks of "

@@ -100,22 +100,28 @@ def row_ages_days(times: np.ndarray, as_of: datetime) -> np.ndarray:
     return np.maximum((end - times) / _DAY, 0.0)
 
 
+def _faulty(degraded: np.ndarray | None, rows: int) -> np.ndarray:
+    """The rows scored on default features (none when not given)."""
+    return np.zeros(rows, dtype=bool) if degraded is None else np.asarray(degraded, dtype=bool)
+
+
 def cohorts(version: str, variant: str, labels: np.ndarray, scores: np.ndarray, times: np.ndarray, as_of: datetime,
             curve: MaturityCurve, rules: Rules, degraded: np.ndarray | None = None) -> list[CohortAccuracy]:
     """One row per day of ``times`` (datetime64, UTC): its maturity, realised accuracy when mature, estimate; on
     the model's own answers (``degraded``: rows scored on default features, counted, left out)."""
     days = times.astype("datetime64[D]")
     ages = ages_days(times, as_of)
-    faulty = np.zeros(len(times), dtype=bool) if degraded is None else np.asarray(degraded, dtype=bool)
+    faulty = _faulty(degraded, len(times))
     out = []
     for day in np.unique(days):
-        rows = (days == day) & ~faulty
-        maturity = curve.at(float(ages[days == day][0]))
+        of_day = days == day
+        rows = of_day & ~faulty
+        maturity = curve.at(float(ages[of_day][0]))
         known = labels[rows]
         estimated = (estimate.expected(scores[rows], days[rows], rules.capacity, rules.min_positives)
                      if rows.any() else None)
         common = {"day": day.astype(object), "model_version": version, "variant": variant, "rows": int(rows.sum()),
-                  "degraded": int((faulty & (days == day)).sum()), "maturity": maturity, "estimated": estimated}
+                  "degraded": int((faulty & of_day).sum()), "maturity": maturity, "estimated": estimated}
         if not rows.any():
             out.append(CohortAccuracy(**common, status=NOT_ENOUGH, realised=None,
                                       reason="every answer of the day was scored on default features"))
@@ -147,9 +153,10 @@ def matured(version: str, variant: str, labels: np.ndarray, scores: np.ndarray, 
     would read as legitimate), on the model's own answers (``degraded``: rows scored on default features, counted,
     left out)."""
     maturity = curve.at_ages(ages_days(times, as_of))
-    faulty = np.zeros(len(times), dtype=bool) if degraded is None else np.asarray(degraded, dtype=bool)
-    left_out = int((faulty & (maturity >= rules.min_maturity)).sum())
-    mature = (maturity >= rules.min_maturity) & ~faulty
+    faulty = _faulty(degraded, len(times))
+    old_enough = maturity >= rules.min_maturity
+    left_out = int((faulty & old_enough).sum())
+    mature = old_enough & ~faulty
     if not mature.any():
         oldest = f"the oldest is {maturity.max():.0%} known" if len(maturity) else "no predictions"
         return VersionAccuracy(model_version=version, variant=variant, rows=0, positives=0, roc_auc=None,

@@ -84,13 +84,10 @@ def demo(
     console = Console()
     console.print(f"riskray demo ({plan.name}): world {settings.postgres_db}, run folder {run_dir}")
 
-    interrupted = False
     INTERRUPTS.install()
     try:
         Demo(settings, plan, run_dir, console, keep_running=keep_running, today=today).run()
     except KeyboardInterrupt:
-        interrupted = True
-    if interrupted:
         console.print("[yellow]interrupted: everything the demo started is stopped[/yellow]")
         raise typer.Exit(130) from None
     from app.cli.demo.report import DemoReport

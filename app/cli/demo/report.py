@@ -270,7 +270,7 @@ def realised_auc(settings: Settings, state: Any) -> list[dict[str, Any]]:
                            max_drop=settings.accuracy_max_drop, resamples=0)
             out.append({"segment": name, "model_version": str(version), "rows": len(rows), "frauds": auc.positives,
                         "true_frauds": sum(r[0] in true_frauds for r in own), "roc_auc": auc.roc_auc,
-                        "degraded": sum(bool(r[3]) for r in rows)})
+                        "degraded": len(rows) - len(own)})
     return out
 
 
