@@ -52,6 +52,15 @@ class Settings(BaseSettings):
     postgres_pool_wait_s: float = Field(
         default=5.0, gt=0, description="A caller waits this long for a free pooled connection, then gets an error")
     postgres_connect_timeout_s: int = Field(default=5, ge=1)
+    store_transactions_retention_days: int = Field(
+        default=180, ge=1, description="`riskray db maintain` drops the day partitions of `transactions` older "
+                                       "than this (refused below the minimum the label horizon, the accuracy window, "
+                                       "training and its history windows need: docs/store-retention.md)")
+    store_predictions_retention_days: int = Field(
+        default=90, ge=1, description="`riskray db maintain` drops the day partitions of `predictions` older "
+                                      "than this (refused below the accuracy and drift windows)")
+    store_partitions_ahead_days: int = Field(
+        default=3, ge=1, description="`riskray db maintain` keeps this many days' partitions made ahead of today")
 
     # --- Kafka ---------------------------------------------------------------------------------------------
     kafka_host: str = "127.0.0.1"

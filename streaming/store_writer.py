@@ -77,9 +77,11 @@ def insert_transactions(cur: psycopg2.extensions.cursor, rows: pd.DataFrame) -> 
     listed = ", ".join(columns)
     # Country counts move with the rows actually inserted (not duplicates), in the same statement and database
     # transaction, so a replayed batch counts nothing twice. Late rows are kept out, as the tiles keep them out.
+    # Its one unique key is (transaction_id, event_time): the table is partitioned by event time (migration 0013),
+    # and a resent message carries the same time.
     cur.execute(
         f"WITH inserted AS (INSERT INTO transactions ({listed}) SELECT {listed} FROM {temp} "
-        f"ON CONFLICT (transaction_id) DO NOTHING RETURNING customer_id, country, is_late), "
+        f"ON CONFLICT DO NOTHING RETURNING customer_id, country, is_late), "
         f"counted AS (INSERT INTO customer_countries (customer_id, country, transaction_count) "
         f"SELECT customer_id, country, count(*) FROM inserted WHERE NOT is_late GROUP BY 1, 2 "
         f"ON CONFLICT (customer_id, country) DO UPDATE "
