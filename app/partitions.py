@@ -15,6 +15,7 @@ import math
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg2.extensions
+from psycopg2 import sql
 from pydantic import BaseModel
 
 from app import db
@@ -116,7 +117,8 @@ def _maintain_table(cur: psycopg2.extensions.cursor, table: str, keep_days: int,
         for day in created:
             cur.execute("SELECT riskray_day_partition(%s, %s)", (table, day))
         for day in expired:
-            cur.execute(f"DROP TABLE {existing[day]}")  # one file per day: no row-by-row delete, no bloat
+            # one file per day: no row-by-row delete, no bloat
+            cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(existing[day])))
         cur.execute(f"DELETE FROM {table}_default WHERE {key} < %s", (cutoff,))
         # autovacuum analyses each day but never the parent, whose statistics plan the joins across days
         cur.execute(f"ANALYZE {table}")

@@ -70,8 +70,9 @@ UNPARTITIONED_KEYS = {"transactions": "transaction_id", "predictions": "predicti
 AHEAD_DAYS = 3  # days made from today on, so the first rows after the upgrade land in their day
 
 
-def _drop_indexes(old: str, table: str) -> None:
+def _drop_indexes(table: str) -> None:
     """Free the index names (they are schema-wide) on the table about to be copied and dropped."""
+    old = f"{table}_unpartitioned"
     op.execute(f"""
         ALTER TABLE {old} DROP CONSTRAINT {table}_pkey;
         DO $$ DECLARE name text; BEGIN
@@ -92,7 +93,7 @@ def upgrade() -> None:
     for table, (key, primary_key, indexes) in TABLES.items():
         old = f"{table}_unpartitioned"
         op.execute(f"ALTER TABLE {table} RENAME TO {old}")
-        _drop_indexes(old, table)
+        _drop_indexes(table)
         op.execute(f"""
             CREATE TABLE {table} (LIKE {old} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING IDENTITY)
                 PARTITION BY RANGE ({key});
