@@ -283,13 +283,6 @@ class Settings(BaseSettings):
     spark_driver_java_options: str = Field(
         default="", description="Extra JVM options of the local Spark driver (spark.driver.extraJavaOptions; the "
                                 "tests' scratch world sets one: docs/tests.md#worlds)")
-    spark_shuffle_partitions: int = Field(
-        default=2, ge=1, description="State partitions; fixed once a checkpoint exists (Spark's rule)."
-    )
-    spark_state_store: Literal["hdfs", "rocksdb"] = "hdfs"
-    stream_output_mode: Literal["update", "append"] = Field(
-        default="update", description="update: fresh partial windows every trigger; append: closed windows only."
-    )
     stream_trigger_seconds: float = Field(default=1.0, gt=0)
     stream_watermark_seconds: int = Field(default=10, ge=0)
     stream_window_seconds: int = Field(default=60, ge=1)

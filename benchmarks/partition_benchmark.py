@@ -6,7 +6,8 @@ per day, made by ``app.partitions.maintain`` as the nightly run would), hold the
 ``--rounds``:
 
 - stream insert: the raw writer's batch (``streaming.store_writer.insert_transactions``: COPY into a temporary
-  table, INSERT ... ON CONFLICT into ``transactions``, the country counts), ``--batch`` rows of today;
+  table, INSERT ... ON CONFLICT into ``transactions``, the country counts and the rows' tiles), ``--batch`` rows of
+  today;
 - prediction log: a COPY of 1,000 answers into ``predictions`` (the serving replicas' writer);
 - label lookup: is each of 1,000 labelled transactions stored (the labels writer's ``NOT EXISTS`` by id, which
   probes every day's index: the cost that grows with the days kept);
@@ -33,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import psycopg2
+from psycopg2 import sql
 from rich.console import Console
 from rich.table import Table
 
@@ -112,7 +114,7 @@ def measure(settings: Settings, days: int, per_day: int, batch: int, seed: int) 
 
     return {
         "stream insert (ms per batch)": 1000 * _timed(
-            settings, lambda cur: store_writer.insert_transactions(cur, rows)),
+            settings, lambda cur: store_writer.insert_transactions(cur, rows, tiles=True)),
         "prediction log COPY of 1,000 (ms)": 1000 * _timed(settings, copy_answers),
         "label lookup of 1,000 ids (ms)": 1000 * _timed(settings, lambda cur: cur.execute(
             "SELECT count(*) FROM unnest(%s::uuid[]) l(id) WHERE EXISTS "
@@ -134,7 +136,8 @@ def expire_oldest_day(settings: Settings, partitioned: bool) -> float:
         oldest = cur.fetchone()[0].astimezone(UTC).date()
     start = datetime.combine(oldest, datetime.min.time(), UTC)
     if partitioned:
-        return _timed(settings, lambda cur: cur.execute(f"DROP TABLE transactions_{oldest:%Y%m%d}"), keep=True)
+        day = sql.Identifier(f"transactions_{oldest:%Y%m%d}")
+        return _timed(settings, lambda cur: cur.execute(sql.SQL("DROP TABLE {}").format(day)), keep=True)
     return _timed(settings, lambda cur: cur.execute(
         "DELETE FROM transactions WHERE event_time >= %s AND event_time < %s",
         (start, start + timedelta(days=1))), keep=True)
