@@ -52,6 +52,15 @@ class Settings(BaseSettings):
     postgres_pool_wait_s: float = Field(
         default=5.0, gt=0, description="A caller waits this long for a free pooled connection, then gets an error")
     postgres_connect_timeout_s: int = Field(default=5, ge=1)
+    store_transactions_retention_days: int = Field(
+        default=180, ge=1, description="`riskray db maintain` drops the day partitions of `transactions` older "
+                                       "than this (refused below the minimum the label horizon, the accuracy window, "
+                                       "training and its history windows need: docs/store-retention.md)")
+    store_predictions_retention_days: int = Field(
+        default=90, ge=1, description="`riskray db maintain` drops the day partitions of `predictions` older "
+                                      "than this (refused below the accuracy and drift windows)")
+    store_partitions_ahead_days: int = Field(
+        default=3, ge=1, description="`riskray db maintain` keeps this many days' partitions made ahead of today")
 
     # --- Kafka ---------------------------------------------------------------------------------------------
     kafka_host: str = "127.0.0.1"
@@ -274,13 +283,6 @@ class Settings(BaseSettings):
     spark_driver_java_options: str = Field(
         default="", description="Extra JVM options of the local Spark driver (spark.driver.extraJavaOptions; the "
                                 "tests' scratch world sets one: docs/tests.md#worlds)")
-    spark_shuffle_partitions: int = Field(
-        default=2, ge=1, description="State partitions; fixed once a checkpoint exists (Spark's rule)."
-    )
-    spark_state_store: Literal["hdfs", "rocksdb"] = "hdfs"
-    stream_output_mode: Literal["update", "append"] = Field(
-        default="update", description="update: fresh partial windows every trigger; append: closed windows only."
-    )
     stream_trigger_seconds: float = Field(default=1.0, gt=0)
     stream_watermark_seconds: int = Field(default=10, ge=0)
     stream_window_seconds: int = Field(default=60, ge=1)

@@ -3,8 +3,9 @@
 
 A record's fields: ``query``, ``batch_id``, ``timestamp`` (Spark's ISO time of the batch), ``input_rows``,
 ``input_rows_per_s``, ``processed_rows_per_s``, ``batch_ms``, ``phases_ms`` (Spark's ``durationMs``: where the batch's
-time went, ``addBatch`` being the read and the write), ``watermark``, ``late_rows_dropped``, ``state_rows`` and
-``end_offsets`` (how far into each topic the batch read: ``{topic: {partition: offset}}``).
+time went, ``addBatch`` being the read and the write), ``watermark`` and ``late_rows_dropped`` (the transactions
+query: rows behind its watermark, stored but kept out of the tiles), and ``end_offsets`` (how far into each topic
+the batch read: ``{topic: {partition: offset}}``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def append(path: Path, record: dict[str, Any]) -> None:
 
 
 def late_rows_dropped(settings: Settings) -> int:
-    """Rows Spark's window aggregation dropped behind the watermark, summed over the progress log."""
+    """Rows kept out of the tiles as late (behind the stream's watermark), summed over the progress log."""
     path = progress_log_path(settings)
     if not path.exists():
         return 0

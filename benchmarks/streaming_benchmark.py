@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/streaming_benchmark.py --rates 10000 20000 --duration 120
 
-For each rate: a fresh topic, a fresh benchmark database (riskray_bench), the real Spark job (update mode unless
---output-mode append), and the simulator in its own process producing for --duration seconds. Prints per rate:
-produced and processed events/s, catch-up time after the producer stops, batch duration p50/p95 per query,
+For each rate: a fresh topic, a fresh benchmark database (riskray_bench), the real Spark job, and the simulator in
+its own process producing for --duration seconds. Prints per rate:
+produced and processed events/s, catch-up time after the producer stops, batch duration p50/p95 per query (an
+older commit's separate features query too, with --against),
 feature freshness p50/p95 (newest event in a tile -> tile visible in PostgreSQL), raw-row freshness, and the
 JVM's peak RSS; then the ratio to the targets (20k events/s, freshness p95 <= 5 s). With --baseline, each rate
 also runs on benchmarks/baseline_consumer.py (one Python process with a plain Kafka consumer, in-memory tiles, the
@@ -41,12 +42,7 @@ from app import db  # noqa: E402
 from app.config import Settings, get_settings  # noqa: E402
 from app.operations.kafka import admin  # noqa: E402
 from benchmarks.bench_store import scratch_database  # noqa: E402
-from streaming.status import (  # noqa: E402
-    features_query_name,
-    labels_query_name,
-    progress_log,
-    raw_query_name,
-)
+from streaming.status import labels_query_name, progress_log, raw_query_name  # noqa: E402
 
 BENCH_DB = "riskray_bench"
 console = Console(width=230)
@@ -95,7 +91,7 @@ class OlderCheckout:
                        capture_output=True)
 
 
-def run_rate(base: Settings, rate: int, duration: float, output_mode: str, engine: str = "spark",
+def run_rate(base: Settings, rate: int, duration: float, engine: str = "spark",
              older: OlderCheckout | None = None, labels_ratio: float = 0.0) -> dict:
     settings = scratch_database(base, BENCH_DB, older.schema if older else "head")
     code_root = older.root if older else ROOT
@@ -108,7 +104,7 @@ def run_rate(base: Settings, rate: int, duration: float, output_mode: str, engin
     env = {**os.environ, "RISKRAY_POSTGRES_DB": BENCH_DB, "RISKRAY_KAFKA_TOPIC": topic,
            "RISKRAY_KAFKA_DLQ_TOPIC": f"{topic}.dlq", "RISKRAY_KAFKA_LABELS_TOPIC": f"{topic}.labels",
            "RISKRAY_KAFKA_LABELS_DLQ_TOPIC": f"{topic}.labels.dlq", "RISKRAY_STREAM_QUERY_PREFIX": prefix,
-           "RISKRAY_STREAM_OUTPUT_MODE": output_mode, "RISKRAY_STATE_DIR": str(settings.state_dir),
+           "RISKRAY_STATE_DIR": str(settings.state_dir),
            # the job's own speed, as the baseline consumer's and an older commit's: no background CPU group (on the
            # stack the group yields to the API; here nothing but the load producer runs beside it)
            "RISKRAY_BACKGROUND_CPU_SHARES": "0"}
@@ -153,7 +149,7 @@ def run_rate(base: Settings, rate: int, duration: float, output_mode: str, engin
             if time.time() > deadline:
                 break
             time.sleep(0.5)
-        # Let the features query finish its last windows before reading freshness.
+        # Let an older commit's separate features query finish its last windows before reading freshness.
         time.sleep(3)
     finally:
         job.send_signal(signal.SIGTERM)
@@ -185,7 +181,8 @@ def run_rate(base: Settings, rate: int, duration: float, output_mode: str, engin
         "engine": engine, "rate": rate, "produced": produced["rate"], "stored": stored,
         "processed": stored / processed_seconds, "catch_up_s": caught_up - produced_at,
         "raw_batch_ms": batch_ms(raw_query_name(bench_settings)),
-        "features_batch_ms": batch_ms(features_query_name(bench_settings)),
+        # the windows' own query of commits before 2026-12-07 (now written with the raw rows)
+        "features_batch_ms": batch_ms(f"{prefix}-features"),
         "labels_batch_ms": batch_ms(labels_query_name(bench_settings)),
         "labels_produced": labelled["rate"], "labels_stored": labels, "labels_sent": labelled["events"],
         "freshness_s": freshness, "raw_freshness_s": raw_freshness, "jvm_rss_mb": peak_rss,
@@ -212,7 +209,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rates", type=int, nargs="+", default=[10_000, 20_000])
     parser.add_argument("--duration", type=float, default=120)
-    parser.add_argument("--output-mode", choices=["update", "append"], default="update")
     parser.add_argument("--baseline", action="store_true",
                         help="after each Spark run, the same load on a hand-rolled Python Kafka consumer")
     parser.add_argument("--baseline-only", action="store_true", help="the hand-rolled consumer alone")
@@ -229,13 +225,13 @@ def main() -> None:
             for rate in args.rates:
                 console.print(f"round {round_number}/{args.rounds}, {rate:,} events/s")
                 if not args.baseline_only:
-                    runs.append(run_rate(base, rate, args.duration, args.output_mode))
+                    runs.append(run_rate(base, rate, args.duration))
                 if args.labels_ratio:
-                    runs.append(run_rate(base, rate, args.duration, args.output_mode, labels_ratio=args.labels_ratio))
+                    runs.append(run_rate(base, rate, args.duration, labels_ratio=args.labels_ratio))
                 if older:
-                    runs.append(run_rate(base, rate, args.duration, args.output_mode, older=older))
+                    runs.append(run_rate(base, rate, args.duration, older=older))
                 if args.baseline or args.baseline_only:
-                    runs.append(run_rate(base, rate, args.duration, args.output_mode, engine="baseline"))
+                    runs.append(run_rate(base, rate, args.duration, engine="baseline"))
     finally:
         if older:
             older.close()
@@ -245,7 +241,7 @@ def main() -> None:
     results = [medians(group) for group in groups.values()]
 
     rounds = f", medians of {args.rounds} rounds" if args.rounds > 1 else ""
-    table = Table(title=f"simulator -> Kafka -> Spark local[2] ({args.output_mode} mode) -> PostgreSQL, "
+    table = Table(title=f"simulator -> Kafka -> Spark local[2] -> PostgreSQL, "
                         f"{args.duration:.0f} s per rate{rounds}")
     for column in ("engine", "target ev/s", "produced ev/s", "processed ev/s", "labels ev/s (all stored)",
                    "catch-up s", "raw batch p50/p95 ms", "features batch p50/p95 ms", "labels batch p50/p95 ms",

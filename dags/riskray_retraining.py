@@ -32,10 +32,10 @@ from typing import Any
 import httpx
 from airflow.sdk import Connection, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
-from riskray_ops import alerts, kube, ray_jobs, serve_checks
+from riskray_ops import alerts, jobs, kube, ray_jobs, serve_checks
 
 DAG_ID = "riskray_retraining"
-RAY_CONN, SERVE_CONN, MLFLOW_CONN = "riskray_ray", "riskray_serve", "riskray_mlflow"
+SERVE_CONN, MLFLOW_CONN = "riskray_serve", "riskray_mlflow"
 RESULT = "riskray-result"  # app.job_results: `riskray-result <kind>: <json>`
 TIME = "%Y-%m-%dT%H:%M:%S"
 
@@ -46,11 +46,8 @@ RETRY_DELAY = timedelta(seconds=float(os.environ.get("RISKRAY_DAG_RETRY_DELAY_S"
 # Nightly by default (riskray's setting airflow_dag_schedule); empty for a world whose runs are all triggered (the
 # tests', the demo's): a scheduled catch-up run would otherwise judge that world the moment Airflow starts.
 SCHEDULE = os.environ.get("RISKRAY_DAG_SCHEDULE", "0 2 * * *") or None
-# "ray": jobs through the Ray Jobs REST API of the riskray_ray connection (the local stack, a long-lived RayCluster);
-# "kubernetes": one KubeRay RayJob per job from the template ConfigMap, Serve reloaded by patching the RayService
-# (riskray_ops/kube.py; Airflow's pods run as the riskray-airflow ServiceAccount of cluster/base/ray).
-MODE = os.environ.get("RISKRAY_DAG_MODE", "ray")
-NAMESPACE = os.environ.get("RISKRAY_DAG_NAMESPACE") or None  # kubernetes mode; default: the pod's own
+# Jobs run in riskray_ops.jobs.MODE: "ray" (the Ray Jobs REST API) or "kubernetes" (one KubeRay RayJob per job, Serve
+# reloaded by patching the RayService: riskray_ops/kube.py).
 
 PARAMS = {
     "as_of": Param(None, type=["null", "string"], format="date-time",
@@ -95,11 +92,6 @@ PARAMS = {
 
 
 # --- helpers (run inside tasks) --------------------------------------------------------------------------------
-def _url(conn_id: str) -> str:
-    conn = Connection.get(conn_id)
-    return f"{conn.conn_type if conn.conn_type in ('http', 'https') else 'http'}://{conn.host}:{conn.port}"
-
-
 def _as_of(context: Any) -> datetime:
     given = context["params"]["as_of"]
     when = datetime.fromisoformat(given) if given else context["dag_run"].run_after
@@ -128,24 +120,15 @@ def _job_env(context: Any) -> dict[str, str]:
 
 
 def _run_job(entrypoint: list[str], context: Any) -> ray_jobs.JobResult:
-    """One Ray job for this task; its log streamed into the task log. A retry attaches to a running job."""
-    ti = context["ti"]
-    base = ray_jobs.submission_id(ti.dag_id, ti.run_id, ti.task_id)
-    timeout_s = context["params"]["job_timeout_minutes"] * 60
-    if MODE == "kubernetes":
-        with kube.Kube.in_cluster(NAMESPACE) as cluster:
-            name = cluster.start(ray_jobs.attempt_id(base, ti.try_number), shlex.join(entrypoint), _job_env(context),
-                                 log.info)
-            return cluster.wait(name, timeout_s, log.info)
-    with ray_jobs.RayJobs(_url(RAY_CONN)) as jobs:
-        return jobs.run(base, ti.try_number, shlex.join(entrypoint), timeout_s, _job_env(context), log.info)
+    """One job for this task, with the run's thresholds as its settings."""
+    return jobs.run(entrypoint, context, _job_env(context), context["params"]["job_timeout_minutes"] * 60)
 
 
 def _serve_beside(challenger: str, context: Any) -> None:
     """The challenger served beside the champion (canary or shadow)."""
     p = context["params"]
-    if MODE == "kubernetes":
-        with kube.Kube.in_cluster(NAMESPACE) as cluster:
+    if jobs.MODE == "kubernetes":
+        with kube.Kube.in_cluster(jobs.NAMESPACE) as cluster:
             cluster.reload_serve({"challenger": challenger, "ab_mode": p["deploy_mode"],
                                   "canary_share": p["canary_share"]}, log.info)
         return
@@ -157,8 +140,8 @@ def _move_champion(command: list[str], version: str, context: Any) -> None:
     """The champion alias moves (`riskray promote` / `rollback`); Serve follows in place: locally the command
     reloads it, on Kubernetes the RayService's user_config is patched (the operator owns the Serve app)."""
     _run_job(command, context)
-    if MODE == "kubernetes":
-        with kube.Kube.in_cluster(NAMESPACE) as cluster:
+    if jobs.MODE == "kubernetes":
+        with kube.Kube.in_cluster(jobs.NAMESPACE) as cluster:
             cluster.reload_serve({"champion": version, "challenger": None, "ab_mode": "off"}, log.info)
     elif context["params"]["deploy_mode"] != "direct":
         _run_job(["riskray", "serve", "deploy"], context)  # the new champion alone again
@@ -167,7 +150,7 @@ def _move_champion(command: list[str], version: str, context: Any) -> None:
 def _alias(alias: str) -> str | None:
     conn = Connection.get(MLFLOW_CONN)
     name = conn.extra_dejson["registered_model"]
-    response = httpx.get(f"{_url(MLFLOW_CONN)}/api/2.0/mlflow/registered-models/alias",
+    response = httpx.get(f"{jobs.url(MLFLOW_CONN)}/api/2.0/mlflow/registered-models/alias",
                          params={"name": name, "alias": alias}, timeout=30)
     if response.status_code == 404 or "RESOURCE_DOES_NOT_EXIST" in response.text:
         return None
@@ -259,7 +242,7 @@ def riskray_retraining() -> None:
             log.info("%s of version %s beside champion %s for %s min", p["deploy_mode"], challenger, previous,
                      p["observe_minutes"])
             time.sleep(p["observe_minutes"] * 60)
-            serve_checks.healthy(_url(SERVE_CONN), p["validate_timeout_s"], log.info)
+            serve_checks.healthy(jobs.url(SERVE_CONN), p["validate_timeout_s"], log.info)
         # the alias moves, then Serve reloads in place (user_config -> reconfigure): no restart, no failed request
         _move_champion(["riskray", "promote", challenger], challenger, context)
         log.info("champion: %s -> %s", previous, challenger)
@@ -270,7 +253,7 @@ def riskray_retraining() -> None:
         context = get_current_context()
         p = context["params"]
         try:
-            serve_checks.validate(_url(SERVE_CONN), challenger, p["smoke_requests"], p["validate_timeout_s"],
+            serve_checks.validate(jobs.url(SERVE_CONN), challenger, p["smoke_requests"], p["validate_timeout_s"],
                                   log.info)
         except serve_checks.ValidationError as error:
             log.error("%s; rolling back to %s", error, previous)

@@ -4,7 +4,7 @@
   offsets minus the end offsets of the query's last micro-batch, from the stream's progress log);
 * ``riskray_stream_feature_freshness_seconds{query}``: 0 when the query has read to the end; otherwise how long
   since its last micro-batch finished (how stale what it has written is, at least);
-* ``riskray_stream_late_rows_dropped_total``: rows the window aggregation dropped behind the watermark;
+* ``riskray_stream_late_rows_dropped_total``: rows kept out of the windows, behind the stream's watermark;
 * ``riskray_prediction_log_rows``: rows in ``predictions`` (its identity's high mark: no table scan), to set
   beside ``predictions_total``;
 * ``riskray_dead_letters``: messages in the dead-letter topic.

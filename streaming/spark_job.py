@@ -1,21 +1,21 @@
 """The Spark Structured Streaming job: Kafka ``transactions`` and ``labels`` -> PostgreSQL feature store.
 
-Three queries share one Spark application; two of them read the ``transactions`` topic:
+Two queries share one Spark application, one per topic:
 
-- ``<prefix>-raw`` (stateless): validates every message against the message model; invalid ones go to the
-  dead-letter topic with the raw bytes and key, and headers naming the error and the source partition/offset;
-  valid ones are stored in ``transactions`` (late ones too, flagged ``is_late``).
-- ``<prefix>-features`` (stateful): 10-second watermark, duplicates dropped by transaction_id within the watermark,
-  1-minute tumbling windows per customer and per merchant, written as upserts to ``features`` and
-  ``merchant_features``. Rows behind the watermark are dropped by Spark and counted (numRowsDroppedByWatermark in
-  the progress log).
+- ``<prefix>-raw`` reads each ``transactions`` message once, for both outputs: it validates every message against
+  the message model (invalid ones go to the dead-letter topic with the raw bytes and key, and headers naming the
+  error and the source partition/offset) and stores the valid ones in ``transactions``, flagging as late those
+  behind its watermark (the latest event time committed, minus ``stream_watermark_seconds``). The statement that
+  stores them adds the rows it stored (a duplicate of a stored row is not: the table's key decides, however late
+  it comes) and that are not late to their 1-minute tiles per customer and per merchant (``features``,
+  ``merchant_features``; ``streaming.store_writer``). Rows, tiles and the batch's ledger row commit together.
+- ``<prefix>-labels`` reads the ``labels`` topic: label events checked by their model like transactions (invalid
+  ones to the labels' dead-letter topic), stored once per label_id in ``labels`` (a label whose transaction is not
+  stored yet is kept and counted as unmatched).
 
-The third, ``<prefix>-labels`` (stateless), reads the ``labels`` topic: label events checked by their model like
-transactions (invalid ones to the labels' dead-letter topic), stored once per label_id in ``labels`` (a label whose
-transaction is not stored yet is kept and counted as unmatched).
-
-Spark cannot emit a stateful aggregation's input rows from the same query, which is why raw rows and windows are
-two queries; each query's batch is one database transaction with its own commit row, so each is exactly-once.
+Each query's batch is one database transaction with its own ledger row, so each is exactly-once. (Until 2026-12-07
+a second, stateful query read the topic again for Spark's windowed aggregation; its state store, shuffle and second
+read set the features' freshness, and it could not see which rows the raw path had stored.)
 Run with ``python -m streaming.spark_job`` (``riskray stream start`` does it under supervisord).
 """
 
@@ -46,7 +46,6 @@ from pyspark.sql.types import LongType
 from app import db, stream_progress
 from app.config import Settings, get_settings
 from app.cpu_weight import BackgroundGroup
-from app.features import TILE_TABLES, TILES, TileAggregate
 from app.labels import row_fraud_reports
 from app.schemas import STORE_COLUMN_OF, KafkaMessage, LabelEvent, Transaction, message_fields
 from streaming import store_writer
@@ -54,12 +53,11 @@ from streaming.dead_letters import DeadLetterProducer
 from streaming.spark_schema import spark_schema
 from streaming.status import (
     checkpoint_dir,
-    features_query_name,
     labels_query_name,
     progress_log,
     raw_query_name,
 )
-from streaming.validation import canonical_message, validation_errors, validation_udf
+from streaming.validation import canonical_message, validation_errors
 
 log = logging.getLogger("riskray.stream")
 EVENT_TIME = STORE_COLUMN_OF["timestamp"]  # the message's event time as the store names it
@@ -89,15 +87,9 @@ def build_session(settings: Settings) -> SparkSession:
     # and the jars (in the image) come from the submission
     builder = (
         builder.config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.streaming.metricsEnabled", "true")
     )
-    if settings.spark_state_store == "rocksdb":
-        builder = builder.config(
-            "spark.sql.streaming.stateStore.providerClass",
-            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
-        )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
@@ -156,19 +148,6 @@ def for_the_model(column: str) -> Column:
     return F.when(F.col("canonical"), F.lit(None)).otherwise(F.col(column))
 
 
-def accepted(model: type[KafkaMessage] = Transaction) -> Column:
-    """Over ``parsed`` rows: the message satisfies the model. Canonical ones are recognised in the JVM, the rest are
-    checked by the model itself in a Python UDF (which gets nulls for the canonical ones, and says "empty" of them)."""
-    message_error = validation_udf(model)
-    model_accepts = message_error(for_the_model("key"), for_the_model("value")).isNull() & fully_parsed(model)
-    return F.col("canonical") | model_accepts
-
-
-def valid_messages(source: DataFrame) -> DataFrame:
-    """Rows that satisfy the message model, parsed."""
-    return parsed(source).where(accepted()).select(*stream_fields())
-
-
 def as_utc(times: pd.Series) -> pd.Series:
     """Spark hands timestamps to pandas naive in the session time zone (UTC); make them explicit."""
     times = pd.to_datetime(times)
@@ -192,23 +171,35 @@ class LedgerName:
         return self._value
 
 
-def checked_batch(batch: DataFrame, model: type[KafkaMessage], dead_letters: DeadLetterProducer
-                  ) -> tuple[pd.DataFrame, int]:
-    """One micro-batch of Kafka rows on the driver (one Spark job, Arrow), checked against ``model``: the message
-    model validates those the JVM could not vouch for (``canonical_message``; no Python UDF round trip). Invalid
-    ones are sent to the dead-letter topic, acknowledged before this returns (a dead letter is sent at least once,
-    never lost). Returns the valid rows (the message fields as the JVM parsed them, plus topic, partition and
-    offset) and how many went to the dead-letter topic."""
-    source = parsed(batch, model).select(for_the_model("key").alias("key"), for_the_model("value").alias("value"),
-                                         "canonical", "topic", "partition", "offset",
-                                         fully_parsed(model).alias("fully_parsed"), *stream_fields(model)).toPandas()
+def collected(batch: DataFrame, model: type[KafkaMessage]) -> pd.DataFrame:
+    """One micro-batch of Kafka rows on the driver (one Spark job, Arrow), parsed in the JVM: the message fields,
+    whether the JVM vouches for each message (``canonical``), and the key and value only of those it cannot."""
+    return parsed(batch, model).select(for_the_model("key").alias("key"), for_the_model("value").alias("value"),
+                                       "canonical", "topic", "partition", "offset",
+                                       fully_parsed(model).alias("fully_parsed"), *stream_fields(model)).toPandas()
+
+
+def rejections(source: pd.DataFrame, model: type[KafkaMessage]) -> pd.Series:
+    """Per ``collected`` row, why the stream refuses it (None: kept). The message model checks what the JVM could
+    not vouch for; a value the model accepts but Spark's schema or the stream's times cannot hold is refused too."""
     errors = pd.Series(None, index=source.index, dtype=object)
-    check = ~source["canonical"].astype(bool)  # the model checks what the JVM could not vouch for
+    check = ~source["canonical"].astype(bool)
     if check.any():
         errors[check] = validation_errors(source.loc[check, "value"], source.loc[check, "key"], model)
     unparsed = errors.isna() & ~source["fully_parsed"].astype(bool)
     errors[unparsed] = (f"message: valid for the model but not for the stream (Spark's schema, times from "
                         f"{STREAM_TIMES[0][:4]} to {int(STREAM_TIMES[1][:4]) - 1})")
+    return errors
+
+
+def checked_batch(batch: DataFrame, model: type[KafkaMessage], dead_letters: DeadLetterProducer
+                  ) -> tuple[pd.DataFrame, int]:
+    """One micro-batch ``collected`` and checked against ``model`` (``rejections``). Refused messages are sent to the
+    dead-letter topic, acknowledged before this returns (a dead letter is sent at least once, never lost). Returns
+    the valid rows (the message fields as the JVM parsed them, plus topic, partition and offset) and how many went
+    to the dead-letter topic."""
+    source = collected(batch, model)
+    errors = rejections(source, model)
     bad = source[errors.notna()]
     for row, reason in zip(bad.itertuples(index=False), errors[errors.notna()], strict=True):
         dead_letters.send(row.key, row.value, reason, row.topic, int(row.partition), int(row.offset))
@@ -234,9 +225,9 @@ def _store(settings: Settings) -> Iterator[psycopg2.extensions.cursor]:
 class RawWriter:
     """foreachBatch of the raw query: one Spark job pulls the batch's Kafka rows to the driver (Arrow), where the
     message model validates those the JVM could not vouch for (``canonical_message``; no Python UDF round trip).
-    Invalid ones go to the dead-letter topic, valid ones to ``transactions``. Keeps the raw path's own watermark
-    (latest event time committed, minus the delay) to flag late rows; it is read back from the batch ledger, so it
-    survives restarts."""
+    Invalid ones go to the dead-letter topic, valid ones to ``transactions`` and, unless late, into their tiles.
+    Keeps the stream's watermark (latest event time committed, minus the delay) to flag late rows; it is read back
+    from the batch ledger, so it survives restarts."""
 
     def __init__(self, settings: Settings, checkpoint: Path) -> None:
         self.settings = settings
@@ -244,6 +235,7 @@ class RawWriter:
         self.delay = timedelta(seconds=settings.stream_watermark_seconds)
         self.latest: datetime | None = None
         self._resumed = False
+        self.late_rows: dict[int, int] = {}  # batch id -> late rows, until the progress log has taken them
         self.dead_letters = DeadLetterProducer(settings)
         # Derived once, not per batch: pandas widens integer columns to float when invalid rows hold nulls.
         optional = {name for name, prop in message_fields(Transaction) if prop.get("optional")}
@@ -270,23 +262,30 @@ class RawWriter:
             watermark = self.latest - self.delay if self.latest is not None else None
             rows["is_late"] = (rows[EVENT_TIME] < watermark) if watermark is not None else False
             validated_at = time.monotonic()
-            inserted = store_writer.insert_transactions(cur, rows)
+            stored = store_writer.insert_transactions(cur, rows, tiles=True,
+                                                      window_seconds=self.settings.stream_window_seconds)
             # the frauds labelled inside these rows, and the reports that waited for these transactions
             reports = row_fraud_reports(rows.rename(columns={EVENT_TIME: "timestamp"}), self.settings.label_delay_days)
             # (an empty batch stored nothing: no table of its rows to look in)
             store_writer.record_fraud_reports(cur, reports, table=store_writer.INCOMING_TRANSACTIONS if len(rows)
                                               else None)
-            counts = {"valid": len(rows), "inserted": inserted, "duplicates": len(rows) - inserted,
-                      "dlq": dead, "late": int(rows["is_late"].sum()) if len(rows) else 0}
+            counts = {"valid": len(rows), "inserted": stored.inserted, "duplicates": len(rows) - stored.inserted,
+                      "dlq": dead, "late": int(rows["is_late"].sum()) if len(rows) else 0,
+                      **{f"{entity}_tiles": n for entity, n in stored.tiles.items()}}
             latest = self.latest
             if len(rows):
                 newest = rows[EVENT_TIME].max().to_pydatetime()
                 latest = newest if latest is None else max(latest, newest)
             store_writer.record_counts(cur, query, batch_id, counts, latest)
         self.latest = latest
+        self.late_rows[batch_id] = counts["late"]
         phases = {"collect_s": round(collected_at - started, 2), "prepare_s": round(validated_at - collected_at, 2),
                   "store_s": round(time.monotonic() - validated_at, 2)}
         log.info("%s batch %d: %s %s in %.2f s", query, batch_id, counts, phases, time.monotonic() - started)
+
+    def watermark(self) -> datetime | None:
+        """Rows with an earlier event time are late: stored, flagged, kept out of the tiles."""
+        return self.latest - self.delay if self.latest is not None else None
 
 
 # --- labels query --------------------------------------------------------------------------------------------
@@ -318,76 +317,6 @@ class LabelWriter:
         log.info("%s batch %d: %s in %.2f s", query, batch_id, counts, time.monotonic() - started)
 
 
-# --- features query ------------------------------------------------------------------------------------------
-_SPARK_AGGREGATION = {
-    "count": lambda column: F.count(F.lit(1)),
-    "sum": lambda column: F.coalesce(F.sum(column), F.lit(0)),  # a label no row in the tile carries sums to 0
-    "mean": lambda column: F.avg(column),
-    "max": lambda column: F.max(column),
-    "std": lambda column: F.coalesce(F.stddev_samp(column), F.lit(0.0)),
-}
-
-
-def _aggregate(aggregate: TileAggregate) -> Column:
-    column = F.col(aggregate.column) if aggregate.column else None
-    return _SPARK_AGGREGATION[aggregate.aggregation](column).alias(aggregate.name)
-
-
-# The tiles of every entity are one aggregation of every declared tile column (each entity's tile table is written
-# with its own columns), over the message columns the declarations aggregate, per entity key.
-TILE_AGGREGATES: tuple[TileAggregate, ...] = tuple(
-    {a.name: a for entity_tile in TILES.values() for a in entity_tile}.values())
-TILE_INPUTS: tuple[str, ...] = tuple(dict.fromkeys(a.column for a in TILE_AGGREGATES if a.column is not None))
-TILE_TIMES: tuple[str, ...] = ("window_start", "window_end", *(  # the latest event time of a tile is a time too
-    a.name for a in TILE_AGGREGATES if a.column == "timestamp" and a.aggregation == "max"))
-
-
-def tiles(valid: DataFrame, settings: Settings) -> DataFrame:
-    """One stateful aggregation over (entity kind, entity id, 1-minute window) for customers and merchants."""
-    window = f"{settings.stream_window_seconds} seconds"
-    deduplicated = (
-        valid.withWatermark("timestamp", f"{settings.stream_watermark_seconds} seconds")
-        .dropDuplicatesWithinWatermark(["transaction_id"])
-    )
-    exploded = deduplicated.select(
-        F.explode(
-            F.array(*(F.struct(F.lit(entity).alias("kind"), F.col(key).alias("entity_id"))
-                      for entity, (_, key) in TILE_TABLES.items()))
-        ).alias("entity"),
-        *dict.fromkeys(("timestamp", *TILE_INPUTS)),  # the window's time, and what the tiles aggregate
-    )
-    return (
-        exploded.groupBy(F.col("entity.kind").alias("kind"), F.col("entity.entity_id").alias("entity_id"),
-                         F.window("timestamp", window))
-        .agg(*(_aggregate(a) for a in TILE_AGGREGATES))
-        .select("kind", "entity_id", F.col("window.start").alias("window_start"),
-                F.col("window.end").alias("window_end"), *(a.name for a in TILE_AGGREGATES))
-    )
-
-
-class FeatureWriter:
-    def __init__(self, settings: Settings, checkpoint: Path) -> None:
-        self.settings = settings
-        self.ledger = LedgerName(features_query_name(settings), checkpoint)
-
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        started = time.monotonic()
-        query = str(self.ledger)
-        frame = batch.toPandas()
-        for column in TILE_TIMES:
-            frame[column] = as_utc(frame[column])
-        with _store(self.settings) as cur:
-            if not store_writer.claim_batch(cur, query, batch_id):
-                log.info("%s batch %d already committed; skipped", query, batch_id)
-                return
-            counts = {}
-            for entity, (_, key) in TILE_TABLES.items():
-                part = frame[frame["kind"] == entity].rename(columns={"entity_id": key})
-                counts[entity] = store_writer.upsert_tiles(cur, entity, part)
-            store_writer.record_counts(cur, query, batch_id, counts)
-        log.info("%s batch %d: %s in %.2f s", query, batch_id, counts, time.monotonic() - started)
-
-
 # --- progress ------------------------------------------------------------------------------------------------
 def _offsets(value: object) -> dict | None:
     """A Kafka source's offsets as Spark reports them (a JSON string or already parsed)."""
@@ -400,10 +329,11 @@ def _offsets(value: object) -> dict | None:
 
 
 class ProgressLog(StreamingQueryListener):
-    """One JSON line per micro-batch: rows, durations, watermark, rows dropped as late."""
+    """One JSON line per micro-batch: rows, durations, and for the raw query its watermark and the rows it kept out
+    of the tiles as late (Spark reports progress after the batch's writer has returned)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, raw: RawWriter) -> None:
+        self.path, self.raw = path, raw
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def onQueryStarted(self, event) -> None:  # noqa: N802 - Spark's listener API
@@ -411,20 +341,21 @@ class ProgressLog(StreamingQueryListener):
 
     def onQueryProgress(self, event) -> None:  # noqa: N802
         p = event.progress
-        dropped = sum(op.numRowsDroppedByWatermark for op in p.stateOperators)
+        raw = p.name == self.raw.ledger.name
+        dropped = self.raw.late_rows.pop(p.batchId, 0) if raw else 0
+        watermark = self.raw.watermark() if raw else None
         record = {
             "query": p.name, "batch_id": p.batchId, "timestamp": p.timestamp, "input_rows": p.numInputRows,
             "input_rows_per_s": p.inputRowsPerSecond, "processed_rows_per_s": p.processedRowsPerSecond,
-            "batch_ms": p.batchDuration, "phases_ms": dict(p.durationMs), "watermark": p.eventTime.get("watermark"),
-            "late_rows_dropped": dropped,
-            "state_rows": sum(op.numRowsTotal for op in p.stateOperators),
+            "batch_ms": p.batchDuration, "phases_ms": dict(p.durationMs),
+            "watermark": watermark.isoformat() if watermark else None, "late_rows_dropped": dropped,
             # how far into the topic the batch read, {topic: {partition: offset}}: lag = the topic's end - this
             "end_offsets": _offsets(p.sources[0].endOffset) if p.sources else None,
         }
         stream_progress.append(self.path, record)
         if dropped:
-            log.warning("%s batch %d dropped %d late rows behind watermark %s", p.name, p.batchId, dropped,
-                        record["watermark"])
+            log.warning("%s batch %d kept %d late rows (behind watermark %s) out of the tiles", p.name, p.batchId,
+                        dropped, record["watermark"])
 
     def onQueryIdle(self, event) -> None:  # noqa: N802
         pass
@@ -433,25 +364,16 @@ class ProgressLog(StreamingQueryListener):
         log.info("query %s terminated%s", event.id, f": {event.exception}" if event.exception else "")
 
 
-def start_queries(spark: SparkSession, settings: Settings) -> list[StreamingQuery]:
+def start_queries(spark: SparkSession, settings: Settings, raw_writer: RawWriter) -> list[StreamingQuery]:
     checkpoints = checkpoint_dir(settings)
     trigger = {"processingTime": f"{settings.stream_trigger_seconds} seconds"}
-    # Two tasks instead of one per Kafka partition: on local[2], twelve small tasks per batch (Python-UDF tasks
-    # above all) cost more in scheduling than in work.
+    # Two tasks instead of one per Kafka partition: on local[2], twelve small tasks per batch cost more in
+    # scheduling than in work.
     parallelism = spark.sparkContext.defaultParallelism
     raw = (
         kafka_source(spark, settings).coalesce(parallelism).writeStream.queryName(raw_query_name(settings))
-        .foreachBatch(RawWriter(settings, checkpoints / "raw"))
+        .foreachBatch(raw_writer)
         .option("checkpointLocation", str(checkpoints / "raw"))
-        .trigger(**trigger)
-        .start()
-    )
-    features = (
-        tiles(valid_messages(kafka_source(spark, settings).coalesce(parallelism)), settings)
-        .writeStream.queryName(features_query_name(settings))
-        .outputMode(settings.stream_output_mode)
-        .foreachBatch(FeatureWriter(settings, checkpoints / "features"))
-        .option("checkpointLocation", str(checkpoints / "features"))
         .trigger(**trigger)
         .start()
     )
@@ -463,7 +385,7 @@ def start_queries(spark: SparkSession, settings: Settings) -> list[StreamingQuer
         .trigger(processingTime=f"{settings.stream_labels_trigger_seconds} seconds")
         .start()
     )
-    return [raw, features, labels]
+    return [raw, labels]
 
 
 def main() -> None:
@@ -475,10 +397,10 @@ def main() -> None:
     _background = BackgroundGroup(settings)
     _background.enter()  # before the JVM starts: it and Spark's Python workers inherit the group
     spark = build_session(settings)
-    spark.streams.addListener(ProgressLog(progress_log(settings)))
-    queries = start_queries(spark, settings)
-    log.info("streaming %s and %s -> feature store (%s mode)", settings.kafka_topic, settings.kafka_labels_topic,
-             settings.stream_output_mode)
+    raw_writer = RawWriter(settings, checkpoint_dir(settings) / "raw")
+    spark.streams.addListener(ProgressLog(progress_log(settings), raw_writer))
+    queries = start_queries(spark, settings, raw_writer)
+    log.info("streaming %s and %s -> feature store", settings.kafka_topic, settings.kafka_labels_topic)
 
     stopping = threading.Event()
     # The handler only sets a flag: calling into py4j from a signal handler while the main thread is inside a

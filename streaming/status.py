@@ -14,17 +14,13 @@ def raw_query_name(settings: Settings) -> str:
     return f"{settings.stream_query_prefix}-raw"
 
 
-def features_query_name(settings: Settings) -> str:
-    return f"{settings.stream_query_prefix}-features"
-
-
 def labels_query_name(settings: Settings) -> str:
     return f"{settings.stream_query_prefix}-labels"
 
 
 def query_names(settings: Settings) -> tuple[str, ...]:
-    """The job's queries: raw transactions, their tiles, label events."""
-    return raw_query_name(settings), features_query_name(settings), labels_query_name(settings)
+    """The job's queries: transactions (rows and their tiles), label events."""
+    return raw_query_name(settings), labels_query_name(settings)
 
 
 def progress_log(settings: Settings) -> Path:

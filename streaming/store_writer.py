@@ -10,14 +10,15 @@ from __future__ import annotations
 import io
 import json
 from datetime import datetime
+from typing import NamedTuple
 
 import pandas as pd
 import psycopg2.extensions
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from app.features import TILE_TABLES, TILES, Entity
-from app.schemas import LABEL_STORE_COLUMNS, MESSAGE_STORE_COLUMNS
+from app.features import TILE_TABLES, TILES, Entity, TileAggregate
+from app.schemas import LABEL_STORE_COLUMNS, MESSAGE_STORE_COLUMNS, STORE_COLUMN_OF
 
 # The Kafka source's columns a stored row keeps beside the message (where it was read), under these names.
 KAFKA_SOURCE_COLUMNS = {"partition": "kafka_partition", "offset": "kafka_offset"}
@@ -65,28 +66,107 @@ def _copy_into_temp(cur: psycopg2.extensions.cursor, table: str, frame: pd.DataF
 
 INCOMING_TRANSACTIONS = "incoming_transactions"  # the raw batch's rows until its commit (_copy_into_temp)
 
+# --- the tiles of the rows a batch stored --------------------------------------------------------------------
+# A tile aggregates the transactions stored in its minute. The stream adds each batch's newly stored, on-time rows
+# to their tiles in the statement that stores them: the duplicate check is the table's own key (exact, however
+# late the duplicate), late rows are the ones the raw path flags (one watermark for rows and tiles), and the tiles
+# commit with the rows and the batch's ledger row (exactly once together). Each aggregation of app.features.TILES
+# has a batch form (over the stored rows) and a merge with the tile already stored (the batch's part added to it).
+_BATCH = {
+    "count": lambda column: "count(*)",
+    "sum": lambda column: f"coalesce(sum(i.{column}), 0)",  # a label no row in the tile carries sums to 0
+    "mean": lambda column: f"avg(i.{column})",
+    "max": lambda column: f"max(i.{column})",
+    "std": lambda column: f"coalesce(stddev_samp(i.{column}), 0)",
+}
 
-def insert_transactions(cur: psycopg2.extensions.cursor, rows: pd.DataFrame) -> int:
-    """Insert raw rows, skipping transaction ids already stored; returns how many were new."""
+
+def _merge(aggregate: TileAggregate, tile: tuple[TileAggregate, ...], table: str) -> str:
+    """The stored tile (``table``) and the batch's part (EXCLUDED) as one tile: sums add, maxima take the larger,
+    means weigh by their counts and standard deviations combine by Chan's formula for pooled variance."""
+    old, new = f"{table}.{aggregate.name}", f"EXCLUDED.{aggregate.name}"
+    if aggregate.aggregation in ("count", "sum"):
+        return f"{old} + {new}"
+    if aggregate.aggregation == "max":
+        return f"greatest({old}, {new})"
+    count = next(a.name for a in tile if a.aggregation == "count")
+    n_old, n_new = f"{table}.{count}", f"EXCLUDED.{count}"
+    if aggregate.aggregation == "mean":
+        return f"({old} * {n_old} + {new} * {n_new}) / ({n_old} + {n_new})"
+    mean = next(a.name for a in tile if a.aggregation == "mean" and a.column == aggregate.column)
+    m_old, m_new = f"{table}.{mean}", f"EXCLUDED.{mean}"
+    squares = (f"{old} * {old} * ({n_old} - 1) + {new} * {new} * ({n_new} - 1) "
+               f"+ ({m_new} - {m_old}) * ({m_new} - {m_old}) * {n_old} * {n_new} / ({n_old} + {n_new})")
+    return f"sqrt(greatest({squares}, 0) / greatest({n_old} + {n_new} - 1, 1))"
+
+
+def _tile_cte(entity: Entity) -> str:
+    """The CTE adding the rows ``inserted`` stored to ``entity``'s tiles; the tile's length is the bind parameter
+    ``window_s`` (seconds)."""
+    table, key = TILE_TABLES[entity]
+    tile = TILES[entity]
+    names = [key, "window_start", "window_end", *(a.name for a in tile), "updated_at"]
+    window = "make_interval(secs => %(window_s)s)"
+    start = f"date_bin({window}, i.event_time, timestamptz 'epoch')"
+    values = [f"i.{key}", start, f"{start} + {window}",
+              *(_BATCH[a.aggregation](STORE_COLUMN_OF.get(a.column or "", a.column)) for a in tile),
+              "clock_timestamp()"]  # when it became visible, not when the batch's transaction began
+    merged = ", ".join(f"{a.name} = {_merge(a, tile, table)}" for a in tile)
+    return (f"{entity}_tiles AS (INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(values)} "
+            f"FROM inserted i WHERE NOT i.is_late GROUP BY 1, 2 "
+            f"ON CONFLICT ({key}, window_start) DO UPDATE SET {merged}, updated_at = clock_timestamp() "
+            f"RETURNING 1)")
+
+
+def _check_tiles() -> None:
+    """Means and standard deviations merge through their tile's count (and, for a deviation, its column's mean):
+    a declaration without them fails at import, not in the stream."""
+    for entity, tile in TILES.items():
+        for a in tile:
+            if a.aggregation in ("mean", "std") and not any(b.aggregation == "count" for b in tile):
+                raise ValueError(f"{entity} tile: {a.name} needs a count in the same tile")
+            if a.aggregation == "std" and not any(b.aggregation == "mean" and b.column == a.column for b in tile):
+                raise ValueError(f"{entity} tile: {a.name} needs the mean of {a.column} in the same tile")
+
+
+_check_tiles()
+TILE_CTES: dict[Entity, str] = {entity: _tile_cte(entity) for entity in TILE_TABLES}
+
+
+class StoredBatch(NamedTuple):
+    inserted: int  # rows new to the table (a duplicate of a stored row is not)
+    tiles: dict[str, int]  # tiles written per entity (with tiles=True)
+
+
+def insert_transactions(cur: psycopg2.extensions.cursor, rows: pd.DataFrame, tiles: bool = False,
+                        window_seconds: int = 60) -> StoredBatch:
+    """Insert raw rows, skipping those already stored, in one statement; with ``tiles``, the rows it stored and
+    that are not late are added to their ``window_seconds`` tiles in the same statement."""
     if rows.empty:
-        return 0
+        return StoredBatch(0, {entity: 0 for entity in TILE_TABLES} if tiles else {})
     columns = list(TRANSACTION_COLUMNS)
     # Within one batch the same id may arrive twice: keep the first, as the table would.
     rows = rows.drop_duplicates("transaction_id")
     temp = _copy_into_temp(cur, "transactions", rows, columns)
     listed = ", ".join(columns)
-    # Country counts move with the rows actually inserted (not duplicates), in the same statement and database
-    # transaction, so a replayed batch counts nothing twice. Late rows are kept out, as the tiles keep them out.
+    # Its one unique key is (transaction_id, event_time): the table is partitioned by event time (migration 0013),
+    # and a resent message carries the same time. Country counts move with the rows actually inserted (not
+    # duplicates), in the same statement and database transaction, so a replayed batch counts nothing twice. Late
+    # rows are kept out, as the tiles keep them out.
+    entities = [entity for entity in TILE_TABLES if tiles]
+    ctes = "".join(f", {TILE_CTES[entity]}" for entity in entities)
+    counts = "".join(f", (SELECT count(*) FROM {entity}_tiles)" for entity in entities)
     cur.execute(
         f"WITH inserted AS (INSERT INTO transactions ({listed}) SELECT {listed} FROM {temp} "
-        f"ON CONFLICT (transaction_id) DO NOTHING RETURNING customer_id, country, is_late), "
+        f"ON CONFLICT DO NOTHING RETURNING *), "
         f"counted AS (INSERT INTO customer_countries (customer_id, country, transaction_count) "
         f"SELECT customer_id, country, count(*) FROM inserted WHERE NOT is_late GROUP BY 1, 2 "
         f"ON CONFLICT (customer_id, country) DO UPDATE "
-        f"SET transaction_count = customer_countries.transaction_count + EXCLUDED.transaction_count) "
-        f"SELECT count(*) FROM inserted"
+        f"SET transaction_count = customer_countries.transaction_count + EXCLUDED.transaction_count){ctes} "
+        f"SELECT (SELECT count(*) FROM inserted){counts}", {"window_s": window_seconds}
     )
-    return int(cur.fetchone()[0])
+    inserted, *tile_counts = cur.fetchone()
+    return StoredBatch(int(inserted), dict(zip(entities, map(int, tile_counts), strict=True)))
 
 
 def insert_labels(cur: psycopg2.extensions.cursor, rows: pd.DataFrame) -> tuple[int, int]:

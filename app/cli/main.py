@@ -15,6 +15,7 @@ from app.cli import (
     monitor_commands,
     serve_commands,
     stack_commands,
+    store_commands,
     stream_commands,
 )
 from app.config import Settings, SettingsError, get_settings
@@ -54,6 +55,9 @@ def db_migrate() -> None:
     settings = get_settings()
     migrate.upgrade(settings)
     typer.echo(f"schema at revision {migrate.current_revision(settings)}")
+
+
+db.command("maintain")(store_commands.maintain)
 
 
 @cli.command("config")

@@ -128,10 +128,10 @@ def stop() -> None:
 
 @stream.command("reset")
 def reset() -> None:
-    """Forget the job's Spark state (checkpoints, progress log) so it re-reads the topic from the start.
+    """Forget the job's checkpoints and progress log so it re-reads the topics from the start.
 
-    Needed after a change to the feature definitions, which Spark refuses to restore into old state. Safe for
-    the store: batches are keyed by checkpoint id, raw rows by transaction id, tiles are replaced."""
+    Safe for the store: batches are keyed by checkpoint id, a row already stored is skipped by its key, and only
+    rows a batch stores are added to the tiles."""
     import shutil
 
     from app.operations import stream as stream_program
@@ -167,11 +167,9 @@ def status() -> None:
         totals = ", ".join(f"{k}={v}" for k, v in item.totals.items()) or "-"
         table.add_row(name, str(item.last_batch), str(item.last_commit or "-"), totals)
     console.print(table)
-    console.print(f"late rows dropped by the window aggregation: {late_rows_dropped(settings)}")
+    console.print(f"late rows (stored, kept out of the windows): {late_rows_dropped(settings)}")
     if state != "RUNNING":
         failure = last_failure(supervisor.log_path(settings, stream_program.NAME))
         if failure:
             console.print(f"[red]last failure:[/red] {failure}")
-            if "STATE_STORE" in failure:
-                console.print("the feature definitions changed since the checkpoint: `riskray stream reset`")
         raise typer.Exit(1)

@@ -22,7 +22,7 @@ from kafka.admin import NewTopic
 from app import db
 from app.config import Settings
 from app.operations.kafka import admin
-from streaming.status import features_query_name, labels_query_name, progress_log, raw_query_name
+from streaming.status import labels_query_name, progress_log, raw_query_name
 from tests import scratch
 
 if TYPE_CHECKING:
@@ -107,18 +107,20 @@ class StreamHarness:
         assert self.producer.flush(60) == 0
 
     # --- observation --------------------------------------------------------------------------------------
-    def committed_batches(self, raw: bool = True) -> int:
-        name = raw_query_name(self.settings) if raw else features_query_name(self.settings)
+    def committed_batches(self) -> int:
+        """Batches of the transactions query (rows and tiles) committed so far."""
+        name = raw_query_name(self.settings)
         with db.connection(self.settings) as conn, conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM stream_batch_commits WHERE query_name LIKE %s", (f"{name}@%",))
             return cur.fetchone()[0]
 
-    def features_watermark(self) -> pd.Timestamp | None:
+    def watermark(self) -> pd.Timestamp | None:
+        """The transactions query's watermark after its latest batch: rows behind it are late."""
         path = progress_log(self.settings)
         if not path.exists():
             return None
         marks = [json.loads(line)["watermark"] for line in path.read_text().splitlines()
-                 if json.loads(line)["query"] == features_query_name(self.settings)]
+                 if json.loads(line)["query"] == raw_query_name(self.settings)]
         marks = [pd.Timestamp(m) for m in marks if m]
         return max(marks) if marks else None
 
@@ -138,8 +140,7 @@ class StreamHarness:
         if not path.exists():
             return False
         s = self.settings
-        topic_of = {raw_query_name(s): s.kafka_topic, features_query_name(s): s.kafka_topic,
-                    labels_query_name(s): s.kafka_labels_topic}
+        topic_of = {raw_query_name(s): s.kafka_topic, labels_query_name(s): s.kafka_labels_topic}
         latest: dict[str, dict] = {}
         for line in path.read_text().splitlines():
             record = json.loads(line)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 from pyspark.sql import SparkSession
-from pyspark.sql.types import BinaryType, LongType, StructField, StructType
+from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, StructField, StructType
 
 from app.config import Settings
 from app.schemas import MAX_MESSAGE_BYTES, KafkaMessage, LabelEvent, Transaction
@@ -104,15 +104,18 @@ def _label_edge_cases() -> list[tuple[bytes | None, bytes | None]]:
 def _checked(spark: SparkSession, cases: list[tuple[bytes | None, bytes | None]],
              model: type[KafkaMessage] = Transaction) -> list[tuple[bool, bool, bool]]:
     """(vouched for in the JVM, accepted by the stream's filter, parsed by Spark's schema) per case."""
-    from streaming.spark_job import accepted, fully_parsed, parsed
+    from streaming.spark_job import collected, rejections
 
-    schema = StructType([StructField("row", LongType()), StructField("key", BinaryType()),
-                         StructField("value", BinaryType())])
-    frame = spark.createDataFrame([(i, k, v) for i, (k, v) in enumerate(cases)], schema)
-    rows = (parsed(frame, model).select("row", "canonical", accepted(model).alias("accepted"),
-                                        fully_parsed(model).alias("parsed")).orderBy("row").collect())
-    assert [r["row"] for r in rows] == list(range(len(cases)))
-    return [(r["canonical"], r["accepted"], bool(r["parsed"])) for r in rows]
+    # the Kafka source's columns: the case's number stands in for its offset
+    schema = StructType([StructField("offset", LongType()), StructField("key", BinaryType()),
+                         StructField("value", BinaryType()), StructField("topic", StringType()),
+                         StructField("partition", IntegerType())])
+    frame = spark.createDataFrame([(i, k, v, "t", 0) for i, (k, v) in enumerate(cases)], schema)
+    rows = collected(frame, model).sort_values("offset", ignore_index=True)
+    assert rows["offset"].tolist() == list(range(len(cases)))
+    accepted = rejections(rows, model).isna()
+    return [(bool(c), bool(a), bool(p)) for c, a, p in zip(rows["canonical"], accepted, rows["fully_parsed"],
+                                                            strict=True)]
 
 
 @pytest.mark.parametrize("model", [Transaction, LabelEvent], ids=lambda m: m.__name__)

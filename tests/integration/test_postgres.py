@@ -29,7 +29,9 @@ def scratch_db(stack: Settings) -> Iterator[Settings]:
 
 def _tables(settings: Settings) -> set[str]:
     with psycopg2.connect(settings.postgres_dsn()) as conn, conn.cursor() as cur:
-        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        # a day partition of transactions or predictions is part of its table, not a table of its own
+        cur.execute("SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace "
+                    "AND relkind IN ('r', 'p') AND NOT relispartition")
         return {row[0] for row in cur.fetchall()} - {"alembic_version"}
 
 
@@ -54,7 +56,8 @@ def test_migrations_create_the_feature_store_and_rerun_as_a_no_op(scratch_db: Se
 
     assert _primary_key(scratch_db, "features") == ["customer_id", "window_start"]
     assert _primary_key(scratch_db, "merchant_features") == ["merchant_id", "window_start"]
-    assert _primary_key(scratch_db, "transactions") == ["transaction_id"]
+    assert _primary_key(scratch_db, "transactions") == ["transaction_id", "event_time"]  # partitioned by day
+    assert _primary_key(scratch_db, "predictions") == ["prediction_id", "predicted_at"]
     assert _primary_key(scratch_db, "stream_batch_commits") == ["query_name", "batch_id"]
     assert _primary_key(scratch_db, "customer_countries") == ["customer_id", "country"]
 
@@ -69,7 +72,7 @@ def test_raw_rows_carry_the_key_the_card_history_btree_and_a_brin_on_event_time_
         cur.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'transactions' ORDER BY 1")
         indexes = dict(cur.fetchall())
     assert sorted(indexes) == ["transactions_customer_time_idx", "transactions_event_time_brin",
-                               "transactions_pkey"]
+                               "transactions_pkey"]  # the partitioned table's: each day has its own copies
     assert "(customer_id, event_time)" in indexes["transactions_customer_time_idx"]
     assert "USING brin (event_time)" in indexes["transactions_event_time_brin"]
 
@@ -150,3 +153,75 @@ def test_more_concurrent_users_than_the_pool_holds_queue_briefly_then_get_a_clea
     for thread in queued:
         thread.join(timeout=60)
     assert answered.count(2) == 25 and len(errors) == 5  # the 5 beyond the pool queued and were served
+
+
+# --- day partitions (migration 0013, app.partitions) -------------------------------------------------------------
+def _insert(settings: Settings, table: str, times: list[str], first_id: int = 0) -> None:
+    with psycopg2.connect(settings.postgres_dsn()) as conn, conn.cursor() as cur:
+        for i, at in enumerate(times, start=first_id):
+            if table == "transactions":
+                cur.execute("INSERT INTO transactions (transaction_id, customer_id, merchant_id, amount, currency, "
+                            "event_time, card_last_4, is_fraud, country, device_type) "
+                            "VALUES (%s, 7, 3, 12.5, 'USD', %s, '1234', 0, 'US', 'web')",
+                            (str(uuid.UUID(int=i + 1)), at))
+            else:
+                cur.execute("INSERT INTO predictions (customer_id, model_version, fraud_probability, is_fraud, "
+                            "latency_ms, predicted_at) VALUES (7, '1', 0.2, 0, 3.0, %s)", (at,))
+
+
+def _rows_by_partition(settings: Settings, table: str) -> dict[str, int]:
+    with psycopg2.connect(settings.postgres_dsn()) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT tableoid::regclass::text, count(*) FROM {table} GROUP BY 1")
+        return dict(cur.fetchall())
+
+
+def test_the_partitioning_migration_carries_every_row_into_its_day_and_back(scratch_db: Settings) -> None:
+    migrate.upgrade(scratch_db, "0012")
+    _insert(scratch_db, "transactions", ["2026-11-01 10:00+00", "2026-11-01 23:59+00", "2026-11-03 00:00+00"])
+    _insert(scratch_db, "predictions", ["2026-11-02 08:00+00", "2026-11-02 09:00+00"])
+
+    migrate.upgrade(scratch_db)
+    assert _rows_by_partition(scratch_db, "transactions") == {"transactions_20261101": 2, "transactions_20261103": 1}
+    assert _rows_by_partition(scratch_db, "predictions") == {"predictions_20261102": 2}
+    _insert(scratch_db, "predictions", ["2026-11-02 10:00+00"])  # numbered on from the carried answers
+    with psycopg2.connect(scratch_db.postgres_dsn()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT max(prediction_id), count(DISTINCT prediction_id) FROM predictions")
+        assert cur.fetchone() == (3, 3)
+
+    migrate.downgrade(scratch_db, "0012")
+    assert _primary_key(scratch_db, "transactions") == ["transaction_id"]
+    assert _rows_by_partition(scratch_db, "transactions") == {"transactions": 3}
+    assert _rows_by_partition(scratch_db, "predictions") == {"predictions": 3}
+    migrate.upgrade(scratch_db)
+    assert sum(_rows_by_partition(scratch_db, "transactions").values()) == 3
+
+
+def test_maintenance_makes_days_ahead_moves_waiting_rows_and_drops_only_days_past_retention(
+        scratch_db: Settings) -> None:
+    from datetime import UTC, datetime
+
+    from app import partitions
+
+    migrate.upgrade(scratch_db)
+    # no partition for these days yet: the rows wait in DEFAULT
+    _insert(scratch_db, "transactions", ["2027-01-10 12:00+00", "2027-01-10 13:00+00", "2027-09-01 00:00+00"])
+    _insert(scratch_db, "predictions", ["2027-01-10 12:00+00"])
+    first = datetime(2027, 1, 12, tzinfo=UTC)
+
+    dry = partitions.maintain(scratch_db, first, dry_run=True)
+    assert dry.tables[0].moved_from_default == 2 and dry.tables[0].left_in_default == 1
+    assert _rows_by_partition(scratch_db, "transactions") == {"transactions_default": 3}  # a dry run changes nothing
+
+    report = {t.table: t for t in partitions.maintain(scratch_db, first).tables}
+    assert {"transactions_20270110", "transactions_20270112", "transactions_20270115"} <= set(
+        report["transactions"].created)  # the waiting day, today and the days ahead (3 by default)
+    assert _rows_by_partition(scratch_db, "transactions") == {"transactions_20270110": 2, "transactions_default": 1}
+    assert _rows_by_partition(scratch_db, "predictions") == {"predictions_20270110": 1}
+
+    # 182 days after those rows (retention: 180 and 90): their day is dropped, as a whole, and nothing newer
+    later = datetime(2027, 7, 11, tzinfo=UTC)
+    report = {t.table: t for t in partitions.maintain(scratch_db, later).tables}
+    assert "transactions_20270110" in report["transactions"].dropped
+    assert "predictions_20270110" in report["predictions"].dropped
+    assert "transactions_20270112" not in report["transactions"].dropped  # 180 days old: still kept
+    assert _rows_by_partition(scratch_db, "transactions") == {"transactions_default": 1}  # the far-ahead row waits

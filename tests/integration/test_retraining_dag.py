@@ -105,7 +105,9 @@ dag = bag.dags["riskray_retraining"]
 print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "schedule": dag.timetable.expression,
                   "catchup": dag.catchup, "params": sorted(dag.params.keys()),
                   "graph": {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks},
-                  "rules": {t.task_id: getattr(t.trigger_rule, "value", t.trigger_rule) for t in dag.tasks}}))
+                  "rules": {t.task_id: getattr(t.trigger_rule, "value", t.trigger_rule) for t in dag.tasks},
+                  "maintenance": {"schedule": bag.dags["riskray_store_maintenance"].timetable.expression,
+                                  "tasks": [t.task_id for t in bag.dags["riskray_store_maintenance"].tasks]}}))
 """
     result = subprocess.run([str(stack.airflow_venv / "bin" / "python"), "-c", script,
                              str(airflow.DAGS_DIR)],
@@ -123,6 +125,8 @@ print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "
         "validate": ["alert"], "skip_retraining": ["alert"], "keep_champion": ["alert"], "alert": [],
     }
     assert found["rules"]["alert"] == "one_failed"
+    # the store's nightly upkeep (riskray db maintain), before the retraining run
+    assert found["maintenance"] == {"schedule": "30 1 * * *", "tasks": ["maintain"]}
 
 
 def _set_paused(settings: Settings, paused: bool) -> None:

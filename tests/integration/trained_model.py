@@ -53,7 +53,7 @@ def train(stack: Settings) -> Trained:
     since, until = START, START + timedelta(days=DAYS)
     late_labels, events = _labels_around_the_cutoff(stack, frame, until)
     with db.connection(stack) as conn, conn.cursor() as cur:
-        assert insert_transactions(cur, rows) == len(frame)
+        assert insert_transactions(cur, rows).inserted == len(frame)
         assert insert_labels(cur, events) == (len(events), 0)
     result = riskray("train", "--since", cli_time(since), "--until", cli_time(until), *TRAIN, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -25,11 +25,14 @@ def test_every_spark_field_is_nullable_so_bad_rows_reach_the_dlq_instead_of_fail
     assert all(field.nullable for field in spark_schema().fields)
 
 
-def test_the_tile_aggregation_reads_what_the_tile_declarations_aggregate() -> None:
-    from app.features import TILES
-    from streaming.spark_job import TILE_AGGREGATES, TILE_INPUTS
+def test_the_tile_writes_aggregate_and_merge_every_declared_tile_column_from_message_fields() -> None:
+    from app.features import TILE_TABLES, TILES
+    from streaming.store_writer import TILE_CTES
 
-    declared = {a for tile in TILES.values() for a in tile}
-    assert set(TILE_AGGREGATES) == declared
-    assert set(TILE_INPUTS) == {a.column for a in declared if a.column is not None}
-    assert set(TILE_INPUTS) <= set(Transaction.model_fields)
+    for entity, tile in TILES.items():
+        sql = TILE_CTES[entity]
+        table, _ = TILE_TABLES[entity]
+        for a in tile:
+            assert f"{a.name} = " in sql, (entity, a.name)  # merged with the stored tile
+            assert a.column is None or a.column in Transaction.model_fields
+        assert f"INSERT INTO {table} " in sql
