@@ -150,6 +150,28 @@ def test_without_drift_the_scheduler_runs_a_triggered_run_that_skips_retraining_
     assert _champion(airflow_stack) == before == _served_version(served_world)
 
 
+def test_the_store_maintenance_dag_runs_riskray_db_maintain_as_a_job_and_makes_the_days_ahead(
+        airflow_stack: Settings) -> None:
+    """Triggered through the running Airflow; its one task runs `riskray db maintain` as a Ray job on the world's
+    store, which then holds today's partition and the days ahead."""
+    from datetime import UTC, datetime
+
+    from app import db
+
+    # the days are the clock's: the last day ahead as of before the run was made, whenever the job ran after it
+    last_ahead = datetime.now(UTC) + timedelta(days=airflow_stack.store_partitions_ahead_days)
+    with AirflowRuns(airflow_stack, dag_id="riskray_store_maintenance") as runs:
+        runs.wait_for_dag(120)
+        run_id = runs.trigger({})
+        state = runs.follow(run_id, 300, lambda task: None)
+        states = {t.task_id: t.state for t in runs.tasks(run_id)}
+    assert state == "success" and states == {"maintain": "success"}, states
+    with db.connection(airflow_stack) as conn, conn.cursor() as cur:
+        for table in ("transactions", "predictions"):
+            cur.execute("SELECT to_regclass(%s)", (f"{table}_{last_ahead:%Y%m%d}",))
+            assert cur.fetchone()[0] is not None, table
+
+
 def test_a_failing_training_job_alerts_the_webhook_and_keeps_the_old_model_serving(
         airflow_stack: Settings, served_world: World) -> None:
     before = _champion(airflow_stack)

@@ -1,5 +1,5 @@
-"""Airflow's REST API (v2) as the demo and the retraining tests use it: pause or trigger the retraining DAG, follow
-the run, read its tasks."""
+"""Airflow's REST API (v2) as the demo and the DAG tests use it: pause or trigger a DAG (the retraining DAG unless
+told), follow the run, read its tasks."""
 
 from __future__ import annotations
 
@@ -33,10 +33,11 @@ class TaskRun(BaseModel):
 
 
 class AirflowRuns:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, dag_id: str = DAG_ID) -> None:
         from app.operations import airflow
 
-        self.base = f"{settings.airflow_url}/api/v2/dags/{DAG_ID}"
+        self.dag_id = dag_id
+        self.base = f"{settings.airflow_url}/api/v2/dags/{dag_id}"
         token = httpx.post(f"{settings.airflow_url}/auth/token", timeout=30,
                            json={"username": settings.airflow_admin_user, "password": airflow.admin_password(settings)})
         if token.status_code not in (200, 201):
@@ -63,12 +64,12 @@ class AirflowRuns:
         deadline = time.monotonic() + timeout_s
         while self.client.get(self.base).status_code != 200:
             if time.monotonic() > deadline:
-                raise AirflowError(f"the DAG {DAG_ID} did not appear in Airflow within {timeout_s:.0f} s")
+                raise AirflowError(f"the DAG {self.dag_id} did not appear in Airflow within {timeout_s:.0f} s")
             time.sleep(2)
 
     def set_paused(self, paused: bool) -> None:
         if self._json("PATCH", "", json={"is_paused": paused})["is_paused"] is not paused:
-            raise AirflowError(f"Airflow did not {'pause' if paused else 'unpause'} {DAG_ID}")
+            raise AirflowError(f"Airflow did not {'pause' if paused else 'unpause'} {self.dag_id}")
 
     def trigger(self, conf: dict[str, Any]) -> str:
         """A run with ``conf`` (the DAG unpaused first: a paused DAG's runs are queued, never scheduled)."""
