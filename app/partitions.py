@@ -19,7 +19,7 @@ from psycopg2 import sql
 from pydantic import BaseModel
 
 from app import db
-from app.config import Settings
+from app.config import ENV_PREFIX, Settings
 from app.errors import UserError
 from app.features import LONG_WINDOWS_DAYS
 from app.labels import maturity_days
@@ -62,7 +62,7 @@ def retention(settings: Settings) -> dict[str, int]:
     days = {table: int(getattr(settings, setting)) for table, setting in RETENTION_SETTING.items()}
     for table, need in minimums.items():
         if days[table] < need.days:
-            variable = f"RISKRAY_{RETENTION_SETTING[table].upper()}"
+            variable = f"{ENV_PREFIX}{RETENTION_SETTING[table].upper()}"
             raise RetentionTooShortError(
                 f"{variable}={days[table]} is under the {need.days} days {need.reader} reads back from "
                 f"{table}; set it to at least {need.days}")

@@ -259,7 +259,7 @@ class RawWriter:
             rows[EVENT_TIME] = as_utc(rows[EVENT_TIME])
             rows[self.integer_columns] = rows[self.integer_columns].astype("int64")
             rows[self.optional_integers] = rows[self.optional_integers].astype("Int64")  # a label or NULL
-            watermark = self.latest - self.delay if self.latest is not None else None
+            watermark = self.watermark()
             rows["is_late"] = (rows[EVENT_TIME] < watermark) if watermark is not None else False
             validated_at = time.monotonic()
             stored = store_writer.insert_transactions(cur, rows, tiles=True,

@@ -12,8 +12,6 @@ import re
 from collections.abc import Iterable
 from functools import reduce
 
-import pandas as pd
-
 from app.schemas import MAX_MESSAGE_BYTES, NUMBER_BOUNDS, KafkaMessage, MessageError, Transaction, message_fields
 
 Raw = bytes | bytearray | None
@@ -46,16 +44,6 @@ def validation_errors(values: Iterable[Raw], keys: Iterable[Raw],
                       model: type[KafkaMessage] = Transaction) -> list[str | None]:
     """``message_error`` of each (key, value) pair."""
     return [message_error(key, value, model) for key, value in zip(keys, values, strict=True)]
-
-
-def validation_udf(model: type[KafkaMessage] = Transaction):
-    from pyspark.sql.functions import pandas_udf
-
-    @pandas_udf("string")  # type: ignore[call-overload]
-    def message_error_udf(keys: pd.Series, values: pd.Series) -> pd.Series:
-        return pd.Series(validation_errors(values, keys, model), dtype=object)
-
-    return message_error_udf
 
 
 # --- the same check in the JVM, for the common case ----------------------------------------------------------
