@@ -748,8 +748,9 @@ def test_a_killed_replica_is_replaced_while_at_most_a_tenth_of_a_percent_of_requ
     assert failed <= total / 1000, f"{failed} of {total} requests failed (killed at {killed_at:.2f}): {load.errors}"
     assert load.health and all(status == 200 for status, _ in load.health), load.health
     logged_lost = _unlogged(stack, load.answered)  # the killed replica's unwritten rows: from its spool
+    kinds = sorted({error.split(" ", 2)[1].rstrip(":") for error in load.errors})  # status or connection error
     record("Serve replica SIGKILLed under load (3 clients)",
-           f"replaced by Serve; {failed} of {total} requests failed (the killed replica's in-flight ones); /health "
+           f"replaced by Serve; {failed} of {total} requests failed ({', '.join(kinds) or 'none'}); /health "
            "200 throughout; its unwritten prediction rows recovered from its spool by the new replica",
            logged_lost, recovery)
     assert logged_lost == 0, f"{logged_lost} answered predictions never logged"
