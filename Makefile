@@ -18,12 +18,17 @@ demo: bootstrap
 
 # Bootstrap, start the stack, run every test (unit and integration, against the real services), stop the stack.
 # The stack runs in the tests' scratch world (tests/scratch.env: own database, topics, registered model), so the
-# suite never writes into the store the demo and your own work use.
+# suite never writes into the store the demo and your own work use. The unit and model tests need no service: they
+# run beside the stack's start and the integration tests at the lowest priority (nice 19), on the CPU those leave
+# idle (~30 % of a run, docs/tests.md#suite-time), and their report follows the integration tests'.
 test: bootstrap
 	@set -a; . tests/scratch.env; set +a; \
+	units=$$(mktemp); nice -n 19 $(VENV)/pytest -ra --durations=10 tests/unit tests/model > $$units 2>&1 & unit=$$!; \
 	$(RISKRAY) stack up; rc=$$?; \
-	if [ $$rc -eq 0 ]; then $(VENV)/pytest -ra --durations=30; rc=$$?; fi; \
+	if [ $$rc -eq 0 ]; then $(VENV)/pytest -ra --durations=30 tests/integration; rc=$$?; fi; \
 	$(RISKRAY) stack down >/dev/null || rc=1; \
+	wait $$unit || rc=1; \
+	echo "=== unit and model tests (run beside the integration tests) ==="; cat $$units; rm -f $$units; \
 	exit $$rc
 
 # Not in `make test`: five minutes of /predict at 80 % of the serving benchmark's capacity while the stream runs,

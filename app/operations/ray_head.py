@@ -49,6 +49,13 @@ def environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+# HAProxy replays a request on another replica when its replica closed the connection without answering (SIGKILLed,
+# OOM-killed), not only when it could not connect (Ray's default): every route is safe to replay, since an answer is
+# a function of the request and the store, and a label event is stored once per label_id. The cost: a replica killed
+# after spooling a prediction row but before answering leaves that row beside the replay's (docs/serving.md).
+SERVE_RETRY_ON_ENV, SERVE_RETRY_ON = "RAY_SERVE_HAPROXY_RETRY_ON", "conn-failure empty-response"
+
+
 def serve_high_throughput_environment(settings: Settings) -> dict[str, str]:
     """Ray Serve's HAProxy ingress and throughput-optimized mode (~6x the requests/s of the default proxy on
     2 cores). HAProxy's files and sockets stay in the state folder (the sockets reached through a short symlink);
@@ -74,6 +81,7 @@ def serve_high_throughput_environment(settings: Settings) -> dict[str, str]:
         # collector cut throughput by ~40 % on 2 cores; the metrics themselves (serve_num_http_requests...) stay.
         "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
         "RAY_SERVE_HAPROXY_NBTHREAD": str(settings.serve_haproxy_threads),
+        SERVE_RETRY_ON_ENV: SERVE_RETRY_ON,
     }
 
 

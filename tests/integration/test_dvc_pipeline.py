@@ -45,7 +45,8 @@ def test_dvc_repro_runs_the_pipeline_and_pushes_data_and_model(stack: Settings, 
                     ["dvc", "remote", "add", "-d", "local", str(tmp_path / "remote")]):
         assert _run(*command, cwd=repo).returncode == 0, command
 
-    one_trial = {"RISKRAY_TUNE_TRIALS": "1", "RISKRAY_CV_FOLDS": "2"}
+    # one Ray Train worker: this test is about DVC, and each worker is a process to start (~4 s on two cores)
+    one_trial = {"RISKRAY_TUNE_TRIALS": "1", "RISKRAY_CV_FOLDS": "2", "RISKRAY_TRAIN_WORKERS": "1"}
     first = _run("dvc", "repro", cwd=repo, **one_trial)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     work = repo / ".riskray" / "training"

@@ -241,28 +241,37 @@ def _metric_total(api: httpx.Client, name: str, **labels: str) -> float:
     return total
 
 
-def _logged(settings: Settings, version: str) -> int:
-    """Predictions of ``version`` in the log, shadow rows aside (they are not answers)."""
-    with db.connection(settings) as conn, conn.cursor() as cur:
-        cur.execute(f"SELECT count(*) FROM predictions WHERE model_version = %s AND {ANSWERED}", (version,))
-        return cur.fetchone()[0]
+def _series(stack: Settings, name: str, **labels: str) -> dict[tuple, float]:
+    """A metric's per-process series in the node's Ray export, which ``/metrics`` sums. A replica's series outlive it
+    there until Ray expires them (120 s after its last report), so a redeploy's old replicas can still count, then
+    vanish: a growth is measured over series, never as a difference of sums."""
+    export = httpx.get(f"http://{stack.ray_host}:{stack.ray_metrics_export_port}/metrics", timeout=10).text
+    return {tuple(sorted(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(export) for sample in family.samples
+            if sample.name == f"ray_{name}" and all(sample.labels.get(k) == v for k, v in labels.items())}
 
 
-def _settled_count(api: httpx.Client, settings: Settings, version: str, timeout_s: float = 60) -> float:
-    """predictions_total of ``version`` once Ray's export and the prediction log have both caught up with every
-    answer so far (they agree): a baseline no earlier request can still move."""
+def _growth(before: dict[tuple, float], after: dict[tuple, float]) -> float:
+    """What the series still exported counted since ``before`` (a new replica's from zero)."""
+    return sum(value - before.get(key, 0.0) for key, value in after.items())
+
+
+def _settled_series(stack: Settings, name: str, timeout_s: float = 60, **labels: str) -> dict[tuple, float]:
+    """The series once two reads two report intervals apart (RAY_metrics_report_interval_ms, 2 s) agree: every
+    earlier answer is in them."""
     deadline = time.monotonic() + timeout_s
-    while (counted := _metric_total(api, "predictions_total", model_version=version)) != _logged(settings, version):
-        assert time.monotonic() < deadline, f"predictions_total {counted}, log {_logged(settings, version)}"
-        time.sleep(0.5)
-    return counted
+    while True:
+        first = _series(stack, name, **labels)
+        time.sleep(4.5)
+        if (second := _series(stack, name, **labels)) == first:
+            return second
+        assert time.monotonic() < deadline, f"{name} never settled: {first} -> {second}"
 
 
 def test_metrics_and_prediction_log_count_every_request_across_two_replicas(
     api: httpx.Client, stack: Settings, versions
 ) -> None:
-    before = _settled_count(api, stack, versions[0])
-    logged_before = _logged(stack, versions[0])
+    before = _settled_series(stack, "predictions_total", model_version=versions[0])
     ids = [str(i) for i in _ids(200, block=2)]
     replicas: set[str] = set()
     with httpx.Client(base_url=str(api.base_url), timeout=30) as fresh:  # new connections spread over replicas
@@ -273,19 +282,25 @@ def test_metrics_and_prediction_log_count_every_request_across_two_replicas(
             replicas.add(answer.headers["x-riskray-replica"])
     assert len(replicas) == 2, f"every answer came from {replicas}"  # both replicas answered
     deadline = time.monotonic() + 60
-    while (seen := _metric_total(api, "predictions_total", model_version=versions[0])) < before + len(ids):
-        assert time.monotonic() < deadline, f"predictions_total grew by {seen - before}, expected {len(ids)}"
+    while (grown := _growth(before, _series(stack, "predictions_total", model_version=versions[0]))) < len(ids):
+        assert time.monotonic() < deadline, f"predictions_total grew by {grown}, expected {len(ids)}"
         time.sleep(1)
-    assert seen == before + len(ids)
+    after = _settled_series(stack, "predictions_total", model_version=versions[0])
+    assert _growth(before, after) == len(ids)
+    # /metrics shows the node's sum over those series under the contract's name
+    assert _metric_total(api, "predictions_total", model_version=versions[0]) == sum(after.values())
     text = api.get("/metrics").text
     assert 'prediction_latency_seconds_bucket{endpoint="predict",le="0.01"}' in text
     assert "model_version_info" in text
     deadline = time.monotonic() + 30
-    while _logged(stack, versions[0]) < logged_before + len(ids) and time.monotonic() < deadline:
+    while True:
+        with db.connection(stack) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM predictions WHERE transaction_id = ANY(%s::uuid[])", (ids,))
+            logged = cur.fetchone()[0]
+        if logged == len(ids) or time.monotonic() > deadline:
+            break
         time.sleep(0.5)
-    with db.connection(stack) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM predictions WHERE transaction_id = ANY(%s::uuid[])", (ids,))
-        assert cur.fetchone()[0] == len(ids)
+    assert logged == len(ids)
 
 
 def test_answers_carry_the_served_versions_outcome_and_reasons_and_re_chosen_thresholds_apply_without_a_redeploy(
@@ -308,7 +323,7 @@ def test_answers_carry_the_served_versions_outcome_and_reasons_and_re_chosen_thr
         reloaded = riskray("serve", "reload")
         assert reloaded.returncode == 0 and f"v{served} review {review_at!r} decline {decline_at!r}" in reloaded.stdout
         _wait_for_thresholds(api, f"review {review_at!r}")  # in place, on every replica
-        before = {o: _metric_total(api, "decisions_total", model_version=served, outcome=o)
+        before = {o: _series(stack, "decisions_total", model_version=served, outcome=o)
                   for o in ("approve", "review", "decline")}
         answers = [api.post("/predict", json={**body, "transaction_id": tid}).json()
                    for body, tid in zip(bodies, ids, strict=True)]
@@ -327,9 +342,9 @@ def test_answers_carry_the_served_versions_outcome_and_reasons_and_re_chosen_thr
     assert {"review", "decline"} <= set(outcomes), outcomes
     # counted by outcome, and each logged prediction stores its outcome
     deadline = time.monotonic() + 60
-    while (after := {o: _metric_total(api, "decisions_total", model_version=served, outcome=o)
-                     for o in before}) != {o: before[o] + outcomes.count(o) for o in before}:
-        assert time.monotonic() < deadline, (before, after, outcomes)
+    while (counted := {o: _growth(before[o], _series(stack, "decisions_total", model_version=served, outcome=o))
+                       for o in before}) != {o: outcomes.count(o) for o in before}:
+        assert time.monotonic() < deadline, (counted, outcomes)
         time.sleep(1)
     deadline = time.monotonic() + 30
     while True:
@@ -625,6 +640,7 @@ class SteadyLoad:
         self.ids = iter(_ids(1_000_000, block))
         self.lock = threading.Lock()
         self.statuses: list[int] = []
+        self.errors: list[str] = []  # each failed request's status or connection error, for the failure message
         self.answered: list[str] = []  # transaction ids answered 200
         self.degraded = 0
         self.versions: list[str] = []
@@ -649,13 +665,18 @@ class SteadyLoad:
             while not self.stop.is_set():
                 with self.lock:
                     transaction_id = str(next(self.ids))
+                error = ""
                 try:
                     answer = client.post("/predict", json={**GOOD, "transaction_id": transaction_id})
                     status = answer.status_code
-                except httpx.HTTPError:
-                    status = 0  # the connection itself failed: a failed request too
+                    if status != 200:
+                        error = f"{status} {answer.text[:120]}"
+                except httpx.HTTPError as failure:
+                    status, error = 0, f"{type(failure).__name__}: {failure}"  # the connection itself failed
                 with self.lock:
                     self.statuses.append(status)
+                    if error:
+                        self.errors.append(f"{time.monotonic():.2f} {error}")
                     if status == 200:
                         body = answer.json()
                         self.answered.append(transaction_id)
@@ -713,6 +734,7 @@ def test_a_killed_replica_is_replaced_while_at_most_a_tenth_of_a_percent_of_requ
     with SteadyLoad(str(api.base_url), block=10) as load:
         load.wait_for(lambda: load.answers() >= 300, "no answers before the kill")
         victim, pid = sorted(before.items())[0]
+        killed_at = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         recovery = load.wait_for(
             lambda: len(now := {r["replica_id"] for r in _replicas(stack)}) == 2 and victim not in now,
@@ -723,11 +745,12 @@ def test_a_killed_replica_is_replaced_while_at_most_a_tenth_of_a_percent_of_requ
         enough = 1000 * load.clients
         load.wait_for(lambda: load.answers() >= max(replaced_at + 300, enough), "no answers after the replacement")
     total, failed = len(load.statuses), load.failed()
-    assert failed <= total / 1000, f"{failed} of {total} requests failed: {sorted(set(load.statuses))}"
+    assert failed <= total / 1000, f"{failed} of {total} requests failed (killed at {killed_at:.2f}): {load.errors}"
     assert load.health and all(status == 200 for status, _ in load.health), load.health
     logged_lost = _unlogged(stack, load.answered)  # the killed replica's unwritten rows: from its spool
+    kinds = sorted({error.split(" ", 2)[1].rstrip(":") for error in load.errors})  # status or connection error
     record("Serve replica SIGKILLed under load (3 clients)",
-           f"replaced by Serve; {failed} of {total} requests failed (the killed replica's in-flight ones); /health "
+           f"replaced by Serve; {failed} of {total} requests failed ({', '.join(kinds) or 'none'}); /health "
            "200 throughout; its unwritten prediction rows recovered from its spool by the new replica",
            logged_lost, recovery)
     assert logged_lost == 0, f"{logged_lost} answered predictions never logged"

@@ -201,7 +201,8 @@ def test_stream_job_runs_below_the_apis_cpu_priority_and_its_children_inherit_it
     child = "import os, subprocess, sys; print(os.sched_getscheduler(0), os.nice(0))"
     probe = [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"]
     out = subprocess.run([*command[:-3], *probe], capture_output=True, text=True, check=True, timeout=30)
-    assert out.stdout.split() == [str(policy), str(os.nice(0) + niceness)]
+    # relative to this process's own niceness, capped at 19 (make test runs the unit tests at nice 19)
+    assert out.stdout.split() == [str(policy), str(min(os.nice(0) + niceness, 19))]
 
 
 def test_the_serve_drain_setting_reaches_the_ray_head_and_unset_leaves_rays_default() -> None:
