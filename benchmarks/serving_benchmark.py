@@ -93,6 +93,7 @@ LEVERS = {
     "quiet-haproxy": "HAProxy logs only failed or abnormal requests (option dontlog-normal)",
     "serve-log-warning": "the deployment's logging_config.log_level is WARNING (no LogRecord per request)",
     "metrics-2s": "custom metrics reported every 2 s (RAY_metrics_report_interval_ms=2000) instead of Ray's 10 s",
+    "haproxy-replay": "HAProxy replays a request whose replica closed without answering (retry-on empty-response)",
 }
 
 
@@ -163,6 +164,8 @@ class RayServe:
                                 ("quiet-haproxy", haproxy_loopback.QUIET_LOG_ENV)):
             if lever in levers:
                 env[variable] = "1" if levers[lever] else "0"
+        if "haproxy-replay" in levers:
+            env[ray_head.SERVE_RETRY_ON_ENV] = ray_head.SERVE_RETRY_ON if levers["haproxy-replay"] else "conn-failure"
         if "metrics-2s" in levers:
             if levers["metrics-2s"]:
                 env["RAY_metrics_report_interval_ms"] = "2000"
