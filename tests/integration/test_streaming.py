@@ -34,7 +34,10 @@ from .stream_harness import (
 pytestmark = pytest.mark.integration
 
 SEED = 20261205  # the broker-kill test's world
-GENEROUS_WATERMARK_S = str(3 * 86_400)  # for the fault tests: nothing they send may turn late
+# The fault tests are about loss, not lateness: nothing they send may turn late. (They send a minute of event time in
+# one burst over 12 partitions; a batch boundary, or a stop, cuts it at different times per partition, and under the
+# 10 s default the rest of that minute turned late.)
+GENEROUS_WATERMARK_S = str(3 * 86_400)
 
 
 @pytest.fixture()
@@ -258,8 +261,6 @@ def test_label_events_are_stored_once_with_their_history_kept_and_bad_ones_in_th
 
 
 def test_sigkilled_driver_restarts_without_double_counting_or_losing_rows(stack: Settings, tmp_path: Path) -> None:
-    # a generous watermark: this test is about loss, not lateness (a minute of event time goes out in one burst over
-    # 12 partitions, so a batch boundary can cut it at different times per partition: with 10 s, rows turn late)
     harness = StreamHarness(stack, tmp_path, RISKRAY_STREAM_WATERMARK_SECONDS=GENEROUS_WATERMARK_S)
     try:
         _kill_and_restart(harness, block=10)
@@ -349,7 +350,6 @@ def test_a_sigkilled_broker_restarted_mid_stream_loses_and_doubles_nothing(stack
     from .faults import record
     from .stream_harness import recent_transactions
 
-    # a generous watermark: this test is about loss, not lateness (the outage delays rows, it must not drop them)
     harness = StreamHarness(stack, tmp_path, RISKRAY_STREAM_WATERMARK_SECONDS=GENEROUS_WATERMARK_S)
     frame = recent_transactions(SEED, 1, customers=80, merchants=30, block=40)
     chunks = [frame.iloc[i::40].sort_values("timestamp") for i in range(40)]
@@ -433,7 +433,6 @@ def test_a_full_then_read_only_checkpoint_folder_stops_the_job_clearly_and_a_res
 
     from .faults import record
 
-    # loss, not lateness: a restart reads a part in batches the stop cut anywhere
     harness = StreamHarness(stack, tmp_path, RISKRAY_STREAM_WATERMARK_SECONDS=GENEROUS_WATERMARK_S)
     folder = checkpoint_dir(harness.settings)
     folder.mkdir(parents=True)
